@@ -1,0 +1,462 @@
+"""The ledger application: records actions exactly once and answers from any point in time.
+
+Built on the eventsourcing library's Application: its repository, snapshots, notification
+log and recorders do the storing; this class decides what is recorded and how the
+action index (see `ledger.store`) is used to answer by time, checkpoint and collection.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, ClassVar, cast
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, StoredEvent, Transcoder
+
+from ledger.changes import Change, resolve
+from ledger.domain import Address, Batch, Checkpoint, Entity, batch_id, checkpoint_id, fold
+from ledger.errors import (
+    BatchClosed,
+    CheckpointExists,
+    ConcurrencyConflict,
+    InvalidChange,
+    NotFound,
+    UnknownCheckpoint,
+)
+from ledger.points import Point, looks_like_time
+from ledger.store import Cutoff, IndexedRecorder, IndexEntry, from_micros, to_micros
+from ledger.transcoder import OrjsonTranscoder
+from ledger.values import ABSENT, same
+from ledger.views import Action, BatchView, CheckpointView, EntityDiff, EntityState, Receipt
+
+MAX_ATTEMPTS = 25
+PAGE_SIZE = 1000
+
+
+class Ledger(Application[UUID]):
+    """Records workflow actions and shows any record or collection at any point."""
+
+    name = "Ledger"
+    snapshotting_intervals: ClassVar = {Entity: 100}
+
+    def construct_transcoder(self) -> Transcoder:
+        return OrjsonTranscoder()
+
+    @property
+    def index(self) -> IndexedRecorder:
+        return cast(IndexedRecorder, self.recorder)
+
+    # Recording -------------------------------------------------------------------------
+
+    def record(self, change: Change, **defaults: Any) -> Receipt:
+        """Record one change; the same fingerprint recorded again returns the first receipt."""
+        return self.record_all([change], **defaults)[0]
+
+    def record_all(
+        self,
+        changes: Sequence[Change],
+        *,
+        line_numbers: Sequence[int] | None = None,
+        close_batch: bool = False,
+        on_progress: Callable[[int], None] | None = None,
+        **defaults: Any,
+    ) -> list[Receipt]:
+        """Record changes all or nothing, in one transaction, retrying against fresh state when
+        another writer got there first. ``defaults`` fill each change's empty batch and
+        workflow fields; without a batch, the changes get a new batch of their own."""
+        defaults.setdefault("batch", None)
+        if defaults["batch"] is None and any(change.batch is None for change in changes):
+            defaults["batch"] = "batch-" + uuid.uuid4().hex[:12]
+        changes = [change.with_defaults(**defaults) for change in changes]
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                return self._record_once(changes, line_numbers, close_batch, on_progress)
+            except IntegrityError:
+                time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
+                on_progress = None
+        entities = sorted({str(change.address) for change in changes})[:3]
+        raise ConcurrencyConflict(
+            f"other writers kept changing {', '.join(entities)} while this was being recorded "
+            f"({MAX_ATTEMPTS} attempts); nothing was recorded, try again"
+        )
+
+    def _record_once(
+        self,
+        changes: Sequence[Change],
+        line_numbers: Sequence[int] | None,
+        close_batch: bool,
+        on_progress: Callable[[int], None] | None,
+    ) -> list[Receipt]:
+        fingerprints = [change.fingerprint_in(cast(str, change.batch)) for change in changes]
+        recorded = self.index.find_fingerprints(fingerprints)
+        receipts: list[Receipt | None] = [None] * len(changes)
+        entities: dict[UUID, Entity | None] = {}
+        batches: dict[str, Batch] = {}
+        entries: dict[tuple[UUID, int], IndexEntry] = {}
+        pending: dict[str, int] = {}
+        for number, (change, fingerprint) in enumerate(zip(changes, fingerprints, strict=True)):
+            if on_progress is not None:
+                on_progress(1)
+            if fingerprint in recorded:
+                where = recorded[fingerprint]
+                receipts[number] = Receipt(self._action(where.entity_id, where.version), True)
+                continue
+            if fingerprint in pending:
+                receipts[number] = Receipt(cast(Receipt, receipts[pending[fingerprint]]).action, True)
+                continue
+            try:
+                batch = self._open_batch(batches, change)
+                entity = self._entity(entities, change.address.entity_id)
+                action = resolve(change, entity)
+            except InvalidChange as error:
+                if line_numbers is None:
+                    raise
+                raise error.at_line(line_numbers[number]) from None
+            fields = {
+                **action,
+                "inputs": change.inputs,
+                "workflow": change.workflow,
+                "workflow_version": change.workflow_version,
+                "batch": batch.name,
+                "actor": change.actor,
+                "trigger": change.trigger,
+                "sources": list(change.sources),
+                "effective_at": change.effective_at,
+                "fingerprint": fingerprint,
+            }
+            if entity is None:
+                entity = Entity.first(change.address, **fields)
+            else:
+                entity.record(**fields)
+            entities[entity.id] = entity
+            event = cast(Entity.Action, entity.pending_events[-1])
+            entries[(entity.id, event.originator_version)] = IndexEntry(
+                system=change.address.system,
+                collection=change.address.collection,
+                key=change.address.key,
+                operation=event.operation,
+                batch=batch.name,
+                workflow=change.workflow,
+                recorded_at=to_micros(event.timestamp),
+                effective_at=to_micros(change.effective_at) if change.effective_at else None,
+                fingerprint=fingerprint,
+            )
+            receipts[number] = Receipt(_action_view(event, None))
+            pending[fingerprint] = number
+        if close_batch:
+            for batch in batches.values():
+                added = sum(1 for entry in entries.values() if entry.batch == batch.name)
+                batch.close(self.index.batch_count(batch.name) + added)
+        aggregates = [*batches.values(), *(e for e in entities.values() if e is not None)]
+        recordings = self.save(*aggregates, actions=entries)
+        positions = {
+            (r.domain_event.originator_id, r.domain_event.originator_version): r.notification.id
+            for r in recordings
+        }
+        return [_with_position(cast(Receipt, receipt), positions) for receipt in receipts]
+
+    def _open_batch(self, batches: dict[str, Batch], change: Change) -> Batch:
+        name = cast(str, change.batch)
+        if name not in batches:
+            try:
+                batch = cast(Batch, self.repository.get(batch_id(name)))
+            except AggregateNotFoundError:
+                batch = Batch.open(
+                    name,
+                    workflow=change.workflow,
+                    workflow_version=change.workflow_version,
+                    actor=change.actor,
+                    trigger=change.trigger,
+                )
+            batches[name] = batch
+        batch = batches[name]
+        if batch.closed:
+            raise BatchClosed(
+                f"batch {name!r} is closed; record {change.address} in a new batch"
+            )
+        return batch
+
+    def _entity(self, entities: dict[UUID, Entity | None], entity_id: UUID) -> Entity | None:
+        if entity_id not in entities:
+            try:
+                entities[entity_id] = cast(Entity, self.repository.get(entity_id))
+            except AggregateNotFoundError:
+                entities[entity_id] = None
+        return entities[entity_id]
+
+    def _action(self, entity_id: UUID, version: int) -> Action:
+        (event,) = self.events.get(entity_id, gt=version - 1, lte=version)
+        positions = self.index.positions_of(entity_id)
+        return _action_view(cast(Entity.Action, event), positions[version][0])
+
+    # Batches ---------------------------------------------------------------------------
+
+    def close_batch(self, name: str) -> BatchView:
+        """Close a batch, counting its actions; closing a closed batch changes nothing."""
+        batch = self._batch(name)
+        if not batch.closed:
+            batch.close(self.index.batch_count(name))
+            try:
+                self.save(batch)
+            except IntegrityError:
+                batch = self._batch(name)
+        return self._batch_view(batch, self.index.batch_totals().get(name))
+
+    def batch(self, name: str) -> BatchView:
+        return self._batch_view(self._batch(name), self.index.batch_totals().get(name))
+
+    def batches(self) -> list[BatchView]:
+        """Every batch, oldest first."""
+        totals = self.index.batch_totals()
+        views = []
+        for notification in self._notifications_of(Batch.Opened):
+            batch = cast(Batch, self.repository.get(notification.originator_id))
+            views.append(self._batch_view(batch, totals.get(batch.name)))
+        return views
+
+    def _batch(self, name: str) -> Batch:
+        try:
+            return cast(Batch, self.repository.get(batch_id(name)))
+        except AggregateNotFoundError:
+            raise NotFound(f"no batch named {name!r}; see `ledger batches`") from None
+
+    @staticmethod
+    def _batch_view(batch: Batch, totals: tuple[int, int, int] | None) -> BatchView:
+        count, first, last = totals or (0, None, None)
+        return BatchView(
+            name=batch.name,
+            workflow=batch.workflow,
+            workflow_version=batch.workflow_version,
+            actor=batch.actor,
+            status="closed" if batch.closed else "open",
+            actions=count,
+            opened_at=batch.created_on,
+            first_position=first,
+            last_position=last,
+        )
+
+    # Checkpoints -----------------------------------------------------------------------
+
+    def checkpoint(self, name: str) -> CheckpointView:
+        """Name the current end of the global log, so it can be returned to later."""
+        if not name or ":" in name or looks_like_time(name) or name.isdigit():
+            raise InvalidChange(
+                f"checkpoint name {name!r} must be non-empty, without ':', and must not "
+                "look like a time or a number",
+                field="name",
+            )
+        position = self.recorder.max_notification_id() or 0
+        checkpoint = Checkpoint.name_position(name, position)
+        try:
+            self.save(checkpoint)
+        except IntegrityError:
+            existing = self._checkpoint(name)
+            raise CheckpointExists(
+                f"checkpoint {name!r} already names position {existing.position}; "
+                "choose another name"
+            ) from None
+        return CheckpointView(name, position, checkpoint.created_on)
+
+    def checkpoints(self) -> list[CheckpointView]:
+        views = []
+        for notification in self._notifications_of(Checkpoint.Named):
+            checkpoint = cast(Checkpoint, self.repository.get(notification.originator_id))
+            views.append(CheckpointView(checkpoint.name, checkpoint.position, checkpoint.created_on))
+        return views
+
+    def _checkpoint(self, name: str) -> Checkpoint:
+        try:
+            return cast(Checkpoint, self.repository.get(checkpoint_id(name)))
+        except AggregateNotFoundError:
+            raise UnknownCheckpoint(
+                f"no checkpoint named {name!r}; see `ledger checkpoints`"
+            ) from None
+
+    def _notifications_of(self, event_class: type) -> Iterator[Any]:
+        topic = f"{event_class.__module__}:{event_class.__qualname__}"
+        start = 1
+        while True:
+            page = self.recorder.select_notifications(start, PAGE_SIZE, topics=[topic])
+            yield from page
+            if len(page) < PAGE_SIZE:
+                return
+            start = page[-1].id + 1
+
+    # Point in time ---------------------------------------------------------------------
+
+    def cutoff(self, point: Point | None) -> Cutoff | None:
+        """What a point means in the index (a version is per entity, so it has no cutoff)."""
+        if point is None or point.kind == "version":
+            return None
+        if point.kind == "checkpoint":
+            return Cutoff("position", self._checkpoint(cast(str, point.value)).position)
+        if point.kind == "position":
+            return Cutoff("position", cast(int, point.value))
+        kind = "recorded" if point.kind == "time" else "effective"
+        return Cutoff(kind, to_micros(cast(datetime, point.value)))
+
+    def history(self, address: Address) -> list[Action]:
+        """Every action on a record, oldest first."""
+        positions = self.index.positions_of(address.entity_id)
+        if not positions:
+            raise NotFound(f"{address} has no recorded actions")
+        return [
+            _action_view(cast(Entity.Action, event), positions[event.originator_version][0])
+            for event in self.events.get(address.entity_id)
+        ]
+
+    def state(self, address: Address, at: Point | None = None) -> EntityState:
+        """A record as it was at a point (now, if no point is given)."""
+        entity_id = address.entity_id
+        cutoff = self.cutoff(at)
+        highest, count = self.index.versions_until(entity_id, cutoff)
+        if at is not None and at.kind == "version":
+            version = cast(int, at.value)
+            if version < 1 or version > highest:
+                raise NotFound(f"{address} has versions 1 to {highest}, not {version}")
+            highest = count = version
+        if highest == 0:
+            if cutoff is None or self.index.versions_until(entity_id, None)[0] == 0:
+                raise NotFound(f"{address} has no recorded actions")
+            return EntityState(str(address), False, {}, 0)
+        if count == highest:
+            entity = cast(Entity, self.repository.get(entity_id, version=highest))
+            fields, exists = entity.fields, entity.exists
+        else:
+            # An effective-time cutoff can skip versions: fold just the actions within it.
+            fields, exists = {}, False
+            for event in self._events_at_versions(entity_id, cutoff):
+                fields, exists = fold(fields, event.operation, event.before, event.after)
+        position, recorded = self.index.positions_of(entity_id)[highest]
+        return EntityState(str(address), exists, fields, highest, position, from_micros(recorded))
+
+    def _events_at_versions(self, entity_id: UUID, cutoff: Cutoff | None) -> list[Entity.Action]:
+        versions = set(self.index.versions_within(entity_id, cast(Cutoff, cutoff)))
+        return [
+            cast(Entity.Action, event)
+            for event in self.events.get(entity_id)
+            if event.originator_version in versions
+        ]
+
+    def collection(
+        self, system: str, collection: str, at: Point | None = None, *, deleted: bool = False
+    ) -> Iterator[EntityState]:
+        """Every record of a collection at a point, in key order, streamed page by page."""
+        if at is not None and at.kind == "version":
+            raise InvalidChange("a collection has no version; use a time or a checkpoint")
+        cutoff = self.cutoff(at) or Cutoff("position", self.recorder.max_notification_id() or 0)
+        after: tuple[str, int] | None = None
+        key: str | None = None
+        fields: dict[str, Any] = {}
+        exists = False
+        last: tuple[int, int] = (0, 0)
+        while True:
+            page = self.index.collection_page(system, collection, cutoff, after, PAGE_SIZE)
+            for row in page:
+                if row.key != key:
+                    if key is not None and (exists or deleted):
+                        yield self._collection_state(system, collection, key, exists, fields, last)
+                    key, fields, exists = row.key, {}, False
+                event = cast(
+                    Entity.Action,
+                    self.mapper.to_domain_event(
+                        StoredEvent(row.entity_id, row.version, row.topic, row.state)
+                    ),
+                )
+                fields, exists = fold(fields, event.operation, event.before, event.after)
+                last = (row.version, row.position)
+            if len(page) < PAGE_SIZE:
+                break
+            after = (page[-1].key, page[-1].version)
+        if key is not None and (exists or deleted):
+            yield self._collection_state(system, collection, key, exists, fields, last)
+
+    @staticmethod
+    def _collection_state(
+        system: str,
+        collection: str,
+        key: str,
+        exists: bool,
+        fields: dict[str, Any],
+        last: tuple[int, int],
+    ) -> EntityState:
+        return EntityState(f"{system}/{collection}/{key}", exists, fields, last[0], last[1])
+
+    def diff(self, address: Address, a: Point | None, b: Point | None) -> EntityDiff | None:
+        """How a record differs between two points; None when it is the same."""
+        return _diff(self.state(address, a), self.state(address, b))
+
+    def diff_collection(
+        self, system: str, collection: str, a: Point | None, b: Point | None
+    ) -> Iterator[EntityDiff]:
+        """Every record that differs between two points, merged in key order (constant memory)."""
+        left = self.collection(system, collection, a)
+        right = self.collection(system, collection, b)
+        absent = EntityState("", False, {}, 0)
+        x, y = next(left, None), next(right, None)
+        while x is not None or y is not None:
+            if y is None or (x is not None and x.entity < y.entity):
+                difference = _diff(cast(EntityState, x), absent)
+                x = next(left, None)
+            elif x is None or y.entity < x.entity:
+                difference = _diff(absent, y)
+                y = next(right, None)
+            else:
+                difference = _diff(x, y)
+                x, y = next(left, None), next(right, None)
+            if difference is not None:
+                yield difference
+
+
+def _diff(a: EntityState, b: EntityState) -> EntityDiff | None:
+    entity = a.entity or b.entity
+    if not a.exists and not b.exists:
+        return None
+    names = sorted(set(a.fields) | set(b.fields))
+    fields = {
+        name: (a.fields.get(name, ABSENT), b.fields.get(name, ABSENT))
+        for name in names
+        if not same(a.fields.get(name, ABSENT), b.fields.get(name, ABSENT))
+    }
+    if not a.exists:
+        return EntityDiff(entity, "added", fields)
+    if not b.exists:
+        return EntityDiff(entity, "removed", fields)
+    return EntityDiff(entity, "changed", fields) if fields else None
+
+
+def _action_view(event: Entity.Action, position: int | None) -> Action:
+    return Action(
+        entity=event.address,
+        entity_id=event.originator_id,
+        version=event.originator_version,
+        position=position,
+        operation=event.operation,
+        before=event.before,
+        after=event.after,
+        compensation=event.compensation,
+        inputs=event.inputs,
+        workflow=event.workflow,
+        workflow_version=event.workflow_version,
+        batch=event.batch,
+        actor=event.actor,
+        trigger=event.trigger,
+        sources=tuple(event.sources),
+        recorded_at=event.timestamp,
+        effective_at=event.effective_at,
+        fingerprint=event.fingerprint,
+    )
+
+
+def _with_position(receipt: Receipt, positions: dict[tuple[UUID, int], int]) -> Receipt:
+    if receipt.duplicate or receipt.action.position is not None:
+        return receipt
+    action = receipt.action
+    position = positions[(action.entity_id, action.version)]
+    return Receipt(Action(**{**action.__dict__, "position": position}), False)
+

@@ -1,0 +1,243 @@
+"""A change as an automation submits it, checked field by field before anything is recorded.
+
+Input shape (JSON object; one per line in a JSON Lines file)::
+
+    {"entity": "crm/contacts/42", "op": "update",
+     "set": {"lifecycle_stage": "customer"}, "unset": ["temp_note"],
+     "before": {"lifecycle_stage": "lead"},            # optional; filled in if omitted
+     "inputs": {...}, "workflow": "lead-sync", "workflow_version": "3",
+     "batch": "run-7", "actor": "zapier", "trigger": "schedule",
+     "sources": ["sheet/leads/17"], "effective_at": "2026-11-24T09:12:00Z",
+     "fingerprint": "optional idempotency key"}
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from ledger.domain import OPERATIONS, Address, Entity, compensation_for
+from ledger.errors import BeforeMismatch, InvalidChange
+from ledger.points import parse_time
+from ledger.transcoder import OrjsonTranscoder
+from ledger.values import ABSENT, check_value, parse_json, same
+
+_KEYS = (
+    "entity",
+    "op",
+    "set",
+    "unset",
+    "before",
+    "inputs",
+    "workflow",
+    "workflow_version",
+    "batch",
+    "actor",
+    "trigger",
+    "sources",
+    "effective_at",
+    "fingerprint",
+)
+_TEXT_KEYS = ("workflow", "workflow_version", "batch", "actor", "trigger", "fingerprint")
+_CANONICAL = OrjsonTranscoder()
+
+
+@dataclass(frozen=True)
+class Change:
+    """One requested action on one record, before the ledger has resolved it."""
+
+    address: Address
+    operation: str
+    values: dict[str, Any] = field(default_factory=dict)
+    unset: tuple[str, ...] = ()
+    before: dict[str, Any] | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+    workflow: str | None = None
+    workflow_version: str | None = None
+    batch: str | None = None
+    actor: str | None = None
+    trigger: str | None = None
+    sources: tuple[str, ...] = ()
+    effective_at: datetime | None = None
+    fingerprint: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_shape(self)
+
+    @classmethod
+    def from_mapping(cls, data: Any) -> Change:
+        """Build a change from a parsed JSON object, naming the first field that is wrong."""
+        if not isinstance(data, dict):
+            raise InvalidChange(f"a change must be a JSON object, not {type(data).__name__}")
+        unknown = sorted(set(data) - set(_KEYS))
+        if unknown:
+            raise InvalidChange(
+                f"unknown field {unknown[0]!r}; expected some of: {', '.join(_KEYS)}",
+                field=unknown[0],
+            )
+        for required in ("entity", "op"):
+            if required not in data:
+                raise InvalidChange(f"missing required field {required!r}", field=required)
+        entity = _text(data, "entity")
+        assert entity is not None
+        effective = _text(data, "effective_at")
+        return cls(
+            address=Address.parse(entity),
+            operation=_text(data, "op") or "",
+            values=_object(data, "set"),
+            unset=tuple(_text_list(data, "unset")),
+            before=_object(data, "before") if "before" in data else None,
+            inputs=_object(data, "inputs"),
+            sources=tuple(_text_list(data, "sources")),
+            effective_at=parse_time(effective, "effective_at") if effective else None,
+            **{key: _text(data, key) for key in _TEXT_KEYS},
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes, line: int | None = None) -> Change:
+        try:
+            return cls.from_mapping(parse_json(text, where="change"))
+        except InvalidChange as error:
+            raise (error.at_line(line) if line is not None else error) from None
+
+    def with_defaults(self, **defaults: Any) -> Change:
+        """Fill the batch and workflow fields this change left empty."""
+        filled = {key: value for key, value in defaults.items() if getattr(self, key) is None}
+        if not filled:
+            return self
+        return Change(**{**self.__dict__, **filled})
+
+    def fingerprint_in(self, batch: str) -> str:
+        """The idempotency key: given, or the hash of what the change does within its batch."""
+        if self.fingerprint:
+            return self.fingerprint
+        identity = {
+            "batch": batch,
+            "entity": str(self.address),
+            "op": self.operation,
+            "set": self.values,
+            "unset": sorted(self.unset),
+            "before": self.before,
+            "inputs": self.inputs,
+        }
+        encoded = orjson.dumps(_CANONICAL._to_json(identity), option=orjson.OPT_SORT_KEYS)
+        return "sha256:" + hashlib.sha256(encoded).hexdigest()
+
+
+def _check_shape(change: Change) -> None:
+    entity = str(change.address)
+    if change.operation not in OPERATIONS:
+        raise InvalidChange(
+            f"{entity}: op {change.operation!r} is not one of {', '.join(OPERATIONS)}", field="op"
+        )
+    if change.operation == "update" and not change.values and not change.unset:
+        raise InvalidChange(f"{entity}: an update needs 'set' or 'unset'", field="set")
+    if change.operation == "delete" and (change.values or change.unset):
+        raise InvalidChange(f"{entity}: a delete takes no 'set' or 'unset'", field="set")
+    if change.operation == "create" and change.unset:
+        raise InvalidChange(f"{entity}: a create takes no 'unset'", field="unset")
+    overlap = sorted(set(change.values) & set(change.unset))
+    if overlap:
+        raise InvalidChange(f"{entity}: field {overlap[0]!r} is both set and unset", field="unset")
+    for name in [*change.values, *change.unset, *(change.before or {})]:
+        if not name:
+            raise InvalidChange(f"{entity}: field names must not be empty", field="set")
+    check_value(change.values, "set")
+    check_value(change.before or {}, "before")
+    check_value(change.inputs, "inputs")
+
+
+def _text(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidChange(f"field {key!r} must be non-empty text, got {value!r}", field=key)
+    return value
+
+
+def _object(data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise InvalidChange(
+            f"field {key!r} must be an object of field names to values, got {value!r}", field=key
+        )
+    return value
+
+
+def _text_list(data: dict[str, Any], key: str) -> list[str]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidChange(f"field {key!r} must be a list of text, got {value!r}", field=key)
+    return value
+
+
+def resolve(change: Change, entity: Entity | None) -> dict[str, Any]:
+    """The before- and after-values and the compensation of a change against what the
+    ledger knows of the record; refuses a change that contradicts it or cannot be undone."""
+    name = str(change.address)
+    given = change.before or {}
+    if change.operation == "create":
+        if entity is not None and entity.exists:
+            raise InvalidChange(f"{name} already exists; record an update instead", field="op")
+        if given:
+            raise InvalidChange(f"{name}: a create has no before-values", field="before")
+        return _action(change, {}, dict(change.values))
+    touched = [*change.values, *change.unset]
+    if entity is None:
+        before = _before_of_new_record(change, name, touched, given)
+    elif not entity.exists:
+        raise InvalidChange(f"{name} was deleted; record a create to bring it back", field="op")
+    else:
+        current = entity.fields
+        for field_name, value in given.items():
+            if not same(value, current.get(field_name, ABSENT)):
+                raise BeforeMismatch(name, field_name, current.get(field_name, ABSENT), value)
+        if change.operation == "delete":
+            touched = list(current)
+        before = {f: current[f] for f in touched if f in current}
+    after = {} if change.operation == "delete" else dict(change.values)
+    return _action(change, before, after)
+
+
+def _before_of_new_record(
+    change: Change, name: str, touched: list[str], given: dict[str, Any]
+) -> dict[str, Any]:
+    """A record the ledger has never seen: its before-image must come with the change."""
+    if change.operation == "delete":
+        if not given:
+            raise InvalidChange(
+                f"{name} is new to the ledger; give 'before' with the values the record "
+                "held when it was deleted, so the delete can be undone",
+                field="before",
+            )
+        return dict(given)
+    missing = [f for f in touched if f not in given]
+    if missing:
+        raise InvalidChange(
+            f"{name} is new to the ledger, so its before-values are unknown; give 'before' "
+            f"for {', '.join(repr(f) for f in missing)} (what the record held before the change)",
+            field="before",
+        )
+    return {f: given[f] for f in touched}
+
+
+def _action(change: Change, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "operation": change.operation,
+        "before": before,
+        "after": after,
+        "compensation": compensation_for(change.operation, before, after),
+    }
+
+
+def iter_changes(lines: Iterable[bytes]) -> Iterator[Change]:
+    """Parse JSON Lines into changes, naming the line of the first malformed one."""
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            yield Change.from_json(line, line=number)

@@ -1,0 +1,231 @@
+"""The ledger's aggregates and events: pure data and state transitions, no I/O.
+
+One `Entity` aggregate per external record, addressed as ``system/collection/key``
+and identified by a uuid5 of that address, so every process maps a record to the same
+aggregate. Each recorded action is one immutable event carrying its before- and
+after-values; the entity's state is the fold of those events.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+
+from ledger.errors import InvalidChange
+from ledger.values import ABSENT
+
+NAMESPACE: Final = UUID("6f1c1d1e-8f55-4f5b-9a51-0b7e4c3d2a10")
+OPERATIONS: Final = ("create", "update", "delete")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass(frozen=True, order=True)
+class Address:
+    """Where a record lives: ``system/collection/key``; the key may itself contain slashes."""
+
+    system: str
+    collection: str
+    key: str
+
+    @classmethod
+    def parse(cls, text: str) -> Address:
+        parts = text.split("/", 2)
+        if len(parts) != 3 or not parts[2]:
+            raise InvalidChange(
+                f"entity {text!r} is not of the form system/collection/key", field="entity"
+            )
+        address = cls(*parts)
+        address.check()
+        return address
+
+    def check(self) -> None:
+        for part in ("system", "collection"):
+            value = getattr(self, part)
+            if not _NAME.match(value):
+                raise InvalidChange(
+                    f"{part} {value!r} must be letters, digits, '_', '.' or '-'", field="entity"
+                )
+        if not self.key:
+            raise InvalidChange("entity key must not be empty", field="entity")
+
+    @property
+    def entity_id(self) -> UUID:
+        return entity_id(self.system, self.collection, self.key)
+
+    def __str__(self) -> str:
+        return f"{self.system}/{self.collection}/{self.key}"
+
+
+def entity_id(system: str, collection: str, key: str) -> UUID:
+    """The aggregate id of a record: deterministic, so any process derives the same one."""
+    return uuid5(NAMESPACE, f"{system}/{collection}/{key}")
+
+
+def batch_id(name: str) -> UUID:
+    return uuid5(NAMESPACE, f"batch:{name}")
+
+
+def checkpoint_id(name: str) -> UUID:
+    return uuid5(NAMESPACE, f"checkpoint:{name}")
+
+
+def fold(
+    fields: dict[str, Any], operation: str, before: dict[str, Any], after: dict[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    """Apply one action to a record's fields; returns the new fields and whether it exists."""
+    if operation == "create":
+        return dict(after), True
+    if operation == "delete":
+        return {}, False
+    removed = {name for name in before if name not in after}
+    folded = {name: value for name, value in fields.items() if name not in removed}
+    folded.update(after)
+    return folded, True
+
+
+def compensation_for(operation: str, before: dict[str, Any], after: dict[str, Any]) -> dict:
+    """What restores the before-state, stored with the action so a rollback need not guess."""
+    if operation == "create":
+        return {"operation": "delete", "expect": dict(after)}
+    if operation == "delete":
+        return {"operation": "create", "set": dict(before)}
+    return {
+        "operation": "update",
+        "set": dict(before),
+        "unset": sorted(name for name in after if name not in before),
+        "expect": dict(after),
+    }
+
+
+class Entity(Aggregate):
+    """One external record, as the ledger has seen it change."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.fields: dict[str, Any] = {}
+        self.exists = False
+
+    class Action(Aggregate.Event):
+        """One workflow action on one record: what drove it, what it changed, how to undo it."""
+
+        address: str
+        operation: str
+        before: dict[str, Any]
+        after: dict[str, Any]
+        compensation: dict[str, Any]
+        inputs: dict[str, Any]
+        workflow: str | None
+        workflow_version: str | None
+        batch: str
+        actor: str | None
+        trigger: str | None
+        sources: list[str]
+        effective_at: datetime | None
+        fingerprint: str
+
+        def apply(self, entity: Entity) -> None:
+            entity.fields, entity.exists = fold(
+                entity.fields, self.operation, self.before, self.after
+            )
+
+        @property
+        def delta(self) -> dict[str, tuple[Any, Any]]:
+            """``{field: (before, after)}``, with ABSENT where a field did not exist."""
+            names = sorted(set(self.before) | set(self.after))
+            return {
+                name: (self.before.get(name, ABSENT), self.after.get(name, ABSENT))
+                for name in names
+            }
+
+    class FirstActionRecorded(Action, Aggregate.Created):
+        """The first action the ledger saw on a record (which may be an update of an old one)."""
+
+    class ActionRecorded(Action):
+        """Any later action on a record."""
+
+    @classmethod
+    def first(cls, address: Address, **action: Any) -> Entity:
+        return cls._create(
+            cls.FirstActionRecorded, id=address.entity_id, address=str(address), **action
+        )
+
+    def record(self, **action: Any) -> None:
+        self.trigger_event(self.ActionRecorded, address=self.address, **action)
+
+
+class Batch(Aggregate):
+    """One run of a workflow: opened, then closed with the count of its actions."""
+
+    def __init__(
+        self,
+        name: str,
+        workflow: str | None,
+        workflow_version: str | None,
+        actor: str | None,
+        trigger: str | None,
+    ) -> None:
+        self.name = name
+        self.workflow = workflow
+        self.workflow_version = workflow_version
+        self.actor = actor
+        self.trigger = trigger
+        self.closed = False
+        self.action_count: int | None = None
+
+    class Opened(Aggregate.Created):
+        name: str
+        workflow: str | None
+        workflow_version: str | None
+        actor: str | None
+        trigger: str | None
+
+    class Closed(Aggregate.Event):
+        action_count: int
+
+        def apply(self, batch: Batch) -> None:
+            batch.closed = True
+            batch.action_count = self.action_count
+
+    @classmethod
+    def open(
+        cls,
+        name: str,
+        *,
+        workflow: str | None = None,
+        workflow_version: str | None = None,
+        actor: str | None = None,
+        trigger: str | None = None,
+    ) -> Batch:
+        return cls._create(
+            cls.Opened,
+            id=batch_id(name),
+            name=name,
+            workflow=workflow,
+            workflow_version=workflow_version,
+            actor=actor,
+            trigger=trigger,
+        )
+
+    def close(self, action_count: int) -> None:
+        self.trigger_event(self.Closed, action_count=action_count)
+
+
+class Checkpoint(Aggregate):
+    """A name for a position in the global event log."""
+
+    def __init__(self, name: str, position: int) -> None:
+        self.name = name
+        self.position = position
+
+    class Named(Aggregate.Created):
+        name: str
+        position: int
+
+    @classmethod
+    def name_position(cls, name: str, position: int) -> Checkpoint:
+        return cls._create(cls.Named, id=checkpoint_id(name), name=name, position=position)

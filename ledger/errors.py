@@ -1,0 +1,88 @@
+"""Every error the ledger raises, under one root so callers can catch them together.
+
+    LedgerError
+     ├── InvalidChange          a change or value is malformed; nothing was recorded
+     │    ├── InvalidValue      a value cannot be stored exactly (NaN, too deep, too big)
+     │    └── BeforeMismatch    given before-values contradict the ledger's projection
+     ├── ConcurrencyConflict    the entity kept moving under us; retry later
+     ├── BatchClosed            an action was recorded into a closed batch
+     ├── NotFound               an entity, batch or checkpoint that does not exist
+     │    └── UnknownCheckpoint
+     ├── CheckpointExists       a checkpoint name is already taken
+     └── ConfigurationError     a bad setting, naming its key
+
+Messages name the record, the field and what to do. Errors are translated into exit
+codes only at the edges (the CLI).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+
+class LedgerError(Exception):
+    """Root of every error the ledger raises on purpose."""
+
+
+class InvalidChange(LedgerError):
+    """A change is malformed: the message names the line, the field and what was expected."""
+
+    def __init__(self, message: str, *, line: int | None = None, field: str | None = None):
+        self.line = line
+        self.field = field
+        self.reason = message
+        prefix = f"line {line}: " if line is not None else ""
+        super().__init__(prefix + message)
+
+    def at_line(self, line: int) -> InvalidChange:
+        """The same error, located at an input line."""
+        located = copy.copy(self)
+        located.line = line
+        located.args = (f"line {line}: {self.reason}",)
+        return located
+
+
+class InvalidValue(InvalidChange):
+    """A value cannot be stored exactly as given."""
+
+
+class BeforeMismatch(InvalidChange):
+    """The before-values of a change contradict what the ledger knows of the entity."""
+
+    def __init__(self, entity: str, field: str, expected: Any, given: Any):
+        self.entity = entity
+        self.expected = expected
+        self.given = given
+        super().__init__(
+            f"{entity}: field {field!r} is {expected!r} in the ledger, "
+            f"but the change says it was {given!r}; "
+            "re-read the record and draft the change again, or omit 'before' "
+            "to let the ledger fill it in",
+            field=field,
+        )
+
+
+class ConcurrencyConflict(LedgerError):
+    """Another writer kept changing the same entity; nothing of this change was recorded."""
+
+
+class BatchClosed(LedgerError):
+    """Actions cannot be added to a batch once it is closed."""
+
+
+class NotFound(LedgerError):
+    """The named entity, batch or checkpoint does not exist."""
+
+
+class UnknownCheckpoint(NotFound):
+    """No checkpoint has this name."""
+
+
+class CheckpointExists(LedgerError):
+    """Checkpoint names are unique: a name always means one position."""
+
+
+class ConfigurationError(LedgerError):
+    """A setting is missing or malformed; the message names its key."""
+

@@ -1,0 +1,76 @@
+"""PostgreSQL store: the eventsourcing PostgreSQL recorder plus the action index.
+
+Selected by ``PERSISTENCE_MODULE=ledger.postgres_store:Factory``. The library takes an
+EXCLUSIVE lock on the events table while inserting, so notification ids are issued in
+commit order and a reader tailing the log never skips an event that commits later.
+The index rows are written after the events' ids are known, inside that same locked
+transaction, so the guarantee covers them too: do not move them out of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+from ledger.store import INDEX_TABLE, IndexedRecorder
+
+
+class PostgresLedgerRecorder(IndexedRecorder, PostgresApplicationRecorder):
+    """Stores events as the library does and, in the same transaction, their index rows."""
+
+    placeholder = "%s"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        table = f"{{schema}}.{INDEX_TABLE}"
+        for statement in (
+            f"CREATE TABLE IF NOT EXISTS {table} ("
+            "position bigint PRIMARY KEY, entity_id uuid NOT NULL, version bigint NOT NULL, "
+            'system text COLLATE "C" NOT NULL, collection text COLLATE "C" NOT NULL, '
+            'key text COLLATE "C" NOT NULL, operation text NOT NULL, batch text NOT NULL, '
+            "workflow text, recorded_at bigint NOT NULL, effective_at bigint, "
+            "fingerprint text NOT NULL UNIQUE)",
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {INDEX_TABLE}_entity "
+            f"ON {table} (entity_id, version)",
+            f"CREATE INDEX IF NOT EXISTS {INDEX_TABLE}_collection "
+            f"ON {table} (system, collection, key, version)",
+            f"CREATE INDEX IF NOT EXISTS {INDEX_TABLE}_batch ON {table} (batch)",
+        ):
+            self.sql_create_statements.append(
+                SQL(statement).format(schema=Identifier(self.datastore.schema))  # type: ignore[arg-type]
+            )
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[Any], **kwargs: Any
+    ) -> Sequence[int] | None:
+        positions = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        rows = self.index_rows(stored_events, positions, kwargs.get("actions"))
+        if rows:
+            curs.executemany(self.insert_index_statement(), rows)  # type: ignore[arg-type]
+        return positions
+
+    def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(statement, list(params))  # type: ignore[arg-type]
+            return [tuple(row.values()) for row in curs.fetchall()]
+
+    def _qualified(self, table: str) -> str:
+        return f'"{self.datastore.schema}"."{table}"'
+
+    def _db_id(self, entity_id: UUID) -> Any:
+        return entity_id
+
+    def _uuid(self, value: Any) -> UUID:
+        return value if isinstance(value, UUID) else UUID(str(value))
+
+
+class Factory(PostgresFactory):
+    """The library's PostgreSQL factory, with the ledger's recorder."""
+
+    application_recorder_class = PostgresLedgerRecorder

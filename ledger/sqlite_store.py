@@ -1,0 +1,94 @@
+"""SQLite store: the eventsourcing SQLite recorder plus the action index, durable to power loss.
+
+Selected by ``PERSISTENCE_MODULE=ledger.sqlite_store``. The library opens every file
+database in WAL mode; SQLite's WAL with ``synchronous=NORMAL`` may lose the last commits
+on power loss, so every connection is set to ``synchronous=FULL``: a recorded action
+has been fsynced to the WAL before ``record()`` returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.sqlite import (
+    SQLiteApplicationRecorder,
+    SQLiteConnection,
+    SQLiteConnectionPool,
+    SQLiteCursor,
+    SQLiteFactory,
+)
+from eventsourcing.utils import Environment, EnvType
+
+from ledger.store import INDEX_TABLE, IndexedRecorder
+
+SYNCHRONOUS = "FULL"
+
+
+class DurableSQLiteConnectionPool(SQLiteConnectionPool):
+    """The library's pool, with every connection fsyncing each commit."""
+
+    def _create_connection(self) -> SQLiteConnection:
+        connection = super()._create_connection()
+        connection._sqlite_conn.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
+        return connection
+
+
+class SQLiteLedgerRecorder(IndexedRecorder, SQLiteApplicationRecorder):
+    """Stores events as the library does and, in the same transaction, their index rows."""
+
+    placeholder = "?"
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            f"CREATE TABLE IF NOT EXISTS {INDEX_TABLE} ("
+            "position INTEGER PRIMARY KEY, entity_id TEXT NOT NULL, version INTEGER NOT NULL, "
+            "system TEXT NOT NULL, collection TEXT NOT NULL, key TEXT NOT NULL, "
+            "operation TEXT NOT NULL, batch TEXT NOT NULL, workflow TEXT, "
+            "recorded_at INTEGER NOT NULL, effective_at INTEGER, "
+            "fingerprint TEXT NOT NULL UNIQUE)",
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {INDEX_TABLE}_entity "
+            f"ON {INDEX_TABLE} (entity_id, version)",
+            f"CREATE INDEX IF NOT EXISTS {INDEX_TABLE}_collection "
+            f"ON {INDEX_TABLE} (system, collection, key, version)",
+            f"CREATE INDEX IF NOT EXISTS {INDEX_TABLE}_batch ON {INDEX_TABLE} (batch)",
+        ]
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[Any], **kwargs: Any
+    ) -> Sequence[int] | None:
+        positions = super()._insert_events(c, stored_events, **kwargs)
+        rows = self.index_rows(stored_events, positions, kwargs.get("actions"))
+        if rows:
+            c.executemany(self.insert_index_statement(), rows)
+        return positions
+
+    def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(statement, list(params))
+            return [tuple(row) for row in c.fetchall()]
+
+    def _qualified(self, table: str) -> str:
+        return table
+
+    def _db_id(self, entity_id: UUID) -> Any:
+        return entity_id.hex
+
+    def _uuid(self, value: Any) -> UUID:
+        return UUID(value)
+
+
+class Factory(SQLiteFactory):
+    """The library's SQLite factory, with the ledger's recorder and durable connections."""
+
+    application_recorder_class = SQLiteLedgerRecorder
+
+    def __init__(self, env: Environment | EnvType | None):
+        super().__init__(env)
+        pool = self.datastore.pool
+        pool.close()
+        self.datastore.pool = DurableSQLiteConnectionPool(
+            db_name=pool.db_name, lock_timeout=pool.lock_timeout
+        )

@@ -1,0 +1,243 @@
+"""The action index: one row per recorded action, written in the same transaction as its event.
+
+The eventsourcing library keeps each event's time inside its serialized state, where
+SQL cannot see it, and has no uniqueness but (aggregate, version). The index adds what
+the ledger needs to answer quickly and to refuse duplicates atomically:
+
+- ``fingerprint UNIQUE``: a second recording of the same action fails inside the very
+  transaction that would have stored its event, so idempotency holds across processes;
+- ``position`` (the event's notification id), ``recorded_at`` and ``effective_at``:
+  a time or a checkpoint maps to versions without decoding events;
+- ``system, collection, key``: a whole collection streams in key order.
+
+The index is derived from the events (every column is also in the event), so it can be
+rebuilt from the notification log. Each backend module subclasses its eventsourcing
+recorder with `IndexedRecorder` and supplies the SQL dialect.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+from uuid import UUID
+
+INDEX_TABLE: Final = "ledger_actions"
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+
+
+def to_micros(moment: datetime) -> int:
+    """Exact microseconds since the epoch (a float timestamp would round)."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """What the index stores about one action, besides its log position."""
+
+    system: str
+    collection: str
+    key: str
+    operation: str
+    batch: str
+    workflow: str | None
+    recorded_at: int
+    effective_at: int | None
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Cutoff:
+    """Which actions count: those at or before a log position, a recorded or effective time."""
+
+    kind: str  # "position", "recorded" or "effective"
+    value: int
+
+    def condition(self, placeholder: str) -> str:
+        column = {
+            "position": "a.position",
+            "recorded": "a.recorded_at",
+            "effective": "COALESCE(a.effective_at, a.recorded_at)",
+        }[self.kind]
+        return f"{column} <= {placeholder}"
+
+
+@dataclass(frozen=True)
+class IndexedAction:
+    """Where an already recorded action lives."""
+
+    entity_id: UUID
+    version: int
+    position: int
+
+
+@dataclass(frozen=True)
+class CollectionRow:
+    """One action of a collection, with its stored event, as streamed in key order."""
+
+    key: str
+    entity_id: UUID
+    version: int
+    position: int
+    topic: str
+    state: bytes
+
+
+class IndexedRecorder:
+    """Queries over the action index, shared by the SQLite and PostgreSQL recorders."""
+
+    placeholder: str = "?"
+    events_table_name: str
+
+    @abstractmethod
+    def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run one read-only statement and return plain tuples."""
+
+    @abstractmethod
+    def _qualified(self, table: str) -> str:
+        """The table name as the backend must spell it (with schema where there is one)."""
+
+    @abstractmethod
+    def _db_id(self, entity_id: UUID) -> Any:
+        """An entity id as the events table stores it."""
+
+    @abstractmethod
+    def _uuid(self, value: Any) -> UUID:
+        """An entity id read back from the events table."""
+
+    def index_rows(
+        self, stored_events: Sequence[Any], positions: Sequence[int] | None, entries: Any
+    ) -> list[tuple[Any, ...]]:
+        """The index rows for the events just inserted (entries are keyed by id and version)."""
+        if not entries or positions is None:
+            return []
+        rows = []
+        for stored, position in zip(stored_events, positions, strict=True):
+            entry = entries.get((stored.originator_id, stored.originator_version))
+            if entry is not None:
+                rows.append(
+                    (
+                        position,
+                        self._db_id(stored.originator_id),
+                        stored.originator_version,
+                        entry.system,
+                        entry.collection,
+                        entry.key,
+                        entry.operation,
+                        entry.batch,
+                        entry.workflow,
+                        entry.recorded_at,
+                        entry.effective_at,
+                        entry.fingerprint,
+                    )
+                )
+        return rows
+
+    def insert_index_statement(self) -> str:
+        marks = ", ".join([self.placeholder] * 12)
+        return (
+            f"INSERT INTO {self._qualified(INDEX_TABLE)} (position, entity_id, version, system, "
+            "collection, key, operation, batch, workflow, recorded_at, effective_at, "
+            f"fingerprint) VALUES ({marks})"
+        )
+
+    def find_fingerprints(self, fingerprints: Sequence[str]) -> dict[str, IndexedAction]:
+        """Which of these fingerprints are already recorded, and where."""
+        found: dict[str, IndexedAction] = {}
+        unique = sorted(set(fingerprints))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ", ".join([self.placeholder] * len(chunk))
+            for fingerprint, db_id, version, position in self._rows(
+                f"SELECT fingerprint, entity_id, version, position "
+                f"FROM {self._qualified(INDEX_TABLE)} WHERE fingerprint IN ({marks})",
+                chunk,
+            ):
+                found[fingerprint] = IndexedAction(self._uuid(db_id), version, position)
+        return found
+
+    def versions_until(self, entity_id: UUID, cutoff: Cutoff | None) -> tuple[int, int]:
+        """The highest version and the number of versions of an entity within the cutoff."""
+        statement = (
+            f"SELECT MAX(a.version), COUNT(*) FROM {self._qualified(INDEX_TABLE)} a "
+            f"WHERE a.entity_id = {self.placeholder}"
+        )
+        params: list[Any] = [self._db_id(entity_id)]
+        if cutoff is not None:
+            statement += " AND " + cutoff.condition(self.placeholder)
+            params.append(cutoff.value)
+        ((highest, count),) = self._rows(statement, params)
+        return highest or 0, count
+
+    def versions_within(self, entity_id: UUID, cutoff: Cutoff) -> list[int]:
+        """Every version of an entity within the cutoff (for cutoffs that skip versions)."""
+        rows = self._rows(
+            f"SELECT a.version FROM {self._qualified(INDEX_TABLE)} a "
+            f"WHERE a.entity_id = {self.placeholder} AND {cutoff.condition(self.placeholder)} "
+            "ORDER BY a.version",
+            [self._db_id(entity_id), cutoff.value],
+        )
+        return [version for (version,) in rows]
+
+    def positions_of(self, entity_id: UUID) -> dict[int, tuple[int, int]]:
+        """Each version's log position and recorded time (microseconds)."""
+        rows = self._rows(
+            f"SELECT version, position, recorded_at FROM {self._qualified(INDEX_TABLE)} "
+            f"WHERE entity_id = {self.placeholder}",
+            [self._db_id(entity_id)],
+        )
+        return {version: (position, recorded) for version, position, recorded in rows}
+
+    def collection_page(
+        self,
+        system: str,
+        collection: str,
+        cutoff: Cutoff | None,
+        after: tuple[str, int] | None,
+        limit: int,
+    ) -> list[CollectionRow]:
+        """The next page of a collection's actions in (key, version) order."""
+        p = self.placeholder
+        statement = (
+            f"SELECT a.key, a.entity_id, a.version, a.position, e.topic, e.state "
+            f"FROM {self._qualified(INDEX_TABLE)} a "
+            f"JOIN {self._qualified(self.events_table_name)} e "
+            "ON e.originator_id = a.entity_id AND e.originator_version = a.version "
+            f"WHERE a.system = {p} AND a.collection = {p}"
+        )
+        params: list[Any] = [system, collection]
+        if cutoff is not None:
+            statement += " AND " + cutoff.condition(p)
+            params.append(cutoff.value)
+        if after is not None:
+            statement += f" AND (a.key > {p} OR (a.key = {p} AND a.version > {p}))"
+            params.extend([after[0], after[0], after[1]])
+        statement += f" ORDER BY a.key, a.version LIMIT {p}"
+        params.append(limit)
+        return [
+            CollectionRow(key, self._uuid(db_id), version, position, topic, bytes(state))
+            for key, db_id, version, position, topic, state in self._rows(statement, params)
+        ]
+
+    def batch_totals(self) -> dict[str, tuple[int, int, int]]:
+        """Per batch: number of actions, first and last log position."""
+        rows = self._rows(
+            f"SELECT batch, COUNT(*), MIN(position), MAX(position) "
+            f"FROM {self._qualified(INDEX_TABLE)} GROUP BY batch",
+            [],
+        )
+        return {batch: (count, first, last) for batch, count, first, last in rows}
+
+    def batch_count(self, batch: str) -> int:
+        ((count,),) = self._rows(
+            f"SELECT COUNT(*) FROM {self._qualified(INDEX_TABLE)} WHERE batch = {self.placeholder}",
+            [batch],
+        )
+        return int(count)

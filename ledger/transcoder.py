@@ -1,0 +1,123 @@
+"""An orjson transcoder that gives back exactly what it was given.
+
+orjson alone would turn UUIDs and datetimes into strings, tuples into lists, NaN into
+null, and refuse integers beyond 64 bits. This transcoder keeps the eventsourcing
+library's tagged format (``{"_type_": name, "_data_": ...}``, so its contract tests
+apply) and makes it unambiguous: every non-JSON type is tagged, and a stored dict that
+happens to look like a tag is itself wrapped, so no external value is ever mistaken
+for one.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any, Final
+from uuid import UUID
+
+import orjson
+from eventsourcing.persistence import Transcoder, Transcoding, TranscodingNotRegisteredError
+
+from ledger.errors import InvalidValue
+
+_INT64_MIN: Final = -(1 << 63)
+_UINT64_MAX: Final = (1 << 64) - 1
+_TAG_KEYS: Final = frozenset(("_type_", "_data_"))
+
+
+class _Tagged(Transcoding):
+    """A transcoding written as a tiny class: type, name and two conversions."""
+
+    def __init__(self, type_: type, name: str, encode: Any, decode: Any):
+        self.type = type_
+        self.name = name
+        self._encode = encode
+        self._decode = decode
+
+    def encode(self, obj: Any) -> Any:
+        return self._encode(obj)
+
+    def decode(self, data: Any) -> Any:
+        return self._decode(data)
+
+
+BUILTIN_TRANSCODINGS: Final = (
+    _Tagged(UUID, "uuid_hex", lambda u: u.hex, UUID),
+    _Tagged(Decimal, "decimal_str", str, Decimal),
+    _Tagged(datetime, "datetime_iso", datetime.isoformat, datetime.fromisoformat),
+    _Tagged(date, "date_iso", date.isoformat, date.fromisoformat),
+    _Tagged(time, "time_iso", time.isoformat, time.fromisoformat),
+    _Tagged(bytes, "bytes_b64", lambda b: base64.b64encode(b).decode(), base64.b64decode),
+    _Tagged(int, "int_str", str, int),
+    _Tagged(tuple, "tuple_as_list", list, tuple),
+    _Tagged(dict, "dict", lambda d: d, lambda d: d),
+)
+
+
+class OrjsonTranscoder(Transcoder):
+    """Encodes event state with orjson, faithfully for every type it knows."""
+
+    def __init__(self) -> None:
+        self.types: dict[type, Transcoding] = {}
+        self.names: dict[str, Transcoding] = {}
+        for transcoding in BUILTIN_TRANSCODINGS:
+            self.register(transcoding)
+
+    def register(self, transcoding: Transcoding) -> None:
+        """Teach the transcoder another type (the library's Transcoding interface)."""
+        self.types[transcoding.type] = transcoding
+        self.names[transcoding.name] = transcoding
+
+    def encode(self, obj: Any) -> bytes:
+        return orjson.dumps(self._to_json(obj))
+
+    def decode(self, data: bytes) -> Any:
+        return self._from_json(orjson.loads(data))
+
+    def _to_json(self, obj: Any) -> Any:
+        kind = type(obj)
+        if kind is str or kind is bool or obj is None:
+            return obj
+        if kind is int:
+            if _INT64_MIN <= obj <= _UINT64_MAX:
+                return obj
+            return {"_type_": "int_str", "_data_": str(obj)}
+        if kind is float:
+            if not math.isfinite(obj):
+                raise InvalidValue(f"{obj!r} cannot be stored exactly; use null or a number")
+            return obj
+        if kind is dict:
+            encoded = {key: self._to_json(value) for key, value in obj.items()}
+            if len(obj) == 2 and obj.keys() == _TAG_KEYS:
+                return {"_type_": "dict", "_data_": encoded}
+            return encoded
+        if kind is list:
+            return [self._to_json(item) for item in obj]
+        transcoding = self.types.get(kind)
+        if transcoding is None:
+            raise TranscodingNotRegisteredError(
+                f"Object of type {kind} is not serializable. Please define and register "
+                "a custom transcoding for this type."
+            )
+        return {"_type_": transcoding.name, "_data_": self._to_json(transcoding.encode(obj))}
+
+    def _from_json(self, data: Any) -> Any:
+        kind = type(data)
+        if kind is list:
+            return [self._from_json(item) for item in data]
+        if kind is not dict:
+            return data
+        if len(data) == 2 and data.keys() == _TAG_KEYS:
+            name = data["_type_"]
+            transcoding = self.names.get(name) if type(name) is str else None
+            if transcoding is None:
+                raise TranscodingNotRegisteredError(
+                    f"Data serialized with name {name!r} is not deserializable. "
+                    "Please register a custom transcoding for this type."
+                )
+            if name == "dict":
+                return {key: self._from_json(value) for key, value in data["_data_"].items()}
+            return transcoding.decode(self._from_json(data["_data_"]))
+        return {key: self._from_json(value) for key, value in data.items()}

@@ -1,0 +1,59 @@
+"""Shared pytest fixtures: real PostgreSQL databases (see postgres_server.py) and db URLs.
+
+Without PostgreSQL binaries the postgres tests are skipped locally, but fail when CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from postgres_server import PostgresServer, PostgresUnavailable, start_server
+
+
+def _running_in_ci() -> bool:
+    """True when env CI is 'true' (any case): PostgreSQL tests must then never be skipped."""
+    return os.environ.get("CI", "").strip().lower() == "true"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server per session, started on first use and stopped at session end."""
+    unavailable = None
+    try:
+        server = start_server()
+    except PostgresUnavailable as exc:
+        unavailable = exc.reason  # skip/fail outside the except block: no chained traceback
+    if unavailable is not None:
+        if _running_in_ci():
+            pytest.fail(f"PostgreSQL is required when CI=true: {unavailable}", pytrace=False)
+        pytest.skip(f"PostgreSQL unavailable: {unavailable}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """URL of a fresh, empty PostgreSQL database, dropped after the test."""
+    url = postgres_server.create_database()
+    try:
+        yield url
+    finally:
+        postgres_server.drop_database(url)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test runs twice: a SQLite file path, and a fresh PostgreSQL database URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "ledger.db")
+    return str(request.getfixturevalue("postgres_url"))  # lazy: sqlite never starts a server
