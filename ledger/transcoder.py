@@ -95,13 +95,24 @@ class OrjsonTranscoder(Transcoder):
             return encoded
         if kind is list:
             return [self._to_json(item) for item in obj]
-        transcoding = self.types.get(kind)
+        transcoding = self.types.get(kind) or self._clock_type(obj)
         if transcoding is None:
             raise TranscodingNotRegisteredError(
                 f"Object of type {kind} is not serializable. Please define and register "
                 "a custom transcoding for this type."
             )
         return {"_type_": transcoding.name, "_data_": self._to_json(transcoding.encode(obj))}
+
+    def _clock_type(self, obj: Any) -> Transcoding | None:
+        """Subclasses of datetime/date/time (e.g. freezegun's) are stored as the base type.
+
+        The classes are read from the registered transcodings, not module globals, because
+        freezegun swaps module globals that name the real classes while time is frozen."""
+        for name in ("datetime_iso", "date_iso", "time_iso"):
+            transcoding = self.names[name]
+            if isinstance(obj, transcoding.type):
+                return transcoding
+        return None
 
     def _from_json(self, data: Any) -> Any:
         kind = type(data)

@@ -1,0 +1,71 @@
+"""External values are refused rather than altered, and JSON input is read exactly."""
+
+from decimal import Decimal
+
+import pytest
+
+from ledger.errors import InvalidValue
+from ledger.values import MAX_DEPTH, check_value, parse_json, same
+
+
+def test_duplicate_keys_are_refused_not_collapsed():
+    with pytest.raises(InvalidValue, match="key 'stage' appears twice"):
+        parse_json('{"stage": "lead", "stage": "customer"}')
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_literals_are_refused(literal):
+    with pytest.raises(InvalidValue, match=literal):
+        parse_json(f'{{"score": {literal}}}')
+
+
+def test_big_integers_and_long_decimals_keep_every_digit():
+    value = parse_json('{"big": 123456789012345678901234567890, "money": 1234567890.123456789}')
+    assert value["big"] == 123456789012345678901234567890
+    assert value["money"] == Decimal("1234567890.123456789")
+    assert type(value["money"]) is Decimal
+
+
+def test_plain_fractions_stay_floats():
+    assert parse_json('{"x": 0.1, "y": 2.5e-3}') == {"x": 0.1, "y": 0.0025}
+
+
+def test_nesting_beyond_the_bound_is_refused():
+    deep = "[" * (MAX_DEPTH + 2) + "]" * (MAX_DEPTH + 2)
+    with pytest.raises(InvalidValue, match="nested deeper"):
+        parse_json(deep)
+
+
+def test_absurdly_deep_input_is_refused_without_crashing():
+    with pytest.raises(InvalidValue, match="nested"):
+        parse_json("[" * 100_000 + "]" * 100_000)
+
+
+def test_oversized_values_are_refused():
+    with pytest.raises(InvalidValue, match="larger than"):
+        check_value({"blob": "x" * (2 << 20)}, "set")
+
+
+def test_not_json_names_the_column():
+    with pytest.raises(InvalidValue, match="not valid JSON.*column"):
+        parse_json('{"a": }')
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (float("nan"), "set.score is nan"),
+        ({1: "x"}, "key 1 of type int"),
+        ({1, 2}, "is a set"),
+    ],
+)
+def test_values_that_cannot_be_stored_exactly_name_where_they_are(value, message):
+    with pytest.raises(InvalidValue, match=message):
+        check_value({"score": value}, "set")
+
+
+def test_same_distinguishes_types_that_python_calls_equal():
+    assert not same(1, 1.0)
+    assert not same(1, True)
+    assert not same({"a": 1}, {"a": 1.0})
+    assert same({"a": [1, "x", None]}, {"a": [1, "x", None]})
