@@ -92,26 +92,40 @@ class Ledger(Application[UUID]):
         close_batch: bool,
         on_progress: Callable[[int], None] | None,
     ) -> list[Receipt]:
-        fingerprints = [change.fingerprint_in(cast(str, change.batch)) for change in changes]
-        recorded = self.index.find_fingerprints(fingerprints)
+        explicit = [change.fingerprint for change in changes if change.fingerprint]
+        recorded = self.index.find_fingerprints(explicit) if explicit else {}
         receipts: list[Receipt | None] = [None] * len(changes)
         entities: dict[UUID, Entity | None] = {}
         batches: dict[str, Batch] = {}
         entries: dict[tuple[UUID, int], IndexEntry] = {}
         pending: dict[str, int] = {}
-        for number, (change, fingerprint) in enumerate(zip(changes, fingerprints, strict=True)):
+        for number, change in enumerate(changes):
             if on_progress is not None:
                 on_progress(1)
-            if fingerprint in recorded:
-                where = recorded[fingerprint]
+            if change.fingerprint in recorded:
+                where = recorded[change.fingerprint]
                 receipts[number] = Receipt(self._action(where.entity_id, where.version), True)
                 continue
-            if fingerprint in pending:
-                receipts[number] = Receipt(cast(Receipt, receipts[pending[fingerprint]]).action, True)
-                continue
             try:
-                batch = self._open_batch(batches, change)
                 entity = self._entity(entities, change.address.entity_id)
+                version = entity.version if entity is not None else 0
+                if entity is not None and entity.last_fingerprint == change.fingerprint_in(
+                    cast(str, change.batch), version - 1
+                ):
+                    # A retry of the record's latest action: answer with its receipt.
+                    earlier = pending.get(entity.last_fingerprint)
+                    receipts[number] = Receipt(
+                        cast(Receipt, receipts[earlier]).action
+                        if earlier is not None
+                        else self._action(entity.id, version),
+                        True,
+                    )
+                    continue
+                fingerprint = change.fingerprint_in(cast(str, change.batch), version)
+                if fingerprint in pending:
+                    receipts[number] = Receipt(cast(Receipt, receipts[pending[fingerprint]]).action, True)
+                    continue
+                batch = self._open_batch(batches, change)
                 action = resolve(change, entity)
             except InvalidChange as error:
                 if line_numbers is None:

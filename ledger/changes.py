@@ -112,12 +112,15 @@ class Change:
             return self
         return Change(**{**self.__dict__, **filled})
 
-    def fingerprint_in(self, batch: str) -> str:
-        """The idempotency key: given, or the hash of what the change does within its batch."""
+    def fingerprint_in(self, batch: str, based_on: int) -> str:
+        """The idempotency key: the given one, or a hash of what the change does, in which
+        batch, to which version of the record (so a record changed back and forth within
+        one batch is not mistaken for a retry)."""
         if self.fingerprint:
             return self.fingerprint
         identity = {
             "batch": batch,
+            "based_on": based_on,
             "entity": str(self.address),
             "op": self.operation,
             "set": self.values,
@@ -234,6 +237,12 @@ def _action(change: Change, before: dict[str, Any], after: dict[str, Any]) -> di
         "after": after,
         "compensation": compensation_for(change.operation, before, after),
     }
+
+
+def line_fingerprint(batch: str, line: int, raw: bytes) -> str:
+    """A file's line is one action: re-importing the file into the same batch records nothing."""
+    digest = hashlib.sha256(f"{batch}\n{line}\n".encode() + raw.strip()).hexdigest()
+    return f"sha256:{digest}"
 
 
 def iter_changes(lines: Iterable[bytes]) -> Iterator[Change]:

@@ -6,6 +6,7 @@ Library errors become a one-line message and exit code 1 here, and only here.
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 import hashlib
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -18,7 +19,7 @@ import orjson
 
 from ledger.application import Ledger
 from ledger.bootstrap import DB_KEY, open_ledger, resolve_db
-from ledger.changes import Change, iter_changes
+from ledger.changes import Change, iter_changes, line_fingerprint
 from ledger.domain import Address
 from ledger.errors import InvalidChange, LedgerError
 from ledger.points import Point, parse_time
@@ -212,9 +213,14 @@ def import_(db: str | None, as_json: bool, path: Path, keep_open: bool, **defaul
     numbered = [(n, line) for n, line in enumerate(lines, start=1) if line.strip()]
     if not numbered:
         raise InvalidChange(f"{path} holds no changes")
-    changes = list(iter_changes(lines))
     if defaults["batch"] is None:
         defaults["batch"] = "import-" + hashlib.sha256(content).hexdigest()[:16]
+    changes = [
+        change if change.fingerprint else replace(
+            change, fingerprint=line_fingerprint(change.batch or defaults["batch"], n, raw)
+        )
+        for change, (n, raw) in zip(iter_changes(lines), numbered, strict=True)
+    ]
     ledger = _open(db)
     with click.progressbar(
         length=len(changes), label=f"recording {path.name}", file=sys.stderr

@@ -109,6 +109,7 @@ class Entity(Aggregate):
         self.address = address
         self.fields: dict[str, Any] = {}
         self.exists = False
+        self.last_fingerprint: str | None = None
 
     class Action(Aggregate.Event):
         """One workflow action on one record: what drove it, what it changed, how to undo it."""
@@ -132,6 +133,7 @@ class Entity(Aggregate):
             entity.fields, entity.exists = fold(
                 entity.fields, self.operation, self.before, self.after
             )
+            entity.last_fingerprint = self.fingerprint
 
         @property
         def delta(self) -> dict[str, tuple[Any, Any]]:
