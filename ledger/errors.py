@@ -17,7 +17,6 @@ codes only at the edges (the CLI).
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 
@@ -37,7 +36,8 @@ class InvalidChange(LedgerError):
 
     def at_line(self, line: int) -> InvalidChange:
         """The same error, located at an input line."""
-        located = copy.copy(self)
+        located = type(self).__new__(type(self))
+        located.__dict__.update(self.__dict__)
         located.line = line
         located.args = (f"line {line}: {self.reason}",)
         return located

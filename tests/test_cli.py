@@ -1,0 +1,141 @@
+"""The `ledger` command, driven as a user would, on a real SQLite file."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ledger.cli import main
+
+DOCS = Path(__file__).parent.parent / "docs" / "cli.md"
+
+
+@pytest.fixture
+def run(tmp_path):
+    runner = CliRunner()
+    db = str(tmp_path / "ledger.db")
+
+    def invoke(*args, input=None):
+        return runner.invoke(main, [*args, "--db", db], input=input, catch_exceptions=False)
+
+    assert invoke("init").exit_code == 0
+    return invoke
+
+
+def lines(path, *changes):
+    path.write_text("".join(json.dumps(c) + "\n" for c in changes))
+    return str(path)
+
+
+def test_record_from_flags_and_read_it_back(run):
+    result = run("record", "--entity", "crm/contacts/1", "--op", "create", "--set", "zip=01234",
+                 "--set-json", "score=10", "--batch", "b1", "--json")
+    assert result.exit_code == 0, result.output
+    receipt = json.loads(result.stdout)
+    assert receipt["delta"] == {"score": [None, 10], "zip": [None, "01234"]}
+    assert receipt["absent"] == ["score", "zip"]
+    state = json.loads(run("state", "crm/contacts/1", "--json").stdout)
+    assert state["fields"] == {"zip": "01234", "score": 10}
+
+
+def test_record_from_a_json_object_on_stdin(run):
+    change = {"entity": "crm/contacts/1", "op": "create", "set": {"stage": "lead"}}
+    result = run("record", "-", "--json", input=json.dumps(change))
+    assert json.loads(result.stdout)["version"] == 1
+
+
+def test_json_and_flags_together_are_refused(run):
+    result = run("record", '{"entity": "crm/contacts/1", "op": "create"}', "--op", "create")
+    assert result.exit_code == 1
+    assert "either as JSON or as flags" in result.output
+
+
+def test_import_is_all_or_nothing_and_names_the_bad_line(run, tmp_path):
+    path = lines(
+        tmp_path / "changes.jsonl",
+        {"entity": "crm/contacts/1", "op": "create", "set": {"stage": "lead"}},
+        {"entity": "crm/contacts/2", "op": "upsert", "set": {"stage": "lead"}},
+    )
+    result = run("import", path)
+    assert result.exit_code == 1
+    assert "line 2: crm/contacts/2: op 'upsert' is not one of create, update, delete" in result.output
+    assert run("history", "crm/contacts/1").exit_code == 1
+
+
+def test_import_names_the_line_of_a_contradicting_before_value(run, tmp_path):
+    run("record", "--entity", "crm/contacts/1", "--op", "create", "--set", "stage=lead")
+    path = lines(
+        tmp_path / "changes.jsonl",
+        {"entity": "crm/contacts/1", "op": "update", "set": {"stage": "sql"}},
+        {"entity": "crm/contacts/1", "op": "update", "set": {"stage": "x"}, "before": {"stage": "lead"}},
+    )
+    result = run("import", path)
+    assert result.exit_code == 1
+    assert "line 2: crm/contacts/1: field 'stage' is 'sql' in the ledger" in result.output
+    assert len(json.loads(run("history", "crm/contacts/1", "--json").stdout)) == 1
+
+
+def test_importing_the_same_file_twice_records_it_once(run, tmp_path):
+    path = lines(
+        tmp_path / "changes.jsonl",
+        {"entity": "crm/contacts/1", "op": "create", "set": {"n": 1}},
+        {"entity": "crm/contacts/1", "op": "update", "set": {"n": 2}},
+        {"entity": "crm/contacts/1", "op": "update", "set": {"n": 1}},
+    )
+    first = json.loads(run("import", path, "--json").stdout)
+    again = json.loads(run("import", path, "--json").stdout)
+    assert (first["recorded"], again["recorded"], again["already_recorded"]) == (3, 0, 3)
+    batches = json.loads(run("batches", "--json").stdout)
+    assert [(b["status"], b["actions"]) for b in batches] == [("closed", 3)]
+
+
+def test_state_collection_diff_and_checkpoints(run):
+    run("record", "--entity", "crm/contacts/1", "--op", "create", "--set", "stage=lead")
+    run("checkpoint", "before")
+    run("record", "--entity", "crm/contacts/1", "--op", "update", "--set", "stage=sql")
+    assert json.loads(run("state", "crm/contacts/1", "--at", "before", "--json").stdout)[
+        "fields"] == {"stage": "lead"}
+    assert json.loads(run("state", "crm/contacts/1", "--version", "2", "--json").stdout)[
+        "fields"] == {"stage": "sql"}
+    rows = [json.loads(line) for line in run("collection", "crm/contacts", "--at", "before",
+                                              "--json").stdout.splitlines()]
+    assert [r["fields"] for r in rows] == [{"stage": "lead"}]
+    diff = json.loads(run("diff", "crm/contacts", "before", "--json").stdout)
+    assert diff == [{"entity": "crm/contacts/1", "change": "changed",
+                     "fields": {"stage": ["lead", "sql"]}}]
+    assert "stage" in run("diff", "crm/contacts/1", "before").output
+    assert json.loads(run("checkpoints", "--json").stdout)[0]["checkpoint"] == "before"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("state", "crm/contacts"), "system/collection/key"),
+        (("state", "crm/contacts/1", "--at", "2026-11-24T10:00"), "no timezone"),
+        (("state", "crm/contacts/1", "--at", "nope"), "no checkpoint named 'nope'"),
+        (("record", "--entity", "crm/contacts/1", "--op", "update", "--set", "a"), "FIELD=VALUE"),
+        (("record", "--entity", "crm/contacts/1", "--op", "create", "--set-json", "a=NaN"), "NaN"),
+        (("close", "nope"), "no batch named 'nope'"),
+    ],
+)
+def test_bad_input_is_a_clear_error_and_exit_code_1(run, args, message):
+    result = run(*args)
+    assert result.exit_code == 1
+    assert message in result.output
+
+
+def test_a_missing_ledger_file_is_not_created_by_reading(tmp_path):
+    result = CliRunner().invoke(main, ["batches", "--db", str(tmp_path / "nope.db")])
+    assert result.exit_code == 1
+    assert "run `ledger init`" in result.output
+    assert not (tmp_path / "nope.db").exists()
+
+
+def test_every_command_has_help_and_is_documented():
+    documented = DOCS.read_text()
+    for name, command in main.commands.items():
+        assert command.help, name
+        assert re.search(rf"^## `ledger {name}", documented, re.MULTILINE), name
+        assert CliRunner().invoke(main, [name, "--help"]).exit_code == 0
