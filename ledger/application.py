@@ -123,7 +123,9 @@ class Ledger(Application[UUID]):
                     continue
                 fingerprint = change.fingerprint_in(cast(str, change.batch), version)
                 if fingerprint in pending:
-                    receipts[number] = Receipt(cast(Receipt, receipts[pending[fingerprint]]).action, True)
+                    receipts[number] = Receipt(
+                        cast(Receipt, receipts[pending[fingerprint]]).action, True
+                    )
                     continue
                 batch = self._open_batch(batches, change)
                 action = resolve(change, entity)
@@ -190,9 +192,7 @@ class Ledger(Application[UUID]):
             batches[name] = batch
         batch = batches[name]
         if batch.closed:
-            raise BatchClosed(
-                f"batch {name!r} is closed; record {change.address} in a new batch"
-            )
+            raise BatchClosed(f"batch {name!r} is closed; record {change.address} in a new batch")
         return batch
 
     def _entity(self, entities: dict[UUID, Entity | None], entity_id: UUID) -> Entity | None:
@@ -280,7 +280,9 @@ class Ledger(Application[UUID]):
         views = []
         for notification in self._notifications_of(Checkpoint.Named):
             checkpoint = cast(Checkpoint, self.repository.get(notification.originator_id))
-            views.append(CheckpointView(checkpoint.name, checkpoint.position, checkpoint.created_on))
+            views.append(
+                CheckpointView(checkpoint.name, checkpoint.position, checkpoint.created_on)
+            )
         return views
 
     def _checkpoint(self, name: str) -> Checkpoint:
@@ -473,4 +475,3 @@ def _with_position(receipt: Receipt, positions: dict[tuple[UUID, int], int]) -> 
     action = receipt.action
     position = positions[(action.entity_id, action.version)]
     return Receipt(Action(**{**action.__dict__, "position": position}), False)
-

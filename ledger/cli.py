@@ -6,10 +6,10 @@ Library errors become a one-line message and exit code 1 here, and only here.
 from __future__ import annotations
 
 import functools
-from dataclasses import replace
 import hashlib
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
@@ -109,7 +109,9 @@ def init(db: str | None, as_json: bool) -> None:
     """Create the ledger's tables (safe to run again)."""
     location = resolve_db(db)
     _open(db, create=True).close()
-    _emit(as_json, {"db": location, "ready": True}, lambda: click.echo(f"ledger ready at {location}"))
+    _emit(
+        as_json, {"db": location, "ready": True}, lambda: click.echo(f"ledger ready at {location}")
+    )
 
 
 def _pairs(items: tuple[str, ...], option: str, as_json: bool) -> dict[str, Any]:
@@ -129,7 +131,9 @@ def _pairs(items: tuple[str, ...], option: str, as_json: bool) -> dict[str, Any]
 @click.option("--entity", help="system/collection/key of the record.")
 @click.option("--op", type=click.Choice(["create", "update", "delete"]), help="The operation.")
 @click.option("--set", "set_", multiple=True, metavar="FIELD=TEXT", help="Set a field to text.")
-@click.option("--set-json", multiple=True, metavar="FIELD=JSON", help="Set a field to a JSON value.")
+@click.option(
+    "--set-json", multiple=True, metavar="FIELD=JSON", help="Set a field to a JSON value."
+)
 @click.option("--unset", multiple=True, metavar="FIELD", help="Remove a field.")
 @click.option("--before", multiple=True, metavar="FIELD=TEXT", help="Expected before-value (text).")
 @click.option("--before-json", multiple=True, metavar="FIELD=JSON", help="Expected before-value.")
@@ -144,10 +148,27 @@ def _pairs(items: tuple[str, ...], option: str, as_json: bool) -> dict[str, Any]
 @click.option("--fingerprint", help="Idempotency key; derived from the change when omitted.")
 def record(db: str | None, as_json: bool, change_json: str | None, **flags: Any) -> None:
     """Record one change, from flags or a JSON object (CHANGE_JSON, or - for stdin)."""
-    batch_defaults = {k: flags[k] for k in ("workflow", "workflow_version", "batch", "actor", "trigger")}
+    batch_defaults = {
+        k: flags[k] for k in ("workflow", "workflow_version", "batch", "actor", "trigger")
+    }
     if change_json is not None:
-        described = [k for k in ("entity", "op", "set_", "set_json", "unset", "before", "before_json",
-                                 "inputs", "source", "effective_at", "fingerprint") if flags[k]]
+        described = [
+            k
+            for k in (
+                "entity",
+                "op",
+                "set_",
+                "set_json",
+                "unset",
+                "before",
+                "before_json",
+                "inputs",
+                "source",
+                "effective_at",
+                "fingerprint",
+            )
+            if flags[k]
+        ]
         if described:
             raise InvalidChange(
                 f"give the change either as JSON or as flags, not both (--{described[0]})"
@@ -163,22 +184,27 @@ def record(db: str | None, as_json: bool, change_json: str | None, **flags: Any)
 def _change_from_flags(flags: dict[str, Any]) -> Change:
     if not flags["entity"] or not flags["op"]:
         raise InvalidChange("give --entity and --op (or the change as a JSON object)")
-    before = {**_pairs(flags["before"], "--before", False),
-              **_pairs(flags["before_json"], "--before-json", True)}
+    before = {
+        **_pairs(flags["before"], "--before", False),
+        **_pairs(flags["before_json"], "--before-json", True),
+    }
     inputs = parse_json(flags["inputs"], where="--inputs") if flags["inputs"] else {}
     if not isinstance(inputs, dict):
         raise InvalidChange("--inputs must be a JSON object", field="--inputs")
     return Change(
         address=Address.parse(flags["entity"]),
         operation=flags["op"],
-        values={**_pairs(flags["set_"], "--set", False),
-                **_pairs(flags["set_json"], "--set-json", True)},
+        values={
+            **_pairs(flags["set_"], "--set", False),
+            **_pairs(flags["set_json"], "--set-json", True),
+        },
         unset=tuple(flags["unset"]),
         before=before or None,
         inputs=inputs,
         sources=tuple(flags["source"]),
         effective_at=parse_time(flags["effective_at"], "--effective-at")
-        if flags["effective_at"] else None,
+        if flags["effective_at"]
+        else None,
         fingerprint=flags["fingerprint"],
     )
 
@@ -216,7 +242,9 @@ def import_(db: str | None, as_json: bool, path: Path, keep_open: bool, **defaul
     if defaults["batch"] is None:
         defaults["batch"] = "import-" + hashlib.sha256(content).hexdigest()[:16]
     changes = [
-        change if change.fingerprint else replace(
+        change
+        if change.fingerprint
+        else replace(
             change, fingerprint=line_fingerprint(change.batch or defaults["batch"], n, raw)
         )
         for change, (n, raw) in zip(iter_changes(lines), numbered, strict=True)
@@ -239,9 +267,13 @@ def import_(db: str | None, as_json: bool, path: Path, keep_open: bool, **defaul
         "already_recorded": len(receipts) - new,
         "closed": not keep_open,
     }
-    _emit(as_json, summary, lambda: click.echo(
-        f"batch {summary['batch']}: {new} recorded, {len(receipts) - new} already recorded"
-    ))
+    _emit(
+        as_json,
+        summary,
+        lambda: click.echo(
+            f"batch {summary['batch']}: {new} recorded, {len(receipts) - new} already recorded"
+        ),
+    )
 
 
 @_verb("history")
@@ -249,11 +281,25 @@ def import_(db: str | None, as_json: bool, path: Path, keep_open: bool, **defaul
 def history(db: str | None, as_json: bool, entity: str) -> None:
     """Every action on one record, oldest first."""
     actions = _open(db).history(Address.parse(entity))
-    _emit(as_json, [a.to_json() for a in actions], lambda: _table(
-        ["version", "position", "recorded_at", "operation", "batch", "workflow", "changed"],
-        ([a.version, a.position, a.recorded_at.isoformat(), a.operation, a.batch, a.workflow,
-          ", ".join(a.delta)] for a in actions),
-    ))
+    _emit(
+        as_json,
+        [a.to_json() for a in actions],
+        lambda: _table(
+            ["version", "position", "recorded_at", "operation", "batch", "workflow", "changed"],
+            (
+                [
+                    a.version,
+                    a.position,
+                    a.recorded_at.isoformat(),
+                    a.operation,
+                    a.batch,
+                    a.workflow,
+                    ", ".join(a.delta),
+                ]
+                for a in actions
+            ),
+        ),
+    )
 
 
 @_verb("state")
@@ -288,7 +334,11 @@ def _split_collection(text: str) -> tuple[str, str]:
 @click.option("--limit", type=int, help="Show at most this many records.")
 @click.option("--deleted", is_flag=True, help="Include records deleted by then.")
 def collection(
-    db: str | None, as_json: bool, collection: str, at: str | None, limit: int | None,
+    db: str | None,
+    as_json: bool,
+    collection: str,
+    at: str | None,
+    limit: int | None,
     deleted: bool,
 ) -> None:
     """Every record of SYSTEM/COLLECTION, now or at a point, in key order (streamed)."""
@@ -300,8 +350,10 @@ def collection(
         for record_ in records:  # JSON Lines: constant memory however large the collection
             click.echo(orjson.dumps(record_.to_json()).decode())
         return
-    _table(["entity", "version", "exists", "fields"],
-           ([r.entity, r.version, r.exists, r.fields] for r in records))
+    _table(
+        ["entity", "version", "exists", "fields"],
+        ([r.entity, r.version, r.exists, r.fields] for r in records),
+    )
 
 
 @_verb("diff")
@@ -322,7 +374,9 @@ def diff(db: str | None, as_json: bool, target: str, from_point: str, to_point: 
         if not differences:
             click.echo("no differences")
             return
-        rows = ([d.entity, d.change, f, x, y] for d in differences for f, (x, y) in d.fields.items())
+        rows = (
+            [d.entity, d.change, f, x, y] for d in differences for f, (x, y) in d.fields.items()
+        )
         _table(["entity", "change", "field", "from", "to"], rows)
 
     _emit(as_json, [d.to_json() for d in differences], human)
@@ -333,29 +387,49 @@ def diff(db: str | None, as_json: bool, target: str, from_point: str, to_point: 
 def checkpoint(db: str | None, as_json: bool, name: str) -> None:
     """Name the current position of the global log."""
     view = _open(db).checkpoint(name)
-    _emit(as_json, view.to_json(),
-          lambda: click.echo(f"checkpoint {view.name} = position {view.position}"))
+    _emit(
+        as_json,
+        view.to_json(),
+        lambda: click.echo(f"checkpoint {view.name} = position {view.position}"),
+    )
 
 
 @_verb("checkpoints")
 def checkpoints(db: str | None, as_json: bool) -> None:
     """Every named checkpoint."""
     views = _open(db).checkpoints()
-    _emit(as_json, [v.to_json() for v in views], lambda: _table(
-        ["checkpoint", "position", "created_at"],
-        ([v.name, v.position, v.created_at.isoformat()] for v in views),
-    ))
+    _emit(
+        as_json,
+        [v.to_json() for v in views],
+        lambda: _table(
+            ["checkpoint", "position", "created_at"],
+            ([v.name, v.position, v.created_at.isoformat()] for v in views),
+        ),
+    )
 
 
 @_verb("batches")
 def batches(db: str | None, as_json: bool) -> None:
     """Every batch (workflow run) with its status and action count."""
     views = _open(db).batches()
-    _emit(as_json, [v.to_json() for v in views], lambda: _table(
-        ["batch", "workflow", "status", "actions", "opened_at", "positions"],
-        ([v.name, v.workflow, v.status, v.actions, v.opened_at.isoformat(),
-          f"{v.first_position}-{v.last_position}" if v.first_position else ""] for v in views),
-    ))
+    _emit(
+        as_json,
+        [v.to_json() for v in views],
+        lambda: _table(
+            ["batch", "workflow", "status", "actions", "opened_at", "positions"],
+            (
+                [
+                    v.name,
+                    v.workflow,
+                    v.status,
+                    v.actions,
+                    v.opened_at.isoformat(),
+                    f"{v.first_position}-{v.last_position}" if v.first_position else "",
+                ]
+                for v in views
+            ),
+        ),
+    )
 
 
 @_verb("close")
@@ -363,5 +437,8 @@ def batches(db: str | None, as_json: bool) -> None:
 def close(db: str | None, as_json: bool, batch: str) -> None:
     """Close a batch: no more actions may join it."""
     view = _open(db).close_batch(batch)
-    _emit(as_json, view.to_json(),
-          lambda: click.echo(f"batch {view.name} closed with {view.actions} actions"))
+    _emit(
+        as_json,
+        view.to_json(),
+        lambda: click.echo(f"batch {view.name} closed with {view.actions} actions"),
+    )

@@ -85,4 +85,3 @@ class CheckpointExists(LedgerError):
 
 class ConfigurationError(LedgerError):
     """A setting is missing or malformed; the message names its key."""
-

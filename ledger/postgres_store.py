@@ -43,7 +43,7 @@ class PostgresLedgerRecorder(IndexedRecorder, PostgresApplicationRecorder):
             f"CREATE INDEX IF NOT EXISTS {INDEX_TABLE}_batch ON {table} (batch)",
         ):
             self.sql_create_statements.append(
-                SQL(statement).format(schema=Identifier(self.datastore.schema))  # type: ignore[arg-type]
+                SQL(statement).format(schema=Identifier(self.datastore.schema))
             )
 
     def _fetch_ids_after_insert_events(
@@ -52,12 +52,12 @@ class PostgresLedgerRecorder(IndexedRecorder, PostgresApplicationRecorder):
         positions = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         rows = self.index_rows(stored_events, positions, kwargs.get("actions"))
         if rows:
-            curs.executemany(self.insert_index_statement(), rows)  # type: ignore[arg-type]
+            curs.executemany(self.insert_index_statement(), rows)
         return positions
 
     def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(statement, list(params))  # type: ignore[arg-type]
+            curs.execute(statement, list(params))
             return [tuple(row.values()) for row in curs.fetchall()]
 
     def _qualified(self, table: str) -> str:

@@ -23,8 +23,10 @@ def main(out: Path, contacts: int = 200, synced: int = 40) -> None:
                 "owner": rng.choice(OWNERS),
                 "score": rng.randint(0, 100),
             }
-            seed.write(json.dumps({"entity": f"crm/contacts/{key}", "op": "create",
-                                   "set": records[key]}) + "\n")
+            seed.write(
+                json.dumps({"entity": f"crm/contacts/{key}", "op": "create", "set": records[key]})
+                + "\n"
+            )
     with (out / "lead-sync.jsonl").open("w") as batch:
         for key in sorted(rng.sample(sorted(records), synced)):
             before = records[key]

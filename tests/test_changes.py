@@ -94,7 +94,7 @@ def test_omitted_before_values_are_filled_from_the_projection():
 def test_before_values_that_contradict_the_projection_are_refused():
     entity = known({"stage": "lead"})
     change = Change(CONTACT, "update", values={"stage": "customer"}, before={"stage": "mql"})
-    with pytest.raises(BeforeMismatch, match="'stage' is 'lead' in the ledger.*was 'mql'"):
+    with pytest.raises(BeforeMismatch, match=r"'stage' is 'lead' in the ledger.*was 'mql'"):
         resolve(change, entity)
 
 
@@ -111,7 +111,7 @@ def test_null_and_absent_are_different_before_values():
 
 
 def test_an_update_of_a_record_new_to_the_ledger_needs_its_before_values():
-    with pytest.raises(InvalidChange, match="new to the ledger.*'owner'"):
+    with pytest.raises(InvalidChange, match=r"new to the ledger.*'owner'"):
         resolve(
             Change(CONTACT, "update", values={"stage": "x", "owner": "y"}, before={"stage": "a"}),
             None,

@@ -30,8 +30,20 @@ def lines(path, *changes):
 
 
 def test_record_from_flags_and_read_it_back(run):
-    result = run("record", "--entity", "crm/contacts/1", "--op", "create", "--set", "zip=01234",
-                 "--set-json", "score=10", "--batch", "b1", "--json")
+    result = run(
+        "record",
+        "--entity",
+        "crm/contacts/1",
+        "--op",
+        "create",
+        "--set",
+        "zip=01234",
+        "--set-json",
+        "score=10",
+        "--batch",
+        "b1",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     receipt = json.loads(result.stdout)
     assert receipt["delta"] == {"score": [None, 10], "zip": [None, "01234"]}
@@ -60,7 +72,9 @@ def test_import_is_all_or_nothing_and_names_the_bad_line(run, tmp_path):
     )
     result = run("import", path)
     assert result.exit_code == 1
-    assert "line 2: crm/contacts/2: op 'upsert' is not one of create, update, delete" in result.output
+    assert (
+        "line 2: crm/contacts/2: op 'upsert' is not one of create, update, delete" in result.output
+    )
     assert run("history", "crm/contacts/1").exit_code == 1
 
 
@@ -69,7 +83,12 @@ def test_import_names_the_line_of_a_contradicting_before_value(run, tmp_path):
     path = lines(
         tmp_path / "changes.jsonl",
         {"entity": "crm/contacts/1", "op": "update", "set": {"stage": "sql"}},
-        {"entity": "crm/contacts/1", "op": "update", "set": {"stage": "x"}, "before": {"stage": "lead"}},
+        {
+            "entity": "crm/contacts/1",
+            "op": "update",
+            "set": {"stage": "x"},
+            "before": {"stage": "lead"},
+        },
     )
     result = run("import", path)
     assert result.exit_code == 1
@@ -96,15 +115,22 @@ def test_state_collection_diff_and_checkpoints(run):
     run("checkpoint", "before")
     run("record", "--entity", "crm/contacts/1", "--op", "update", "--set", "stage=sql")
     assert json.loads(run("state", "crm/contacts/1", "--at", "before", "--json").stdout)[
-        "fields"] == {"stage": "lead"}
+        "fields"
+    ] == {"stage": "lead"}
     assert json.loads(run("state", "crm/contacts/1", "--version", "2", "--json").stdout)[
-        "fields"] == {"stage": "sql"}
-    rows = [json.loads(line) for line in run("collection", "crm/contacts", "--at", "before",
-                                              "--json").stdout.splitlines()]
+        "fields"
+    ] == {"stage": "sql"}
+    rows = [
+        json.loads(line)
+        for line in run(
+            "collection", "crm/contacts", "--at", "before", "--json"
+        ).stdout.splitlines()
+    ]
     assert [r["fields"] for r in rows] == [{"stage": "lead"}]
     diff = json.loads(run("diff", "crm/contacts", "before", "--json").stdout)
-    assert diff == [{"entity": "crm/contacts/1", "change": "changed",
-                     "fields": {"stage": ["lead", "sql"]}}]
+    assert diff == [
+        {"entity": "crm/contacts/1", "change": "changed", "fields": {"stage": ["lead", "sql"]}}
+    ]
     assert "stage" in run("diff", "crm/contacts/1", "before").output
     assert json.loads(run("checkpoints", "--json").stdout)[0]["checkpoint"] == "before"
 

@@ -42,7 +42,9 @@ def at(text):
 
 
 def test_a_record_at_each_version(ledger):
-    ledger.record_all([create(ANN, stage="lead"), update(ANN, stage="mql"), update(ANN, stage="sql")])
+    ledger.record_all(
+        [create(ANN, stage="lead"), update(ANN, stage="mql"), update(ANN, stage="sql")]
+    )
     assert [ledger.state(ANN, at(f"version:{v}")).fields["stage"] for v in (1, 2, 3)] == [
         "lead",
         "mql",
@@ -117,7 +119,9 @@ def test_history_lists_every_action_with_its_position(ledger):
 
 
 def test_a_collection_at_a_checkpoint_in_key_order(ledger):
-    ledger.record_all([create(BOB, n=1), create(ANN, n=1), create(Address.parse("crm/deals/1"), v=1)])
+    ledger.record_all(
+        [create(BOB, n=1), create(ANN, n=1), create(Address.parse("crm/deals/1"), v=1)]
+    )
     ledger.checkpoint("cp")
     ledger.record_all([update(ANN, n=2), create(CAT, n=1), Change(BOB, "delete")])
     then = list(ledger.collection("crm", "contacts", at("cp")))

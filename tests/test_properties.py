@@ -38,7 +38,9 @@ def histories(draw):
         elif draw(st.booleans()) or len(fields) == 0:
             values = draw(st.dictionaries(st.sampled_from(FIELDS), field_values, min_size=1))
             removable = [f for f in fields if f not in values]
-            unset = tuple(draw(st.lists(st.sampled_from(removable), unique=True))) if removable else ()
+            unset = (
+                tuple(draw(st.lists(st.sampled_from(removable), unique=True))) if removable else ()
+            )
             change = ("update", key, values, unset)
             model[key] = {f: v for f, v in {**fields, **values}.items() if f not in unset}
         else:
@@ -103,7 +105,9 @@ def run(db, steps):
                 checkpoints.append((ledger.checkpoint(f"cp{len(checkpoints)}").name, len(applied)))
             else:
                 operation, key, values, unset = step[1]
-                change = Change(Address("crm", "contacts", key), operation, values=values, unset=unset)
+                change = Change(
+                    Address("crm", "contacts", key), operation, values=values, unset=unset
+                )
                 ledger.record(change, batch="b")
                 applied.append(step[1])
                 moments.append(now)

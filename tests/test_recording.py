@@ -64,7 +64,11 @@ def test_an_action_carries_everything_needed_to_explain_and_undo_it(ledger):
     assert action.compensation["set"] == {"stage": "lead"}
     assert action.inputs == {"score": 91}
     assert (action.workflow, action.workflow_version) == ("lead-sync", "3")
-    assert (action.actor, action.trigger, action.sources) == ("zapier", "schedule", ("sheet/leads/17",))
+    assert (action.actor, action.trigger, action.sources) == (
+        "zapier",
+        "schedule",
+        ("sheet/leads/17",),
+    )
     assert action.effective_at == datetime(2026, 11, 24, 9, 12, tzinfo=UTC)
     assert action.fingerprint.startswith("sha256:")
     assert ledger.history(ANN)[-1] == action
@@ -168,5 +172,9 @@ def test_batches_are_listed_with_their_counts(ledger):
     ledger.record(update(ANN, n=2), batch="b2")
     ledger.close_batch("b1")
     listed = {b.name: b for b in ledger.batches()}
-    assert (listed["b1"].status, listed["b1"].actions, listed["b1"].workflow) == ("closed", 2, "lead-sync")
+    assert (listed["b1"].status, listed["b1"].actions, listed["b1"].workflow) == (
+        "closed",
+        2,
+        "lead-sync",
+    )
     assert (listed["b2"].status, listed["b2"].actions) == ("open", 1)

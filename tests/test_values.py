@@ -47,7 +47,7 @@ def test_oversized_values_are_refused():
 
 
 def test_not_json_names_the_column():
-    with pytest.raises(InvalidValue, match="not valid JSON.*column"):
+    with pytest.raises(InvalidValue, match=r"not valid JSON.*column"):
         parse_json('{"a": }')
 
 
