@@ -20,6 +20,8 @@ from psycopg.sql import SQL, Identifier
 
 from ledger.store import INDEX_TABLE, IndexedRecorder
 
+_ABORT = "DO $$ BEGIN RAISE EXCEPTION 'ledger: index rows failed, events rolled back'; END $$"
+
 
 class PostgresLedgerRecorder(IndexedRecorder, PostgresApplicationRecorder):
     """Stores events as the library does and, in the same transaction, their index rows."""
@@ -50,9 +52,18 @@ class PostgresLedgerRecorder(IndexedRecorder, PostgresApplicationRecorder):
         self, curs: Cursor[DictRow], stored_events: Sequence[Any], **kwargs: Any
     ) -> Sequence[int] | None:
         positions = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        rows = self.index_rows(stored_events, positions, kwargs.get("actions"))
-        if rows:
-            curs.executemany(self.insert_index_statement(), rows)
+        try:
+            rows = self.index_rows(stored_events, positions, kwargs.get("actions"))
+            if rows:
+                curs.executemany(self.insert_index_statement(), rows)
+        except Exception:
+            # The library's insert_events() catches exceptions raised here and re-raises them
+            # only after its transaction block has exited, which commits unless PostgreSQL has
+            # already aborted the transaction. A Python error (e.g. a value psycopg cannot
+            # adapt) would therefore commit the events without their index rows. Abort the
+            # transaction in the database, so the events roll back with the failed index.
+            curs.execute(_ABORT)
+            raise
         return positions
 
     def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
