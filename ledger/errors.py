@@ -9,7 +9,12 @@
      ├── NotFound               an entity, batch or checkpoint that does not exist
      │    └── UnknownCheckpoint
      ├── CheckpointExists       a checkpoint name is already taken
-     └── ConfigurationError     a bad setting, naming its key
+     ├── ConfigurationError     a bad setting, naming its key
+     └── AdapterError           a target system refused or failed a read or write
+          ├── StaleWrite        compare-and-set refused: the target no longer holds the
+          │                     expected value (names record, field, expected, actual)
+          ├── TransientError    worth retrying (connection, timeout, 429, 5xx)
+          └── TargetRejected    permanent refusal (4xx, constraint), with the system's reason
 
 Messages name the record, the field and what to do. Errors are translated into exit
 codes only at the edges (the CLI).
@@ -85,3 +90,29 @@ class CheckpointExists(LedgerError):
 
 class ConfigurationError(LedgerError):
     """A setting is missing or malformed; the message names its key."""
+
+
+class AdapterError(LedgerError):
+    """A target system failed or refused; the message names the system, record and field."""
+
+
+class StaleWrite(AdapterError):
+    """A compare-and-set write was refused because the target moved; nothing was written."""
+
+    def __init__(self, record: str, field: str, expected: Any, actual: Any):
+        self.record = record
+        self.field = field
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"{record}: field {field!r} was expected to be {expected!r} but the target holds "
+            f"{actual!r}; someone changed it since it was read, so nothing was written"
+        )
+
+
+class TransientError(AdapterError):
+    """A failure that may pass if the same request is retried (connection, timeout, 429, 5xx)."""
+
+
+class TargetRejected(AdapterError):
+    """The target refused a write for good (a 4xx, a constraint); its reason is in the message."""

@@ -1,0 +1,124 @@
+"""The one small protocol every connector adapter implements.
+
+An adapter speaks for one *system* (a CRM, a SQL database, a folder of spreadsheets) and
+addresses records as ``collection`` + ``key``, where ``key`` is the text form of the record's
+key (composite keys are joined with ``/``, each part percent-encoded: see `join_key`).
+
+Every write is compare-and-set: a `Write` names the values it expects the record to hold
+for the fields it touches, and the adapter applies it only if the record still holds them.
+One primitive serves recording (the automation's before-image or ``expected`` values),
+rollback (the values the plan expects) and reconciliation. A refused write is reported,
+never half-applied, and the result carries the record as it was read (the exact
+before-image), so compensations are known rather than guessed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+from urllib.parse import quote, unquote
+
+from ledger.values import ABSENT, same
+
+Record = dict[str, Any]
+Outcome = Literal["applied", "stale", "failed"]
+
+
+@dataclass(frozen=True)
+class Write:
+    """One compare-and-set write to one record.
+
+    ``expected`` maps each field the write relies on to the value the record must hold
+    (``ABSENT`` where the field must not exist). A ``create`` requires that the record does not
+    exist; an ``update`` or ``delete`` requires that it does.
+    """
+
+    key: str
+    operation: Literal["create", "update", "delete"]
+    values: Record = field(default_factory=dict)
+    unset: tuple[str, ...] = ()
+    expected: Record = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What happened to one `Write`.
+
+    ``before`` is the record as the adapter read it immediately before deciding (None if it did
+    not exist). ``assigned_key`` is set when the system chose a new key for a created record
+    (a REST API assigning ids on POST). For ``stale``: ``field``, ``expected`` and ``actual`` name the first difference
+    (``field`` is ``"(record)"`` when the record's existence was wrong). For ``failed``:
+    ``error`` is the system's own reason, e.g. the constraint that refused it.
+    """
+
+    key: str
+    outcome: Outcome
+    before: Record | None = None
+    field: str | None = None
+    expected: Any = None
+    actual: Any = None
+    error: str | None = None
+    assigned_key: str | None = None
+
+
+class Adapter(Protocol):
+    """A connector to one system. Implementations: `adapters.sql`, `adapters.files`,
+    `adapters.http`, and `adapters.memory` (unit tests only)."""
+
+    system: str
+
+    def read(self, collection: str, keys: Sequence[str]) -> dict[str, Record | None]:
+        """The current state of these records (None for a missing one), in one round trip
+        where the system allows it."""
+        ...
+
+    def scan(self, collection: str) -> Iterator[tuple[str, Record]]:
+        """Every record of a collection in ascending order of its key text (as Python compares
+        str), streamed so that memory does not grow with the collection."""
+        ...
+
+    def write(self, collection: str, writes: Sequence[Write]) -> list[WriteResult]:
+        """Apply compare-and-set writes, one result per write in the same order, in one
+        transaction or request per chunk where the system allows it. A stale or failed write
+        does not stop the others. Raises `TransientError` only when nothing was applied."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and files."""
+        ...
+
+
+def check_expected(key: str, write: Write, current: Record | None) -> WriteResult | None:
+    """The shared compare step: None if `write` may proceed on `current`, else its stale result."""
+    if write.operation == "create":
+        if current is not None:
+            return WriteResult(key, "stale", current, "(record)", ABSENT, "exists")
+        return None
+    if current is None:
+        return WriteResult(key, "stale", None, "(record)", "exists", ABSENT)
+    for name, expected in write.expected.items():
+        actual = current.get(name, ABSENT)
+        if not same(actual, expected):
+            return WriteResult(key, "stale", current, name, expected, actual)
+    return None
+
+
+def apply_write(write: Write, current: Record | None) -> Record | None:
+    """The record after `write` (None once deleted): for adapters that rewrite whole records."""
+    if write.operation == "delete":
+        return None
+    if write.operation == "create":
+        return dict(write.values)
+    updated = {name: value for name, value in (current or {}).items() if name not in write.unset}
+    updated.update(write.values)
+    return updated
+
+
+def join_key(parts: Sequence[Any]) -> str:
+    """The text key of a record with a composite key: parts percent-encoded, joined by '/'."""
+    return "/".join(quote(str(part), safe="") for part in parts)
+
+
+def split_key(key: str) -> list[str]:
+    return [unquote(part) for part in key.split("/")]
