@@ -47,9 +47,9 @@ class WriteResult:
 
     ``before`` is the record as the adapter read it immediately before deciding (None if it did
     not exist). ``assigned_key`` is set when the system chose a new key for a created record
-    (a REST API assigning ids on POST). For ``stale``: ``field``, ``expected`` and ``actual`` name the first difference
-    (``field`` is ``"(record)"`` when the record's existence was wrong). For ``failed``:
-    ``error`` is the system's own reason, e.g. the constraint that refused it.
+    (a REST API assigning ids on POST). For ``stale``: ``field``, ``expected`` and ``actual``
+    name the first difference (``field`` is ``"(record)"`` when existence was wrong).
+    For ``failed``: ``error`` is the system's own reason, e.g. the constraint that refused it.
     """
 
     key: str

@@ -1,4 +1,4 @@
-"""The in-memory adapter keeps the adapter contract (it stands in for real systems in unit tests)."""
+"""The in-memory adapter keeps the adapter contract (it stands in for real systems)."""
 
 from adapter_contract import AdapterContract
 
