@@ -1,0 +1,319 @@
+"""SQL table adapter: any SQLAlchemy URL, any table, single or composite key.
+
+Compare-and-set holds a lock across read, compare and write: on SQLite every write chunk
+runs in ``BEGIN IMMEDIATE`` (the database write lock is taken before the read), on PostgreSQL
+the chunk's rows are read ``FOR UPDATE`` in key order (so two writers cannot deadlock).
+Nothing can change a row between the compare and the write.
+
+Writes that pass the compare run as ``executemany`` groups; if a group hits a constraint,
+it is redone row by row inside savepoints so that exactly the offending rows fail, with the
+database's own reason, and the others apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from adapters.protocol import Record, Write, WriteResult, check_expected, join_key, split_key
+from ledger.errors import AdapterError, ConfigurationError, TransientError
+
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class SqlCollection:
+    """A table and its key column(s)."""
+
+    table: str
+    key: tuple[str, ...] = ("id",)
+    schema: str | None = None
+
+
+class SqlAdapter:
+    """Reads and compare-and-set writes rows of SQL tables."""
+
+    def __init__(
+        self,
+        system: str,
+        url: str | Engine,
+        collections: dict[str, SqlCollection],
+    ):
+        self.system = system
+        self.engine = url if isinstance(url, Engine) else sa.create_engine(url)
+        self.sqlite = self.engine.dialect.name == "sqlite"
+        if self.sqlite:
+            _take_the_write_lock_at_begin(self.engine)
+        self.routes = collections
+        self._tables: dict[str, sa.Table] = {}
+
+    def table(self, collection: str) -> sa.Table:
+        if collection not in self._tables:
+            route = self.routes.get(collection)
+            if route is None:
+                raise ConfigurationError(
+                    f"system {self.system!r} has no collection {collection!r}; "
+                    f"known: {', '.join(sorted(self.routes))}"
+                )
+            try:
+                table = sa.Table(
+                    route.table, sa.MetaData(), autoload_with=self.engine, schema=route.schema
+                )
+            except sa.exc.NoSuchTableError:
+                raise ConfigurationError(
+                    f"{self.system}/{collection}: table {route.table!r} does not exist"
+                ) from None
+            missing = [name for name in route.key if name not in table.c]
+            if missing:
+                raise ConfigurationError(
+                    f"{self.system}/{collection}: key column {missing[0]!r} is not in "
+                    f"table {route.table!r}"
+                )
+            self._tables[collection] = table
+        return self._tables[collection]
+
+    # Keys --------------------------------------------------------------------------------
+
+    def _key_columns(self, collection: str) -> list[sa.Column[Any]]:
+        table = self.table(collection)
+        return [table.c[name] for name in self.routes[collection].key]
+
+    def _key_values(self, collection: str, key: str) -> tuple[Any, ...]:
+        columns = self._key_columns(collection)
+        parts = split_key(key) if len(columns) > 1 else [key]
+        if len(parts) != len(columns):
+            raise AdapterError(
+                f"{self.system}/{collection}/{key}: the key has {len(parts)} part(s), "
+                f"the table's key has {len(columns)}"
+            )
+        return tuple(
+            _from_text(column, part, key) for column, part in zip(columns, parts, strict=True)
+        )
+
+    def _key_text(self, collection: str, row: sa.Row[Any]) -> str:
+        values = [row._mapping[name] for name in self.routes[collection].key]
+        return str(values[0]) if len(values) == 1 else join_key(values)
+
+    def _record(self, collection: str, row: sa.Row[Any]) -> Record:
+        keys = self.routes[collection].key
+        return {name: value for name, value in row._mapping.items() if name not in keys}
+
+    def _where_keys(self, collection: str, keys: Sequence[str]) -> Any:
+        columns = self._key_columns(collection)
+        values = [self._key_values(collection, key) for key in keys]
+        if len(columns) == 1:
+            return columns[0].in_([value[0] for value in values])
+        return sa.tuple_(*columns).in_(values)
+
+    # Reads -------------------------------------------------------------------------------
+
+    def read(self, collection: str, keys: Sequence[str]) -> dict[str, Record | None]:
+        found: dict[str, Record | None] = dict.fromkeys(keys)
+        with self._connect() as connection:
+            found.update(self._read(connection, collection, keys, lock=False))
+        return found
+
+    def _read(
+        self, connection: Connection, collection: str, keys: Sequence[str], *, lock: bool
+    ) -> dict[str, Record]:
+        table = self.table(collection)
+        rows: dict[str, Record] = {}
+        ordered = sorted(set(keys))
+        for start in range(0, len(ordered), CHUNK):
+            query = sa.select(table).where(
+                self._where_keys(collection, ordered[start : start + CHUNK])
+            )
+            if lock and not self.sqlite:
+                query = query.order_by(*self._key_columns(collection)).with_for_update()
+            for row in connection.execute(query):
+                rows[self._key_text(collection, row)] = self._record(collection, row)
+        return rows
+
+    def scan(self, collection: str) -> Iterator[tuple[str, Record]]:
+        table = self.table(collection)
+        order = [sa.cast(column, sa.String) for column in self._key_columns(collection)]
+        if not self.sqlite:
+            order = [expression.collate("C") for expression in order]
+        query = sa.select(table).order_by(*order)
+        with self._connect() as connection:
+            result = connection.execution_options(stream_results=True, yield_per=1000).execute(
+                query
+            )
+            for row in result:
+                yield self._key_text(collection, row), self._record(collection, row)
+
+    # Writes ------------------------------------------------------------------------------
+
+    def write(self, collection: str, writes: Sequence[Write]) -> list[WriteResult]:
+        table = self.table(collection)
+        results: list[WriteResult | None] = [None] * len(writes)
+        with self._connect() as connection, connection.begin():
+            current = self._read(connection, collection, [w.key for w in writes], lock=True)
+            groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+            for index, write in enumerate(writes):
+                before = current.get(write.key)
+                refused = check_expected(write.key, write, before) or self._check_values(
+                    collection, table, write
+                )
+                if refused is not None:
+                    results[index] = refused
+                    continue
+                if write.operation != "create":
+                    current[write.key] = {**(before or {}), **write.values}
+                elif write.key in current:  # a second create of the same key in one chunk
+                    results[index] = check_expected(write.key, write, current[write.key])
+                    continue
+                else:
+                    current[write.key] = dict(write.values)
+                results[index] = WriteResult(write.key, "applied", before)
+                groups.setdefault((write.operation, tuple(sorted(write.values))), []).append(index)
+            for (operation, _), indexes in groups.items():
+                self._apply_group(
+                    connection, collection, table, operation, writes, indexes, results
+                )
+        return [result for result in results if result is not None]
+
+    def _check_values(self, collection: str, table: sa.Table, write: Write) -> WriteResult | None:
+        record = f"{self.system}/{collection}/{write.key}"
+        if write.unset:
+            return WriteResult(
+                write.key,
+                "failed",
+                error=f"{record}: SQL columns cannot be absent; "
+                f"set {write.unset[0]!r} to null instead of unsetting it",
+            )
+        for name, value in write.values.items():
+            if name not in table.c or name in self.routes[collection].key:
+                reason = "is not a column" if name not in table.c else "is part of the key"
+                return WriteResult(
+                    write.key, "failed", error=f"{record}: field {name!r} {reason} of {table.name}"
+                )
+            wrong = _wrong_type(table.c[name], value)
+            if wrong:
+                return WriteResult(write.key, "failed", error=f"{record}: field {name!r} {wrong}")
+        return None
+
+    def _apply_group(
+        self,
+        connection: Connection,
+        collection: str,
+        table: sa.Table,
+        operation: str,
+        writes: Sequence[Write],
+        indexes: list[int],
+        results: list[WriteResult | None],
+    ) -> None:
+        statement, rows = self._statement(
+            collection, table, operation, [writes[i] for i in indexes]
+        )
+        try:
+            with connection.begin_nested():
+                connection.execute(statement, rows)
+            return
+        except sa.exc.IntegrityError:
+            pass  # find exactly which rows the database refuses, one savepoint each
+        for index, row in zip(indexes, rows, strict=True):
+            try:
+                with connection.begin_nested():
+                    connection.execute(statement, [row])
+            except sa.exc.IntegrityError as error:
+                record = f"{self.system}/{collection}/{writes[index].key}"
+                results[index] = WriteResult(
+                    writes[index].key,
+                    "failed",
+                    cast_before(results[index]),
+                    error=f"{record}: {table.name} refused the {operation}: {error.orig}",
+                )
+
+    def _statement(
+        self, collection: str, table: sa.Table, operation: str, writes: list[Write]
+    ) -> tuple[Any, list[dict[str, Any]]]:
+        key_names = self.routes[collection].key
+        rows = []
+        for write in writes:
+            key = dict(zip(key_names, self._key_values(collection, write.key), strict=True))
+            rows.append(
+                {**{f"k_{n}": v for n, v in key.items()}, **write.values}
+                if operation != "create"
+                else {**key, **write.values}
+            )
+        if operation == "create":
+            return sa.insert(table), rows
+        match = sa.and_(*(table.c[name] == sa.bindparam(f"k_{name}") for name in key_names))
+        if operation == "delete":
+            return sa.delete(table).where(match), rows
+        columns = {name: sa.bindparam(name) for name in writes[0].values}
+        return sa.update(table).where(match).values(columns), rows
+
+    def _connect(self) -> Connection:
+        try:
+            return self.engine.connect()
+        except sa.exc.OperationalError as error:
+            raise TransientError(f"{self.system}: cannot connect: {error.orig}") from error
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def cast_before(result: WriteResult | None) -> Record | None:
+    return result.before if result is not None else None
+
+
+def _take_the_write_lock_at_begin(engine: Engine) -> None:
+    """pysqlite's deferred BEGIN reads before locking; make every transaction BEGIN IMMEDIATE."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _autocommit_driver(dbapi_connection: Any, _: Any) -> None:
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA busy_timeout = 30000")
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _python_type(column: sa.Column[Any]) -> type | None:
+    try:
+        return column.type.python_type
+    except NotImplementedError:
+        return None
+
+
+def _from_text(column: sa.Column[Any], text: str, key: str) -> Any:
+    kind = _python_type(column)
+    if kind is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise AdapterError(f"key {key!r}: {column.name} takes whole numbers") from None
+    return text
+
+
+_ACCEPTED: dict[type, tuple[type, ...]] = {
+    int: (int,),
+    float: (int, float),
+    Decimal: (int, Decimal),
+    bool: (bool,),
+    str: (str,),
+    date: (date,),
+    datetime: (datetime,),
+    time: (time,),
+    bytes: (bytes,),
+}
+
+
+def _wrong_type(column: sa.Column[Any], value: Any) -> str | None:
+    """Why a value does not fit a column (SQLite would store it anyway), or None."""
+    if value is None:
+        return None if column.nullable else f"is NOT NULL in {column.table.name}"
+    kind = _python_type(column)
+    accepted = _ACCEPTED.get(kind) if kind is not None else None
+    if accepted is None or type(value) in accepted:
+        return None
+    return f"takes {kind.__name__} values, not {type(value).__name__} ({value!r})"

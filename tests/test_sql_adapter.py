@@ -1,0 +1,164 @@
+"""The SQL table adapter on a real SQLite file and a real PostgreSQL database."""
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+from adapter_contract import AdapterContract
+
+from adapters.protocol import Write
+from adapters.sql import SqlAdapter, SqlCollection
+from ledger.errors import ConfigurationError
+
+
+def contacts_table(metadata):
+    return sa.Table(
+        "contacts",
+        metadata,
+        sa.Column("id", sa.String, primary_key=True),
+        sa.Column("name", sa.String, nullable=False),
+        sa.Column("stage", sa.String, nullable=True),
+        sa.Column("score", sa.Integer),
+    )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def sql_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'crm.db'}"
+    url = request.getfixturevalue("postgres_url")
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def seeded(url, records, table_factory=contacts_table):
+    engine = sa.create_engine(url)
+    metadata = sa.MetaData()
+    table = table_factory(metadata)
+    metadata.create_all(engine)
+    with engine.begin() as connection:
+        if records:
+            connection.execute(sa.insert(table), [{"id": k, **v} for k, v in records.items()])
+    engine.dispose()
+    return SqlAdapter("crm", url, {"contacts": SqlCollection("contacts")})
+
+
+class TestSqlAdapter(AdapterContract):
+    @pytest.fixture(autouse=True)
+    def _url(self, sql_url):
+        self.url = sql_url
+
+    def make_adapter(self, records):
+        return seeded(self.url, records)
+
+
+def test_values_keep_their_types_through_a_round_trip(sql_url):
+    def typed(metadata):
+        return sa.Table(
+            "contacts",
+            metadata,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+            sa.Column("count", sa.Integer),
+            sa.Column("ratio", sa.Float),
+            sa.Column("amount", sa.Numeric(20, 6)),
+            sa.Column("active", sa.Boolean),
+            sa.Column("born", sa.Date),
+            sa.Column("seen", sa.DateTime(timezone=True)),
+            sa.Column("meta", sa.JSON),
+            sa.Column("note", sa.String, nullable=True),
+        )
+
+    adapter = seeded(sql_url, {}, typed)
+    record = {
+        "count": 3,
+        "ratio": 0.5,
+        "amount": Decimal("12.345600"),
+        "active": False,
+        "born": date(1990, 5, 17),
+        "seen": datetime(2026, 11, 24, 9, 12, tzinfo=UTC),
+        "meta": {"tags": ["a", 1, None], "nested": {"x": 1.5}},
+        "note": None,
+    }
+    (result,) = adapter.write("contacts", [Write("42", "create", record)])
+    assert result.outcome == "applied"
+    back = adapter.read("contacts", ["42"])["42"]
+    assert {k: type(v) for k, v in back.items()} == {k: type(v) for k, v in record.items()}
+    assert back["amount"] == record["amount"] and back["meta"] == record["meta"]
+    assert back["born"] == record["born"] and back["count"] == 3 and back["note"] is None
+    assert back["seen"].replace(tzinfo=UTC) == record["seen"]
+    assert [key for key, _ in adapter.scan("contacts")] == ["42"]
+    adapter.close()
+
+
+def test_integer_keys_scan_in_key_text_order(sql_url):
+    def numbered(metadata):
+        return sa.Table(
+            "contacts",
+            metadata,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+            sa.Column("n", sa.Integer),
+        )
+
+    adapter = seeded(sql_url, {i: {"n": i} for i in (1, 2, 10, 9)}, numbered)
+    assert [key for key, _ in adapter.scan("contacts")] == ["1", "10", "2", "9"]
+    assert adapter.read("contacts", ["10"]) == {"10": {"n": 10}}
+    adapter.close()
+
+
+def test_composite_keys(sql_url):
+    def regional(metadata):
+        return sa.Table(
+            "contacts",
+            metadata,
+            sa.Column("region", sa.String, primary_key=True),
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+            sa.Column("n", sa.Integer),
+        )
+
+    engine = sa.create_engine(sql_url)
+    metadata = sa.MetaData()
+    regional(metadata)
+    metadata.create_all(engine)
+    engine.dispose()
+    adapter = SqlAdapter("crm", sql_url, {"contacts": SqlCollection("contacts", ("region", "id"))})
+    adapter.write(
+        "contacts", [Write("eu%2Fwest/7", "create", {"n": 1}), Write("us/7", "create", {"n": 2})]
+    )
+    assert dict(adapter.scan("contacts")) == {"eu%2Fwest/7": {"n": 1}, "us/7": {"n": 2}}
+    (result,) = adapter.write("contacts", [Write("us/7", "update", {"n": 3}, expected={"n": 2})])
+    assert result.outcome == "applied"
+    adapter.close()
+
+
+def test_values_the_table_rejects_fail_with_the_record_field_and_reason(sql_url):
+    adapter = seeded(sql_url, {"1": {"name": "Ann", "stage": None, "score": 1}})
+    results = adapter.write(
+        "contacts",
+        [
+            Write("1", "update", {"score": "ten"}, expected={"score": 1}),
+            Write("1", "update", {"nickname": "A"}, expected={"score": 1}),
+            Write("1", "update", {"name": None}, expected={"score": 1}),
+            Write("2", "create", {"stage": "lead"}),
+            Write("1", "update", {"score": 2}, expected={"score": 1}),
+        ],
+    )
+    assert [r.outcome for r in results] == ["failed", "failed", "failed", "failed", "applied"]
+    assert "crm/contacts/1: field 'score' takes int values, not str" in results[0].error
+    assert "'nickname' is not a column" in results[1].error
+    assert "NOT NULL" in results[2].error or "name" in results[2].error
+    assert "refused the create" in results[3].error
+    assert adapter.read("contacts", ["1", "2"]) == {
+        "1": {"name": "Ann", "stage": None, "score": 2},
+        "2": None,
+    }
+    adapter.close()
+
+
+def test_unknown_collection_or_table_is_a_configuration_error(tmp_path):
+    adapter = SqlAdapter(
+        "crm", f"sqlite:///{tmp_path / 'x.db'}", {"contacts": SqlCollection("nope")}
+    )
+    with pytest.raises(ConfigurationError, match="table 'nope' does not exist"):
+        adapter.read("contacts", ["1"])
+    with pytest.raises(ConfigurationError, match="no collection 'deals'"):
+        adapter.read("deals", ["1"])
