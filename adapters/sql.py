@@ -137,8 +137,8 @@ class SqlAdapter:
 
     def scan(self, collection: str) -> Iterator[tuple[str, Record]]:
         table = self.table(collection)
-        order = [sa.cast(column, sa.String) for column in self._key_columns(collection)]
-        if not self.sqlite:
+        order: list[Any] = [sa.cast(c, sa.String) for c in self._key_columns(collection)]
+        if not self.sqlite:  # byte order, as Python compares str (SQLite's default already)
             order = [expression.collate("C") for expression in order]
         query = sa.select(table).order_by(*order)
         with self._connect() as connection:
@@ -248,7 +248,7 @@ class SqlAdapter:
         match = sa.and_(*(table.c[name] == sa.bindparam(f"k_{name}") for name in key_names))
         if operation == "delete":
             return sa.delete(table).where(match), rows
-        columns = {name: sa.bindparam(name) for name in writes[0].values}
+        columns: dict[str, Any] = {name: sa.bindparam(name) for name in writes[0].values}
         return sa.update(table).where(match).values(columns), rows
 
     def _connect(self) -> Connection:
@@ -314,6 +314,6 @@ def _wrong_type(column: sa.Column[Any], value: Any) -> str | None:
         return None if column.nullable else f"is NOT NULL in {column.table.name}"
     kind = _python_type(column)
     accepted = _ACCEPTED.get(kind) if kind is not None else None
-    if accepted is None or type(value) in accepted:
+    if kind is None or accepted is None or type(value) in accepted:
         return None
     return f"takes {kind.__name__} values, not {type(value).__name__} ({value!r})"
