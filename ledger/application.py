@@ -18,7 +18,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, StoredEvent, Transcoder
 
-from ledger.changes import Change, resolve
+from ledger.changes import Change, observed_drift, resolve
 from ledger.domain import Address, Batch, Checkpoint, Entity, batch_id, checkpoint_id, fold
 from ledger.errors import (
     BatchClosed,
@@ -64,18 +64,21 @@ class Ledger(Application[UUID]):
         line_numbers: Sequence[int] | None = None,
         close_batch: bool = False,
         on_progress: Callable[[int], None] | None = None,
+        settle: Callable[[], tuple[list[Any], dict[str, Any]]] | None = None,
         **defaults: Any,
     ) -> list[Receipt]:
         """Record changes all or nothing, in one transaction, retrying against fresh state when
         another writer got there first. ``defaults`` fill each change's empty batch and
-        workflow fields; without a batch, the changes get a new batch of their own."""
+        workflow fields; without a batch, the changes get a new batch of their own.
+        ``settle`` returns more aggregates and store arguments to save in the same
+        transaction (built afresh for each attempt)."""
         defaults.setdefault("batch", None)
         if defaults["batch"] is None and any(change.batch is None for change in changes):
             defaults["batch"] = "batch-" + uuid.uuid4().hex[:12]
         changes = [change.with_defaults(**defaults) for change in changes]
         for attempt in range(MAX_ATTEMPTS):
             try:
-                return self._record_once(changes, line_numbers, close_batch, on_progress)
+                return self._record_once(changes, line_numbers, close_batch, on_progress, settle)
             except IntegrityError:
                 time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
                 on_progress = None
@@ -91,90 +94,36 @@ class Ledger(Application[UUID]):
         line_numbers: Sequence[int] | None,
         close_batch: bool,
         on_progress: Callable[[int], None] | None,
+        settle: Callable[[], tuple[list[Any], dict[str, Any]]] | None = None,
     ) -> list[Receipt]:
         explicit = [change.fingerprint for change in changes if change.fingerprint]
-        recorded = self.index.find_fingerprints(explicit) if explicit else {}
-        receipts: list[Receipt | None] = [None] * len(changes)
-        entities: dict[UUID, Entity | None] = {}
-        batches: dict[str, Batch] = {}
-        entries: dict[tuple[UUID, int], IndexEntry] = {}
-        pending: dict[str, int] = {}
+        session = _Session(self, self.index.find_fingerprints(explicit) if explicit else {})
+        receipts = []
         for number, change in enumerate(changes):
             if on_progress is not None:
                 on_progress(1)
-            if change.fingerprint in recorded:
-                where = recorded[change.fingerprint]
-                receipts[number] = Receipt(self._action(where.entity_id, where.version), True)
-                continue
             try:
-                entity = self._entity(entities, change.address.entity_id)
-                version = entity.version if entity is not None else 0
-                if entity is not None and entity.last_fingerprint == change.fingerprint_in(
-                    cast(str, change.batch), version - 1
-                ):
-                    # A retry of the record's latest action: answer with its receipt.
-                    earlier = pending.get(entity.last_fingerprint)
-                    receipts[number] = Receipt(
-                        cast(Receipt, receipts[earlier]).action
-                        if earlier is not None
-                        else self._action(entity.id, version),
-                        True,
-                    )
-                    continue
-                fingerprint = change.fingerprint_in(cast(str, change.batch), version)
-                if fingerprint in pending:
-                    receipts[number] = Receipt(
-                        cast(Receipt, receipts[pending[fingerprint]]).action, True
-                    )
-                    continue
-                batch = self._open_batch(batches, change)
-                action = resolve(change, entity)
+                receipts.append(session.record(change))
             except InvalidChange as error:
                 if line_numbers is None:
                     raise
                 raise error.at_line(line_numbers[number]) from None
-            fields = {
-                **action,
-                "inputs": change.inputs,
-                "workflow": change.workflow,
-                "workflow_version": change.workflow_version,
-                "batch": batch.name,
-                "actor": change.actor,
-                "trigger": change.trigger,
-                "sources": list(change.sources),
-                "effective_at": change.effective_at,
-                "fingerprint": fingerprint,
-            }
-            if entity is None:
-                entity = Entity.first(change.address, **fields)
-            else:
-                entity.record(**fields)
-            entities[entity.id] = entity
-            event = cast(Entity.Action, entity.pending_events[-1])
-            entries[(entity.id, event.originator_version)] = IndexEntry(
-                system=change.address.system,
-                collection=change.address.collection,
-                key=change.address.key,
-                operation=event.operation,
-                batch=batch.name,
-                workflow=change.workflow,
-                recorded_at=to_micros(event.timestamp),
-                effective_at=to_micros(change.effective_at) if change.effective_at else None,
-                fingerprint=fingerprint,
-            )
-            receipts[number] = Receipt(_action_view(event, None))
-            pending[fingerprint] = number
         if close_batch:
-            for batch in batches.values():
-                added = sum(1 for entry in entries.values() if entry.batch == batch.name)
+            for batch in session.batches.values():
+                added = sum(1 for entry in session.entries.values() if entry.batch == batch.name)
                 batch.close(self.index.batch_count(batch.name) + added)
-        aggregates = [*batches.values(), *(e for e in entities.values() if e is not None)]
-        recordings = self.save(*aggregates, actions=entries)
+        extra, kwargs = settle() if settle is not None else ([], {})
+        aggregates = [
+            *session.batches.values(),
+            *(e for e in session.entities.values() if e is not None),
+            *extra,
+        ]
+        recordings = self.save(*aggregates, actions=session.entries, **kwargs)
         positions = {
             (r.domain_event.originator_id, r.domain_event.originator_version): r.notification.id
             for r in recordings
         }
-        return [_with_position(cast(Receipt, receipt), positions) for receipt in receipts]
+        return [_with_position(receipt, positions) for receipt in receipts]
 
     def _open_batch(self, batches: dict[str, Batch], change: Change) -> Batch:
         name = cast(str, change.batch)
@@ -475,3 +424,78 @@ def _with_position(receipt: Receipt, positions: dict[tuple[UUID, int], int]) -> 
     action = receipt.action
     position = positions[(action.entity_id, action.version)]
     return Receipt(Action(**{**action.__dict__, "position": position}), False)
+
+
+class _Session:
+    """One attempt at recording a list of changes: the aggregates loaded and changed so far."""
+
+    def __init__(self, ledger: Ledger, recorded: dict[str, Any]):
+        self.ledger = ledger
+        self.recorded = recorded
+        self.entities: dict[UUID, Entity | None] = {}
+        self.batches: dict[str, Batch] = {}
+        self.entries: dict[tuple[UUID, int], IndexEntry] = {}
+        self.receipts: dict[str, Receipt] = {}
+
+    def record(self, change: Change) -> Receipt:
+        if change.expected is not None and change.image is ABSENT:
+            raise InvalidChange(
+                f"{change.address}: 'expected' is checked against the target system, so it "
+                "needs a write through an adapter (`ledger apply`); use 'before' to check "
+                "against the ledger",
+                field="expected",
+            )
+        if change.fingerprint in self.recorded:
+            where = self.recorded[change.fingerprint]
+            return Receipt(self.ledger._action(where.entity_id, where.version), True)
+        entity = self.ledger._entity(self.entities, change.address.entity_id)
+        version = entity.version if entity is not None else 0
+        retry = change.fingerprint_in(cast(str, change.batch), version - 1)
+        if entity is not None and entity.last_fingerprint == retry:
+            # A retry of the record's latest action: answer with its receipt.
+            earlier = self.receipts.get(retry)
+            action = earlier.action if earlier else self.ledger._action(entity.id, version)
+            return Receipt(action, True)
+        fingerprint = change.fingerprint_in(cast(str, change.batch), version)
+        if fingerprint in self.receipts:
+            return Receipt(self.receipts[fingerprint].action, True)
+        drift = observed_drift(change, entity)
+        if drift is not None:
+            self.record(drift)  # adopt the outside edit the target shows, then act
+            entity = self.entities[change.address.entity_id]
+            fingerprint = change.fingerprint_in(
+                cast(str, change.batch), cast(Entity, entity).version
+            )
+        batch = self.ledger._open_batch(self.batches, change)
+        fields = {
+            **resolve(change, entity),
+            "inputs": change.inputs,
+            "workflow": change.workflow,
+            "workflow_version": change.workflow_version,
+            "batch": batch.name,
+            "actor": change.actor,
+            "trigger": change.trigger,
+            "sources": list(change.sources),
+            "effective_at": change.effective_at,
+            "fingerprint": fingerprint,
+        }
+        if entity is None:
+            entity = Entity.first(change.address, **fields)
+        else:
+            entity.record(**fields)
+        self.entities[entity.id] = entity
+        event = cast(Entity.Action, entity.pending_events[-1])
+        self.entries[(entity.id, event.originator_version)] = IndexEntry(
+            system=change.address.system,
+            collection=change.address.collection,
+            key=change.address.key,
+            operation=event.operation,
+            batch=batch.name,
+            workflow=change.workflow,
+            recorded_at=to_micros(event.timestamp),
+            effective_at=to_micros(change.effective_at) if change.effective_at else None,
+            fingerprint=fingerprint,
+        )
+        receipt = Receipt(_action_view(event, None))
+        self.receipts[fingerprint] = receipt
+        return receipt

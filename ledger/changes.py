@@ -42,6 +42,7 @@ _KEYS = (
     "sources",
     "effective_at",
     "fingerprint",
+    "expected",
 )
 _TEXT_KEYS = ("workflow", "workflow_version", "batch", "actor", "trigger", "fingerprint")
 _CANONICAL = OrjsonTranscoder()
@@ -65,6 +66,10 @@ class Change:
     sources: tuple[str, ...] = ()
     effective_at: datetime | None = None
     fingerprint: str | None = None
+    expected: dict[str, Any] | None = None
+    # The whole record as an adapter read it just before writing (None: it did not exist);
+    # ABSENT when the change did not go through an adapter.
+    image: Any = ABSENT
 
     def __post_init__(self) -> None:
         _check_shape(self)
@@ -92,6 +97,7 @@ class Change:
             values=_object(data, "set"),
             unset=tuple(_text_list(data, "unset")),
             before=_object(data, "before") if "before" in data else None,
+            expected=_object(data, "expected") if "expected" in data else None,
             inputs=_object(data, "inputs"),
             sources=tuple(_text_list(data, "sources")),
             effective_at=parse_time(effective, "effective_at") if effective else None,
@@ -116,16 +122,18 @@ class Change:
         """The idempotency key: the given one, or a hash of what the change does, in which
         batch, to which version of the record (so a record changed back and forth within
         one batch is not mistaken for a retry)."""
-        if self.fingerprint:
-            return self.fingerprint
+        return self.fingerprint or self.content_hash(batch=batch, based_on=based_on)
+
+    def content_hash(self, **context: Any) -> str:
+        """A hash of what the change does, with some context (its batch, its occurrence…)."""
         identity = {
-            "batch": batch,
-            "based_on": based_on,
+            **context,
             "entity": str(self.address),
             "op": self.operation,
             "set": self.values,
             "unset": sorted(self.unset),
             "before": self.before,
+            "expected": self.expected,
             "inputs": self.inputs,
         }
         encoded = orjson.dumps(_CANONICAL._to_json(identity), option=orjson.OPT_SORT_KEYS)
@@ -153,6 +161,7 @@ def _check_shape(change: Change) -> None:
     check_value(change.values, "set")
     check_value(change.before or {}, "before")
     check_value(change.inputs, "inputs")
+    check_value(change.expected or {}, "expected")
 
 
 def _text(data: dict[str, Any], key: str) -> str | None:
@@ -192,7 +201,10 @@ def resolve(change: Change, entity: Entity | None) -> dict[str, Any]:
             raise InvalidChange(f"{name}: a create has no before-values", field="before")
         return _action(change, {}, dict(change.values))
     touched = [*change.values, *change.unset]
-    if entity is None:
+    if entity is None and change.image is not ABSENT and change.image is not None:
+        touched = list(change.image) if change.operation == "delete" else touched
+        before = {f: change.image[f] for f in touched if f in change.image}
+    elif entity is None:
         before = _before_of_new_record(change, name, touched, given)
     elif not entity.exists:
         raise InvalidChange(f"{name} was deleted; record a create to bring it back", field="op")
@@ -206,6 +218,36 @@ def resolve(change: Change, entity: Entity | None) -> dict[str, Any]:
         before = {f: current[f] for f in touched if f in current}
     after = {} if change.operation == "delete" else dict(change.values)
     return _action(change, before, after)
+
+
+OBSERVED_BATCH = "observed"
+
+
+def observed_drift(change: Change, entity: Entity | None) -> Change | None:
+    """An outside edit the target shows but the ledger does not know, as a change to adopt
+    (actor ``external``) before recording the workflow's own action on that record."""
+    image = change.image
+    if image is ABSENT or entity is None:
+        return None
+    seen: dict[str, Any] = {"batch": OBSERVED_BATCH, "actor": "external", "trigger": "observed"}
+    if not entity.exists:
+        return Change(change.address, "create", values=dict(image), **seen) if image else None
+    if image is None:
+        return Change(change.address, "delete", **seen)
+    if change.operation == "update":
+        touched = [*change.values, *change.unset]
+    else:
+        touched = sorted(set(entity.fields) | set(image))
+    differing = [f for f in touched if not same(entity.fields.get(f, ABSENT), image.get(f, ABSENT))]
+    if not differing:
+        return None
+    return Change(
+        change.address,
+        "update",
+        values={f: image[f] for f in differing if f in image},
+        unset=tuple(f for f in differing if f not in image),
+        **seen,
+    )
 
 
 def _before_of_new_record(

@@ -231,3 +231,63 @@ class Checkpoint(Aggregate):
     @classmethod
     def name_position(cls, name: str, position: int) -> Checkpoint:
         return cls._create(cls.Named, id=checkpoint_id(name), name=name, position=position)
+
+
+def intent_id(fingerprint: str) -> UUID:
+    return uuid5(NAMESPACE, f"intent:{fingerprint}")
+
+
+class Intent(Aggregate):
+    """A write about to be sent to a target, recorded before it is sent.
+
+    The target write and the ledger append are in different stores, so a crash can fall
+    between them. Declaring the intent first means no change reaches a target without a
+    record in the ledger; settling it (applied, stale, failed, not applied) after the write,
+    or at recovery by reading the target, means none is recorded twice or lost.
+    """
+
+    def __init__(self, fingerprint: str, address: str, write: dict[str, Any]) -> None:
+        self.fingerprint = fingerprint
+        self.address = address
+        self.write = write
+        self.outcome: str | None = None
+        self.detail: dict[str, Any] = {}
+
+    class Declared(Aggregate.Created):
+        fingerprint: str
+        address: str
+        write: dict[str, Any]
+
+    class Redeclared(Aggregate.Event):
+        """A new attempt at an action whose earlier attempt was not applied."""
+
+        write: dict[str, Any]
+
+        def apply(self, intent: Intent) -> None:
+            intent.write = self.write
+            intent.outcome = None
+            intent.detail = {}
+
+    class Settled(Aggregate.Event):
+        outcome: str  # "applied", "stale", "failed" or "not_applied"
+        detail: dict[str, Any]
+
+        def apply(self, intent: Intent) -> None:
+            intent.outcome = self.outcome
+            intent.detail = self.detail
+
+    @classmethod
+    def declare(cls, fingerprint: str, address: Address, write: dict[str, Any]) -> Intent:
+        return cls._create(
+            cls.Declared,
+            id=intent_id(fingerprint),
+            fingerprint=fingerprint,
+            address=str(address),
+            write=write,
+        )
+
+    def redeclare(self, write: dict[str, Any]) -> None:
+        self.trigger_event(self.Redeclared, write=write)
+
+    def settle(self, outcome: str, **detail: Any) -> None:
+        self.trigger_event(self.Settled, outcome=outcome, detail=detail)

@@ -18,7 +18,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from ledger.store import INDEX_TABLE, IndexedRecorder
+from ledger.store import INDEX_TABLE, PENDING_TABLE, IndexedRecorder
 
 _ABORT = "DO $$ BEGIN RAISE EXCEPTION 'ledger: index rows failed, events rolled back'; END $$"
 
@@ -43,6 +43,9 @@ class PostgresLedgerRecorder(IndexedRecorder, PostgresApplicationRecorder):
             f"CREATE INDEX IF NOT EXISTS {INDEX_TABLE}_collection "
             f"ON {table} (system, collection, key, version)",
             f"CREATE INDEX IF NOT EXISTS {INDEX_TABLE}_batch ON {table} (batch)",
+            f"CREATE TABLE IF NOT EXISTS {{schema}}.{PENDING_TABLE} (fingerprint text PRIMARY KEY, "
+            "batch text NOT NULL, system text NOT NULL, collection text NOT NULL, "
+            "key text NOT NULL)",
         ):
             self.sql_create_statements.append(
                 SQL(statement).format(schema=Identifier(self.datastore.schema))
@@ -53,9 +56,7 @@ class PostgresLedgerRecorder(IndexedRecorder, PostgresApplicationRecorder):
     ) -> Sequence[int] | None:
         positions = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         try:
-            rows = self.index_rows(stored_events, positions, kwargs.get("actions"))
-            if rows:
-                curs.executemany(self.insert_index_statement(), rows)
+            self.write_derived_rows(curs, stored_events, positions, kwargs)
         except Exception:
             # The library's insert_events() catches exceptions raised here and re-raises them
             # only after its transaction block has exited, which commits unless PostgreSQL has

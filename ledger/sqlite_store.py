@@ -21,7 +21,7 @@ from eventsourcing.sqlite import (
 )
 from eventsourcing.utils import Environment, EnvType
 
-from ledger.store import INDEX_TABLE, IndexedRecorder
+from ledger.store import INDEX_TABLE, PENDING_TABLE, IndexedRecorder
 
 SYNCHRONOUS = "FULL"
 
@@ -54,15 +54,16 @@ class SQLiteLedgerRecorder(IndexedRecorder, SQLiteApplicationRecorder):
             f"CREATE INDEX IF NOT EXISTS {INDEX_TABLE}_collection "
             f"ON {INDEX_TABLE} (system, collection, key, version)",
             f"CREATE INDEX IF NOT EXISTS {INDEX_TABLE}_batch ON {INDEX_TABLE} (batch)",
+            f"CREATE TABLE IF NOT EXISTS {PENDING_TABLE} (fingerprint TEXT PRIMARY KEY, "
+            "batch TEXT NOT NULL, system TEXT NOT NULL, collection TEXT NOT NULL, "
+            "key TEXT NOT NULL)",
         ]
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[Any], **kwargs: Any
     ) -> Sequence[int] | None:
         positions = super()._insert_events(c, stored_events, **kwargs)
-        rows = self.index_rows(stored_events, positions, kwargs.get("actions"))
-        if rows:
-            c.executemany(self.insert_index_statement(), rows)
+        self.write_derived_rows(c, stored_events, positions, kwargs)
         return positions
 
     def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:

@@ -25,6 +25,7 @@ from typing import Any, Final
 from uuid import UUID
 
 INDEX_TABLE: Final = "ledger_actions"
+PENDING_TABLE: Final = "ledger_pending"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 
@@ -139,6 +140,41 @@ class IndexedRecorder:
                     )
                 )
         return rows
+
+    def write_derived_rows(
+        self,
+        cursor: Any,
+        stored_events: Sequence[Any],
+        positions: Sequence[int] | None,
+        kwargs: dict[str, Any],
+    ) -> None:
+        """Inside the events' transaction: index rows, and the queue of unsettled intents."""
+        rows = self.index_rows(stored_events, positions, kwargs.get("actions"))
+        if rows:
+            cursor.executemany(self.insert_index_statement(), rows)
+        p = self.placeholder
+        settled = kwargs.get("pending_remove")
+        if settled:
+            cursor.executemany(
+                f"DELETE FROM {self._qualified(PENDING_TABLE)} WHERE fingerprint = {p}",
+                [(fingerprint,) for fingerprint in settled],
+            )
+        declared = kwargs.get("pending_add")
+        if declared:
+            cursor.executemany(
+                f"INSERT INTO {self._qualified(PENDING_TABLE)} (fingerprint, batch, system, "
+                f"collection, key) VALUES ({p}, {p}, {p}, {p}, {p})",
+                declared,
+            )
+
+    def pending(self, batch: str | None = None) -> list[tuple[str, str, str, str, str]]:
+        """Intents declared but not yet settled: (fingerprint, batch, system, collection, key)."""
+        statement = f"SELECT fingerprint, batch, system, collection, key FROM {self._qualified(PENDING_TABLE)}"
+        params: list[Any] = []
+        if batch is not None:
+            statement += f" WHERE batch = {self.placeholder}"
+            params.append(batch)
+        return [tuple(row) for row in self._rows(statement + " ORDER BY fingerprint", params)]
 
     def insert_index_statement(self) -> str:
         marks = ", ".join([self.placeholder] * 12)
