@@ -6,6 +6,7 @@
      │    └── BeforeMismatch    given before-values contradict the ledger's projection
      ├── ConcurrencyConflict    the entity kept moving under us; retry later
      ├── BatchClosed            an action was recorded into a closed batch
+     ├── CanaryLimit            a canary batch reached its limit; the rest was not applied
      ├── NotFound               an entity, batch or checkpoint that does not exist
      │    └── UnknownCheckpoint
      ├── CheckpointExists       a checkpoint name is already taken
@@ -74,6 +75,10 @@ class ConcurrencyConflict(LedgerError):
 
 class BatchClosed(LedgerError):
     """Actions cannot be added to a batch once it is closed."""
+
+
+class CanaryLimit(LedgerError):
+    """A canary batch may apply only its first N actions; the next one is refused."""
 
 
 class NotFound(LedgerError):

@@ -169,7 +169,10 @@ class IndexedRecorder:
 
     def pending(self, batch: str | None = None) -> list[tuple[str, str, str, str, str]]:
         """Intents declared but not yet settled: (fingerprint, batch, system, collection, key)."""
-        statement = f"SELECT fingerprint, batch, system, collection, key FROM {self._qualified(PENDING_TABLE)}"
+        statement = (
+            "SELECT fingerprint, batch, system, collection, key "
+            f"FROM {self._qualified(PENDING_TABLE)}"
+        )
         params: list[Any] = []
         if batch is not None:
             statement += f" WHERE batch = {self.placeholder}"

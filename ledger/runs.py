@@ -1,0 +1,428 @@
+"""A workflow run through adapters: every write declared, applied compare-and-set, then settled.
+
+The target write and the ledger append live in different stores, so each chunk of changes
+follows one protocol (docs/reliability.md lists its failure cases):
+
+1. changes whose fingerprint is already an action in the ledger are answered, not re-applied;
+   an intent a crashed run left pending for one of them is settled first, by reading the target;
+2. the records' current state is read from the target in one round trip;
+3. a change whose ``expected`` values no longer hold is refused before anything is written;
+4. intents are declared in one ledger transaction: no write reaches a target unrecorded;
+5. the writes go to the target compare-and-set, in one transaction or request per chunk;
+6. they are settled in one ledger transaction: applied writes become actions carrying the
+   exact before-image; refused ones are settled as stale or failed.
+
+A crash between 4 and 6 leaves intents pending; `recover` reads the target to settle each as
+applied or not applied.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import Any, cast
+
+from eventsourcing.application import AggregateNotFoundError
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from adapters.protocol import Adapter, Record, Write, WriteResult
+from ledger.application import Ledger
+from ledger.changes import Change
+from ledger.domain import Address, Intent, intent_id
+from ledger.errors import CanaryLimit, InvalidChange, StaleWrite, TransientError
+from ledger.values import ABSENT, same, to_display
+from ledger.views import Receipt
+
+CHUNK_SIZE = 500
+WRITE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Target:
+    """A collection of a system, as reached through its adapter."""
+
+    adapter: Adapter
+    collection: str
+
+    def address(self, key: Any) -> Address:
+        address = Address(self.adapter.system, self.collection, str(key))
+        address.check()
+        return address
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one change in a run."""
+
+    entity: str
+    status: str  # "applied", "already_applied", "stale", "failed" or "not_applied"
+    receipt: Receipt | None = None
+    field: str | None = None
+    expected: Any = None
+    actual: Any = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"entity": self.entity, "status": self.status}
+        if self.receipt is not None:
+            result["version"] = self.receipt.action.version
+            result["position"] = self.receipt.action.position
+        if self.status == "stale":
+            result.update(
+                field=self.field,
+                expected=to_display(self.expected),
+                actual=to_display(self.actual),
+            )
+        if self.error:
+            result["error"] = self.error
+        return result
+
+
+class Run:
+    """One run of a workflow (one batch), writing through adapters exactly once.
+
+    ``limit`` makes it a canary: only the batch's first N actions may be applied.
+    ``stop_on_stale`` stops the run at the first refused write instead of going on.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        batch: str,
+        *,
+        workflow: str | None = None,
+        workflow_version: str | None = None,
+        actor: str | None = None,
+        trigger: str | None = None,
+        limit: int | None = None,
+        stop_on_stale: bool = False,
+    ):
+        self.ledger = ledger
+        self.batch = batch
+        self.defaults = {
+            "batch": batch,
+            "workflow": workflow,
+            "workflow_version": workflow_version,
+            "actor": actor,
+            "trigger": trigger,
+        }
+        self.limit = limit
+        self.stop_on_stale = stop_on_stale
+        self.counts: Counter[str] = Counter()
+        self._occurrences: Counter[str] = Counter()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if kind is None and self.counts["applied"] + self.counts["already_applied"]:
+            self.ledger.close_batch(self.batch)
+
+    # One change at a time (a live automation) -------------------------------------------
+
+    def create(self, target: Target, key: Any, values: Record, **details: Any) -> Outcome:
+        return self.change(target, Change(target.address(key), "create", values=values, **details))
+
+    def update(self, target: Target, key: Any, values: Record, **details: Any) -> Outcome:
+        return self.change(target, Change(target.address(key), "update", values=values, **details))
+
+    def delete(self, target: Target, key: Any, **details: Any) -> Outcome:
+        return self.change(target, Change(target.address(key), "delete", **details))
+
+    def change(self, target: Target, change: Change) -> Outcome:
+        (outcome,) = self.apply(target, [change])
+        return outcome
+
+    # Many changes (a batch job) ---------------------------------------------------------
+
+    def apply(
+        self,
+        target: Target,
+        changes: Iterable[Change],
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> list[Outcome]:
+        """Apply changes to one collection, chunk by chunk, each chunk exactly once."""
+        outcomes: list[Outcome] = []
+        for chunk in _chunks(iter(changes), chunk_size):
+            for change in chunk:
+                if (change.address.system, change.address.collection) != (
+                    target.adapter.system,
+                    target.collection,
+                ):
+                    raise InvalidChange(
+                        f"{change.address} is not in {target.adapter.system}/{target.collection}",
+                        field="entity",
+                    )
+            outcomes.extend(self._apply_chunk(target, [self._prepare(c) for c in chunk]))
+            if on_progress is not None:
+                on_progress(len(chunk))
+        return outcomes
+
+    def _prepare(self, change: Change) -> Change:
+        change = change.with_defaults(**self.defaults)
+        if change.fingerprint:
+            return change
+        content = change.content_hash(batch=self.batch)
+        self._occurrences[content] += 1
+        return replace(
+            change,
+            fingerprint=change.content_hash(
+                batch=self.batch, occurrence=self._occurrences[content]
+            ),
+        )
+
+    def _apply_chunk(self, target: Target, chunk: list[Change]) -> list[Outcome]:
+        fingerprints = [cast(str, change.fingerprint) for change in chunk]
+        waiting = {row[0] for row in self.ledger.index.pending(self.batch)}
+        if waiting & set(fingerprints):
+            recover(self.ledger, {target.adapter.system: target.adapter}, batch=self.batch)
+        done = self.ledger.index.find_fingerprints(fingerprints)
+        outcomes: dict[int, Outcome] = {}
+        todo = []
+        for index, change in enumerate(chunk):
+            if change.fingerprint in done:
+                where = done[cast(str, change.fingerprint)]
+                receipt = Receipt(self.ledger._action(where.entity_id, where.version), True)
+                outcomes[index] = Outcome(str(change.address), "already_applied", receipt)
+            else:
+                todo.append(index)
+        todo, beyond_limit = self._within_limit(chunk, todo)
+        images = target.adapter.read(target.collection, [chunk[i].address.key for i in todo])
+        writes: dict[int, Write] = {}
+        for index in todo:
+            change = replace(chunk[index], image=images[chunk[index].address.key])
+            chunk[index] = change
+            refused = _early_refusal(change)
+            if refused is not None:
+                outcomes[index] = refused
+            else:
+                writes[index] = compare_and_set(change)
+        self._declare([chunk[i] for i in writes])
+        results = self._write(target, list(writes.values()))
+        settled = self._settle(
+            [(chunk[i], result) for i, result in zip(writes, results, strict=True)]
+        )
+        outcomes.update(zip(writes, settled, strict=True))
+        ordered = [outcomes[i] for i in sorted(outcomes)]
+        self.counts.update(outcome.status for outcome in ordered)
+        if beyond_limit is not None:
+            raise CanaryLimit(
+                f"batch {self.batch!r} is a canary limited to its first {self.limit} actions; "
+                f"{beyond_limit.address} and the changes after it were not applied"
+            )
+        if self.stop_on_stale:
+            for outcome in ordered:
+                if outcome.status == "stale":
+                    raise StaleWrite(
+                        outcome.entity, cast(str, outcome.field), outcome.expected, outcome.actual
+                    )
+        return ordered
+
+    def _within_limit(
+        self, chunk: list[Change], todo: list[int]
+    ) -> tuple[list[int], Change | None]:
+        """The changes a canary may still apply, and the first one it may not."""
+        if self.limit is None:
+            return todo, None
+        allowed = max(self.limit - self.ledger.index.batch_count(self.batch), 0)
+        if len(todo) <= allowed:
+            return todo, None
+        return todo[:allowed], chunk[todo[allowed]]
+
+    def _declare(self, changes: list[Change]) -> None:
+        if not changes:
+            return
+        intents = []
+        for change in changes:
+            payload = intent_payload(change)
+            try:
+                intent = cast(
+                    Intent, self.ledger.repository.get(intent_id(cast(str, change.fingerprint)))
+                )
+                intent.redeclare(payload)
+            except AggregateNotFoundError:
+                intent = Intent.declare(cast(str, change.fingerprint), change.address, payload)
+            intents.append(intent)
+        pending = [
+            (c.fingerprint, self.batch, c.address.system, c.address.collection, c.address.key)
+            for c in changes
+        ]
+        self.ledger.save(*intents, pending_add=pending)
+
+    def _write(self, target: Target, writes: list[Write]) -> list[WriteResult]:
+        if not writes:
+            return []
+        retrying = Retrying(
+            stop=stop_after_attempt(WRITE_ATTEMPTS),
+            wait=wait_exponential_jitter(multiplier=0.05, max=2.0),
+            retry=retry_if_exception_type(TransientError),
+            reraise=True,
+        )
+        return cast(list[WriteResult], retrying(target.adapter.write, target.collection, writes))
+
+    def _settle(self, pairs: list[tuple[Change, WriteResult]]) -> list[Outcome]:
+        return settle(self.ledger, pairs)
+
+
+def _chunks(changes: Iterator[Change], size: int) -> Iterator[list[Change]]:
+    """Chunks of at most `size` changes, each touching a record at most once (a later change
+    to the same record must see what the earlier one wrote, so it goes in the next chunk)."""
+    chunk: list[Change] = []
+    keys: set[str] = set()
+    for change in changes:
+        if len(chunk) == size or change.address.key in keys:
+            yield chunk
+            chunk, keys = [], set()
+        chunk.append(change)
+        keys.add(change.address.key)
+    if chunk:
+        yield chunk
+
+
+def _touched(change: Change) -> list[str]:
+    if change.operation == "delete":
+        return sorted(change.image or {})
+    return [*change.values, *change.unset]
+
+
+def _early_refusal(change: Change) -> Outcome | None:
+    """A change whose expected values (or whose record's existence) no longer hold."""
+    image = change.image
+    name = str(change.address)
+    if change.operation == "create" and image is not None:
+        return Outcome(name, "stale", field="(record)", expected=ABSENT, actual="exists")
+    if change.operation != "create" and image is None:
+        return Outcome(name, "stale", field="(record)", expected="exists", actual=ABSENT)
+    for field, expected in (change.expected or {}).items():
+        actual = image.get(field, ABSENT) if image else ABSENT
+        if not same(actual, expected):
+            return Outcome(name, "stale", field=field, expected=expected, actual=actual)
+    return None
+
+
+def compare_and_set(change: Change) -> Write:
+    """The write for a change: it expects the record to still hold what was read (and what the
+    automation saw), for every field it touches — every field, for a delete."""
+    image = change.image or {}
+    expected = {field: image.get(field, ABSENT) for field in _touched(change)}
+    expected.update(change.expected or {})
+    if change.operation == "create":
+        expected = {}
+    return Write(
+        change.address.key,
+        cast(Any, change.operation),
+        dict(change.values),
+        tuple(change.unset),
+        expected,
+    )
+
+
+def intent_payload(change: Change) -> dict[str, Any]:
+    """Everything needed to settle a write later, even from another process."""
+    return {
+        "operation": change.operation,
+        "values": change.values,
+        "unset": list(change.unset),
+        "expected": change.expected,
+        "image": change.image,
+        "inputs": change.inputs,
+        "workflow": change.workflow,
+        "workflow_version": change.workflow_version,
+        "batch": change.batch,
+        "actor": change.actor,
+        "trigger": change.trigger,
+        "sources": list(change.sources),
+        "effective_at": change.effective_at,
+    }
+
+
+def _change_from_intent(intent: Intent) -> Change:
+    payload = dict(intent.write)
+    return Change(
+        Address.parse(intent.address),
+        payload.pop("operation"),
+        values=payload.pop("values"),
+        unset=tuple(payload.pop("unset")),
+        sources=tuple(payload.pop("sources")),
+        fingerprint=intent.fingerprint,
+        **payload,
+    )
+
+
+def holds(change: Change, record: Record | None) -> bool:
+    """Whether a record already shows the change (so a write that landed is not redone)."""
+    if change.operation == "delete":
+        return record is None
+    if record is None:
+        return False
+    return all(same(record.get(f, ABSENT), v) for f, v in change.values.items()) and all(
+        f not in record for f in change.unset
+    )
+
+
+def settle(ledger: Ledger, pairs: Sequence[tuple[Change, WriteResult]]) -> list[Outcome]:
+    """Record what the writes did, in one ledger transaction with their intents' settlement."""
+    outcomes: list[Outcome | None] = [None] * len(pairs)
+    applied: list[tuple[int, Change]] = []
+    for index, (change, result) in enumerate(pairs):
+        name = str(change.address)
+        landed = result.outcome == "stale" and holds(change, result.before)
+        if result.outcome == "applied" or landed:
+            image = result.before if result.outcome == "applied" else change.image
+            applied.append((index, replace(change, image=image)))
+        elif result.outcome == "stale":
+            outcomes[index] = Outcome(
+                name, "stale", field=result.field, expected=result.expected, actual=result.actual
+            )
+        else:
+            outcomes[index] = Outcome(name, "failed", error=result.error)
+
+    def settlements() -> tuple[list[Any], dict[str, Any]]:
+        intents = []
+        for index, (change, _) in enumerate(pairs):
+            intent = cast(Intent, ledger.repository.get(intent_id(cast(str, change.fingerprint))))
+            outcome = outcomes[index]
+            if outcome is None:
+                intent.settle("applied")
+            else:
+                intent.settle(outcome.status, field=outcome.field, error=outcome.error)
+            intents.append(intent)
+        return intents, {"pending_remove": [change.fingerprint for change, _ in pairs]}
+
+    receipts = ledger.record_all([change for _, change in applied], settle=settlements)
+    for (index, change), receipt in zip(applied, receipts, strict=True):
+        outcomes[index] = Outcome(str(change.address), "applied", receipt)
+    return cast(list[Outcome], outcomes)
+
+
+def recover(
+    ledger: Ledger, adapters: dict[str, Adapter], *, batch: str | None = None
+) -> list[Outcome]:
+    """Settle every intent a crash left pending, by reading what its target holds now."""
+    outcomes = []
+    for fingerprint, _, system, collection, key in ledger.index.pending(batch):
+        intent = cast(Intent, ledger.repository.get(intent_id(fingerprint)))
+        change = _change_from_intent(intent)
+        adapter = adapters.get(system)
+        if adapter is None:
+            raise InvalidChange(
+                f"{change.address}: an unsettled write needs system {system!r} to be configured"
+            )
+        record = adapter.read(collection, [key])[key]
+        if holds(change, record):
+            result = WriteResult(key, "applied", change.image)
+            outcomes.extend(settle(ledger, [(change, result)]))
+        else:
+            intent.settle("not_applied")
+            ledger.save(intent, pending_remove=[fingerprint])
+            outcomes.append(Outcome(str(change.address), "not_applied"))
+    return outcomes
