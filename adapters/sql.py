@@ -102,7 +102,8 @@ class SqlAdapter:
 
     def _record(self, collection: str, row: sa.Row[Any]) -> Record:
         keys = self.routes[collection].key
-        return {name: value for name, value in row._mapping.items() if name not in keys}
+        # Column names from reflection are str subclasses (quoted_name): store plain str.
+        return {str(name): value for name, value in row._mapping.items() if name not in keys}
 
     def _where_keys(self, collection: str, keys: Sequence[str]) -> Any:
         columns = self._key_columns(collection)

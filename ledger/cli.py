@@ -442,3 +442,119 @@ def close(db: str | None, as_json: bool, batch: str) -> None:
         view.to_json(),
         lambda: click.echo(f"batch {view.name} closed with {view.actions} actions"),
     )
+
+
+def _config_option(command: F) -> F:
+    return click.option(
+        "--config",
+        envvar="LEDGER_CONFIG",
+        default=None,
+        help="Systems configuration [env LEDGER_CONFIG; default ./ledger.toml].",
+    )(command)
+
+
+@_verb("apply")
+@_config_option
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--system", required=True, help="The configured system to write to.")
+@click.option("--batch", required=True, help="Batch (run) id; re-running it applies nothing twice.")
+@click.option("--workflow")
+@click.option("--workflow-version")
+@click.option("--actor")
+@click.option("--trigger")
+@click.option("--limit", type=int, help="Canary: apply only the batch's first N actions.")
+@click.option("--stop-on-stale", is_flag=True, help="Stop at the first refused write.")
+@click.option("--keep-open", is_flag=True, help="Leave the batch open for more actions.")
+def apply(
+    db: str | None,
+    as_json: bool,
+    config: str | None,
+    path: Path,
+    system: str,
+    limit: int | None,
+    stop_on_stale: bool,
+    keep_open: bool,
+    **defaults: Any,
+) -> None:
+    """Apply a JSON Lines file of changes to a system through its adapter, and record them.
+
+    Every write is compare-and-set: a record someone changed since it was read (or whose
+    `expected` values no longer hold) is refused as stale, never overwritten. Exit code 3
+    when any change was refused."""
+    from ledger.config import open_adapter
+    from ledger.runs import Run, Target
+
+    lines = path.read_bytes().splitlines()
+    changes = list(iter_changes(lines))
+    wrong = next((c for c in changes if c.address.system != system), None)
+    if wrong is not None:
+        raise InvalidChange(f"{wrong.address} is not in system {system!r}", field="entity")
+    adapter = open_adapter(system, config)
+    ledger = _open(db)
+    run = Run(ledger, defaults.pop("batch"), limit=limit, stop_on_stale=stop_on_stale, **defaults)
+    outcomes = []
+    try:
+        with click.progressbar(
+            length=len(changes), label=f"applying {path.name}", file=sys.stderr
+        ) as bar:
+            for collection, group in _by_collection(changes):
+                outcomes += run.apply(Target(adapter, collection), group, on_progress=bar.update)
+    finally:
+        adapter.close()
+    if not keep_open and (run.counts["applied"] or run.counts["already_applied"]):
+        ledger.close_batch(run.batch)
+    refused = [o for o in outcomes if o.status in ("stale", "failed")]
+    summary = {
+        "batch": run.batch,
+        "counts": dict(run.counts),
+        "refused": [o.to_json() for o in refused],
+    }
+
+    def human() -> None:
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(run.counts.items()))
+        click.echo(f"batch {run.batch}: {counts}")
+        if refused:
+            _table(
+                ["entity", "status", "field", "expected", "actual", "error"],
+                ([o.entity, o.status, o.field, o.expected, o.actual, o.error] for o in refused),
+            )
+
+    _emit(as_json, summary, human)
+    if refused:
+        sys.exit(3)
+
+
+def _by_collection(changes: list[Change]) -> Iterator[tuple[str, list[Change]]]:
+    """Consecutive changes to the same collection, in file order."""
+    group: list[Change] = []
+    for change in changes:
+        if group and change.address.collection != group[-1].address.collection:
+            yield group[-1].address.collection, group
+            group = []
+        group.append(change)
+    if group:
+        yield group[-1].address.collection, group
+
+
+@_verb("recover")
+@_config_option
+@click.option("--batch", help="Only this batch's unsettled writes.")
+def recover_(db: str | None, as_json: bool, config: str | None, batch: str | None) -> None:
+    """Settle writes a crash left unconfirmed, by reading what each target holds now."""
+    from ledger.config import open_adapters
+    from ledger.runs import recover
+
+    adapters = open_adapters(config)
+    try:
+        outcomes = recover(_open(db), adapters, batch=batch)
+    finally:
+        for adapter in adapters.values():
+            adapter.close()
+    _emit(
+        as_json,
+        [o.to_json() for o in outcomes],
+        lambda: click.echo(
+            f"{len(outcomes)} unsettled write(s): "
+            + (", ".join(f"{o.entity} {o.status}" for o in outcomes[:20]) or "nothing to do")
+        ),
+    )

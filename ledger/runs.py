@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any, cast
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from adapters.protocol import Adapter, Record, Write, WriteResult
@@ -206,10 +207,12 @@ class Run:
                 outcomes[index] = refused
             else:
                 writes[index] = compare_and_set(change)
-        self._declare([chunk[i] for i in writes])
+        intents = self._declare([chunk[i] for i in writes])
         results = self._write(target, list(writes.values()))
-        settled = self._settle(
-            [(chunk[i], result) for i, result in zip(writes, results, strict=True)]
+        settled = settle(
+            self.ledger,
+            [(chunk[i], result) for i, result in zip(writes, results, strict=True)],
+            intents,
         )
         outcomes.update(zip(writes, settled, strict=True))
         ordered = [outcomes[i] for i in sorted(outcomes)]
@@ -238,25 +241,36 @@ class Run:
             return todo, None
         return todo[:allowed], chunk[todo[allowed]]
 
-    def _declare(self, changes: list[Change]) -> None:
+    def _declare(self, changes: list[Change]) -> dict[str, Intent]:
+        """Declare the intents in one transaction; most are new, so try that first."""
         if not changes:
-            return
-        intents = []
-        for change in changes:
-            payload = intent_payload(change)
-            try:
-                intent = cast(
-                    Intent, self.ledger.repository.get(intent_id(cast(str, change.fingerprint)))
-                )
-                intent.redeclare(payload)
-            except AggregateNotFoundError:
-                intent = Intent.declare(cast(str, change.fingerprint), change.address, payload)
-            intents.append(intent)
+            return {}
         pending = [
             (c.fingerprint, self.batch, c.address.system, c.address.collection, c.address.key)
             for c in changes
         ]
-        self.ledger.save(*intents, pending_add=pending)
+        intents = {
+            cast(str, c.fingerprint): Intent.declare(
+                cast(str, c.fingerprint), c.address, intent_payload(c)
+            )
+            for c in changes
+        }
+        try:
+            self.ledger.save(*intents.values(), pending_add=pending)
+            return intents
+        except IntegrityError:
+            pass  # an earlier attempt of some of these was not applied: declare them again
+        intents = {}
+        for change in changes:
+            fingerprint = cast(str, change.fingerprint)
+            try:
+                intent = cast(Intent, self.ledger.repository.get(intent_id(fingerprint)))
+                intent.redeclare(intent_payload(change))
+            except AggregateNotFoundError:
+                intent = Intent.declare(fingerprint, change.address, intent_payload(change))
+            intents[fingerprint] = intent
+        self.ledger.save(*intents.values(), pending_add=pending)
+        return intents
 
     def _write(self, target: Target, writes: list[Write]) -> list[WriteResult]:
         if not writes:
@@ -268,9 +282,6 @@ class Run:
             reraise=True,
         )
         return cast(list[WriteResult], retrying(target.adapter.write, target.collection, writes))
-
-    def _settle(self, pairs: list[tuple[Change, WriteResult]]) -> list[Outcome]:
-        return settle(self.ledger, pairs)
 
 
 def _chunks(changes: Iterator[Change], size: int) -> Iterator[list[Change]]:
@@ -369,8 +380,13 @@ def holds(change: Change, record: Record | None) -> bool:
     )
 
 
-def settle(ledger: Ledger, pairs: Sequence[tuple[Change, WriteResult]]) -> list[Outcome]:
-    """Record what the writes did, in one ledger transaction with their intents' settlement."""
+def settle(
+    ledger: Ledger,
+    pairs: Sequence[tuple[Change, WriteResult]],
+    declared: dict[str, Intent] | None = None,
+) -> list[Outcome]:
+    """Record what the writes did, in one ledger transaction with their intents' settlement.
+    ``declared`` are the intents as just saved (read again only if an attempt fails)."""
     outcomes: list[Outcome | None] = [None] * len(pairs)
     applied: list[tuple[int, Change]] = []
     for index, (change, result) in enumerate(pairs):
@@ -386,10 +402,16 @@ def settle(ledger: Ledger, pairs: Sequence[tuple[Change, WriteResult]]) -> list[
         else:
             outcomes[index] = Outcome(name, "failed", error=result.error)
 
+    fresh = [dict(declared or {})]
+
     def settlements() -> tuple[list[Any], dict[str, Any]]:
+        known, fresh[0] = fresh[0], {}  # a second attempt reads the intents again
         intents = []
         for index, (change, _) in enumerate(pairs):
-            intent = cast(Intent, ledger.repository.get(intent_id(cast(str, change.fingerprint))))
+            fingerprint = cast(str, change.fingerprint)
+            intent = known.get(fingerprint) or cast(
+                Intent, ledger.repository.get(intent_id(fingerprint))
+            )
             outcome = outcomes[index]
             if outcome is None:
                 intent.settle("applied")

@@ -89,7 +89,7 @@ class OrjsonTranscoder(Transcoder):
                 raise InvalidValue(f"{obj!r} cannot be stored exactly; use null or a number")
             return obj
         if kind is dict:
-            encoded = {key: self._to_json(value) for key, value in obj.items()}
+            encoded = {_text_key(key): self._to_json(value) for key, value in obj.items()}
             if len(obj) == 2 and obj.keys() == _TAG_KEYS:
                 return {"_type_": "dict", "_data_": encoded}
             return encoded
@@ -132,3 +132,11 @@ class OrjsonTranscoder(Transcoder):
                 return {key: self._from_json(value) for key, value in data["_data_"].items()}
             return transcoding.decode(self._from_json(data["_data_"]))
         return {key: self._from_json(value) for key, value in data.items()}
+
+
+def _text_key(key: Any) -> str:
+    if type(key) is str:
+        return key
+    if isinstance(key, str):
+        return str(key)  # a str subclass (e.g. SQLAlchemy's quoted_name) is stored as text
+    raise InvalidValue(f"key {key!r} of type {type(key).__name__} cannot be stored; keys are text")

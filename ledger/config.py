@@ -1,0 +1,105 @@
+"""Systems and their adapters, configured in one TOML file (``ledger.toml``), read once.
+
+```toml
+[systems.crm]                       # a SQL database (any SQLAlchemy URL)
+type = "sql"
+url = "sqlite:///crm.db"
+collections.contacts = { table = "contacts", key = ["id"] }
+```
+
+The file is ``--config``, else ``$LEDGER_CONFIG``, else ``./ledger.toml``. A bad setting is
+refused naming its key (``systems.crm.url``) and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from adapters.protocol import Adapter
+from ledger.errors import ConfigurationError
+
+CONFIG_KEY = "LEDGER_CONFIG"
+DEFAULT_CONFIG = "ledger.toml"
+
+
+def config_path(path: str | None = None) -> Path:
+    return Path(path or os.environ.get(CONFIG_KEY) or DEFAULT_CONFIG)
+
+
+def load_systems(path: str | None = None) -> dict[str, dict[str, Any]]:
+    """The ``[systems]`` table of the configuration file, checked for shape."""
+    location = config_path(path)
+    if not location.is_file():
+        raise ConfigurationError(
+            f"no configuration file at {location}; create ledger.toml with a [systems.NAME] "
+            f"table (see docs/adapters.md), or point --config / {CONFIG_KEY} at one"
+        )
+    try:
+        data = tomllib.loads(location.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigurationError(f"{location} is not valid TOML: {error}") from None
+    systems = data.get("systems")
+    if not isinstance(systems, dict) or not systems:
+        raise ConfigurationError(f"{location}: no [systems.NAME] table")
+    for name, settings in systems.items():
+        if not isinstance(settings, dict) or "type" not in settings:
+            raise ConfigurationError(f"{location}: systems.{name}.type is missing")
+        if settings["type"] not in BUILDERS:
+            raise ConfigurationError(
+                f"{location}: systems.{name}.type {settings['type']!r} is not one of "
+                f"{', '.join(sorted(BUILDERS))}"
+            )
+    return systems
+
+
+def open_adapter(name: str, path: str | None = None) -> Adapter:
+    """The adapter for one configured system."""
+    systems = load_systems(path)
+    if name not in systems:
+        raise ConfigurationError(
+            f"no system {name!r} in {config_path(path)}; configured: {', '.join(sorted(systems))}"
+        )
+    settings = dict(systems[name])
+    return BUILDERS[settings.pop("type")](name, settings, config_path(path).parent)
+
+
+def open_adapters(path: str | None = None) -> dict[str, Adapter]:
+    return {name: open_adapter(name, path) for name in load_systems(path)}
+
+
+def _setting(system: str, settings: dict[str, Any], key: str, kind: type) -> Any:
+    if key not in settings:
+        raise ConfigurationError(f"systems.{system}.{key} is missing")
+    value = settings[key]
+    if not isinstance(value, kind):
+        raise ConfigurationError(f"systems.{system}.{key} must be a {kind.__name__}, not {value!r}")
+    return value
+
+
+def _collections(system: str, settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    collections = _setting(system, settings, "collections", dict)
+    for name, route in collections.items():
+        if not isinstance(route, dict):
+            raise ConfigurationError(f"systems.{system}.collections.{name} must be a table")
+    return collections
+
+
+def _sql(system: str, settings: dict[str, Any], base: Path) -> Adapter:
+    from adapters.sql import SqlAdapter, SqlCollection
+
+    url = _setting(system, settings, "url", str)
+    collections = {}
+    for name, route in _collections(system, settings).items():
+        key = route.get("key", ["id"])
+        key = [key] if isinstance(key, str) else key
+        collections[name] = SqlCollection(
+            table=route.get("table", name), key=tuple(key), schema=route.get("schema")
+        )
+    return SqlAdapter(system, url, collections)
+
+
+BUILDERS: dict[str, Callable[[str, dict[str, Any], Path], Adapter]] = {"sql": _sql}
