@@ -96,8 +96,14 @@ class Ledger(Application[UUID]):
         on_progress: Callable[[int], None] | None,
         settle: Callable[[], tuple[list[Any], dict[str, Any]]] | None = None,
     ) -> list[Receipt]:
+        session = _Session(self, {})
+        # Read the records first and the fingerprints after: an action another writer
+        # committed before a record was read is then found as recorded (a duplicate),
+        # never judged as newer state that contradicts the change being replayed.
+        for change in changes:
+            self._entity(session.entities, change.address.entity_id)
         explicit = [change.fingerprint for change in changes if change.fingerprint]
-        session = _Session(self, self.index.find_fingerprints(explicit) if explicit else {})
+        session.recorded = self.index.find_fingerprints(explicit) if explicit else {}
         receipts = []
         for number, change in enumerate(changes):
             if on_progress is not None:

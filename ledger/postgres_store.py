@@ -9,16 +9,20 @@ transaction, so the guarantee covers them too: do not move them out of it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.persistence import AggregateRecorder, ApplicationRecorder
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from ledger.store import INDEX_TABLE, PENDING_TABLE, IndexedRecorder
+
+DDL_LOCK = 0x6C6564676572  # advisory lock key ("ledger") that serialises opening a ledger
 
 _ABORT = "DO $$ BEGIN RAISE EXCEPTION 'ledger: index rows failed, events rolled back'; END $$"
 
@@ -86,3 +90,24 @@ class Factory(PostgresFactory):
     """The library's PostgreSQL factory, with the ledger's recorder."""
 
     application_recorder_class = PostgresLedgerRecorder
+
+    # Creating a recorder runs the library's DDL (CREATE TYPE, CREATE TABLE IF NOT EXISTS,
+    # CREATE OR REPLACE FUNCTION) on every open; run by two processes at once it fails with
+    # "tuple concurrently updated" or a pg_type unique violation. One opener at a time.
+
+    def application_recorder(self) -> ApplicationRecorder:
+        with self._ddl_lock():
+            return super().application_recorder()
+
+    def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
+        with self._ddl_lock():
+            return super().aggregate_recorder(purpose)
+
+    @contextmanager
+    def _ddl_lock(self) -> Iterator[None]:
+        with self.datastore.get_connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", [DDL_LOCK])
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", [DDL_LOCK])

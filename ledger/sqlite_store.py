@@ -8,6 +8,8 @@ has been fsynced to the WAL before ``record()`` returns.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -30,7 +32,17 @@ class DurableSQLiteConnectionPool(SQLiteConnectionPool):
     """The library's pool, with every connection fsyncing each commit."""
 
     def _create_connection(self) -> SQLiteConnection:
-        connection = super()._create_connection()
+        # A new file is switched to WAL on first connect, which SQLite refuses at once
+        # ("database is locked", no busy handler) while another process does the same.
+        deadline = time.monotonic() + (self.lock_timeout or 5)
+        while True:
+            try:
+                connection = super()._create_connection()
+                break
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
         connection._sqlite_conn.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
         return connection
 

@@ -1,0 +1,440 @@
+"""The HTTP adapter keeps the adapter contract against a real HTTP server on loopback, and keeps
+its word on types, retries, lost responses and compare-and-set windows (see adapters/http.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from adapter_contract import SEED, AdapterContract
+from crm_server import CrmServer
+
+from adapters.http import CollectionRoute, HttpAdapter
+from adapters.protocol import Write, join_key
+from ledger.errors import AdapterError, ConfigurationError, TargetRejected, TransientError
+from ledger.values import same
+
+C = "contacts"
+FAST = {"retry_wait_initial": 0.001, "retry_wait_max": 0.01}
+
+
+def connect(crm: CrmServer, route: CollectionRoute | None = None, **options: Any) -> HttpAdapter:
+    return HttpAdapter(
+        "crm", crm.url, {C: route or CollectionRoute("/contacts")}, **{**FAST, **options}
+    )
+
+
+class _OnCrmServer(AdapterContract):
+    etags = True
+
+    @pytest.fixture(autouse=True)
+    def _crm_server(self) -> Iterator[CrmServer]:
+        with CrmServer(etags=self.etags) as crm:
+            self.crm = crm
+            yield crm
+
+    def make_adapter(self, records: dict[str, dict[str, Any]]) -> HttpAdapter:
+        self.crm.seed(C, records)
+        return connect(self.crm)
+
+
+class TestHttpAdapterWithEtags(_OnCrmServer):
+    etags = True
+
+
+class TestHttpAdapterWithoutEtags(_OnCrmServer):
+    etags = False
+
+
+@pytest.fixture(params=[True, False], ids=["etags", "no-etags"])
+def crm(request: pytest.FixtureRequest) -> Iterator[CrmServer]:
+    with CrmServer(etags=request.param) as server:
+        server.seed(C, SEED)
+        yield server
+
+
+@pytest.fixture
+def etag_crm() -> Iterator[CrmServer]:
+    with CrmServer(etags=True) as server:
+        server.seed(C, SEED)
+        yield server
+
+
+@pytest.fixture
+def plain_crm() -> Iterator[CrmServer]:
+    with CrmServer(etags=False) as server:
+        server.seed(C, SEED)
+        yield server
+
+
+@pytest.fixture
+def adapter(crm: CrmServer) -> Iterator[HttpAdapter]:
+    adapter = connect(crm)
+    yield adapter
+    adapter.close()
+
+
+def applied(crm: CrmServer, method: str) -> int:
+    return sum(1 for seen, _, _ in crm.applied if seen == method)
+
+
+# -- types --------------------------------------------------------------------------------
+
+JSON_VALUES = {
+    "int": 7,
+    "float": 7.0,
+    "fraction": 0.1,
+    "true": True,
+    "false": False,
+    "zero": 0,
+    "null": None,
+    "text": 'Zoë ✓ "quoted" \\ /',
+    "big": 2**80,
+    "negative_big": -(2**70),
+    "nested": {"list": [1, 2.5, {"deep": None}], "empty": {}, "flags": [True, 0, 0.0, ""]},
+}
+
+
+def test_json_types_come_back_exactly_as_written(adapter: HttpAdapter) -> None:
+    (created,) = adapter.write(C, [Write("t", "create", JSON_VALUES)])
+    assert created.outcome == "applied"
+    read = adapter.read(C, ["t"])["t"]
+    scanned = dict(adapter.scan(C))["t"]
+    for record in (read, scanned):
+        assert same(record, JSON_VALUES), record
+        assert "missing" not in record and record["null"] is None
+
+
+def test_null_sets_null_and_unset_removes_the_field(adapter: HttpAdapter, crm: CrmServer) -> None:
+    nulled, removed = adapter.write(
+        C,
+        [
+            Write("1", "update", {"stage": None}, expected={"stage": "lead"}),
+            Write("2", "update", {"score": 31}, unset=("stage",), expected={"stage": "customer"}),
+        ],
+    )
+    assert (nulled.outcome, removed.outcome) == ("applied", "applied")
+    assert crm.record(C, "1") == {"name": "Ann", "stage": None, "score": 10}
+    assert crm.record(C, "2") == {"name": "Cat", "score": 31}
+    assert crm.count("PUT") == 1  # REST has no "remove a field": the whole record is PUT
+
+
+def test_values_json_cannot_carry_fail_before_any_request(
+    adapter: HttpAdapter, crm: CrmServer
+) -> None:
+    decimal, day = adapter.write(
+        C,
+        [
+            Write("1", "update", {"score": Decimal("10.5")}),
+            Write("2", "update", {"meta": {"since": date(2024, 1, 2)}}),
+        ],
+    )
+    assert decimal.outcome == day.outcome == "failed"
+    assert "'score' holds a Decimal" in (decimal.error or "")
+    assert "'meta.since' holds a date" in (day.error or "")
+    assert crm.hits == []
+
+
+def test_keys_with_slashes_and_spaces_round_trip(adapter: HttpAdapter) -> None:
+    key = join_key(["acme/eu", "ann smith"])
+    (created,) = adapter.write(C, [Write(key, "create", {"name": "Ann"})])
+    assert created.outcome == "applied" and created.assigned_key is None
+    assert adapter.read(C, [key]) == {key: {"name": "Ann"}}
+    assert key in dict(adapter.scan(C))
+
+
+# -- retries ------------------------------------------------------------------------------
+
+
+def test_transient_failures_are_retried_and_the_write_lands_once(
+    adapter: HttpAdapter, crm: CrmServer
+) -> None:
+    crm.fail_next(2, 503, method="PATCH")
+    (result,) = adapter.write(
+        C, [Write("1", "update", {"stage": "sql"}, expected={"stage": "lead"})]
+    )
+    assert result.outcome == "applied" and result.before == SEED["1"]
+    assert crm.record(C, "1") == {**SEED["1"], "stage": "sql"}
+    assert (crm.count("PATCH"), applied(crm, "PATCH")) == (3, 1)
+
+
+def test_reads_are_retried_through_transient_failures(adapter: HttpAdapter, crm: CrmServer) -> None:
+    crm.fail_next(2, 502, method="GET")
+    assert adapter.read(C, ["1"]) == {"1": SEED["1"]}
+    crm.fail_next(2, 503, method="GET")
+    assert dict(adapter.scan(C)) == SEED
+
+
+def test_exhausted_retries_raise_transient_error_naming_the_request(
+    adapter: HttpAdapter, crm: CrmServer
+) -> None:
+    crm.fail_next(5, 503, method="PATCH")
+    with pytest.raises(TransientError) as raised:
+        adapter.write(C, [Write("1", "update", {"stage": "sql"}, expected={"stage": "lead"})])
+    message = str(raised.value)
+    assert f"crm: PATCH {crm.url}/contacts/1 failed after 5 attempt(s)" in message
+    assert "503 Service Unavailable" in message
+    assert crm.record(C, "1") == SEED["1"]
+
+
+def test_a_batch_that_loses_the_system_after_a_write_landed_reports_rather_than_raises(
+    adapter: HttpAdapter, crm: CrmServer
+) -> None:
+    crm.after_get(C, "10", lambda: crm.fail_next(100, 503))
+    first, second, third = adapter.write(
+        C,
+        [
+            Write("1", "update", {"score": 11}, expected={"score": 10}),
+            Write("10", "update", {"score": 21}, expected={"score": 20}),
+            Write("2", "update", {"score": 31}, expected={"score": 30}),
+        ],
+    )
+    assert [first.outcome, second.outcome, third.outcome] == ["applied", "failed", "failed"]
+    assert "503" in (second.error or "") and "not attempted" in (third.error or "")
+
+
+def test_429_waits_as_long_as_retry_after_asks(crm: CrmServer) -> None:
+    waits: list[float] = []
+    adapter = connect(crm, sleep=waits.append, retry_wait_max=2.0)
+    crm.fail_next(1, 429, method="PATCH", retry_after="1")
+    (result,) = adapter.write(C, [Write("1", "update", {"stage": "sql"})])
+    assert result.outcome == "applied"
+    assert waits == [1.0] and crm.count("PATCH") == 2
+
+
+def test_a_retry_after_longer_than_the_longest_wait_gives_up_at_once(crm: CrmServer) -> None:
+    waits: list[float] = []
+    adapter = connect(crm, sleep=waits.append, retry_wait_max=2.0)
+    crm.fail_next(1, 429, method="PATCH", retry_after="3600")
+    with pytest.raises(TransientError, match="asked to wait 3600s"):
+        adapter.write(C, [Write("1", "update", {"stage": "sql"})])
+    assert waits == [] and crm.count("PATCH") == 1
+
+
+def test_a_permanent_refusal_is_failed_with_the_servers_reason_and_not_retried(
+    adapter: HttpAdapter, crm: CrmServer
+) -> None:
+    crm.fail_next(1, 422, method="PATCH", body='{"error": "score must be at least 0"}')
+    (result,) = adapter.write(C, [Write("1", "update", {"score": -1}, expected={"score": 10})])
+    assert result.outcome == "failed" and result.before == SEED["1"]
+    assert "422 Unprocessable Entity" in (result.error or "")
+    assert "score must be at least 0" in (result.error or "")
+    assert crm.count("PATCH") == 1 and crm.record(C, "1") == SEED["1"]
+
+
+def test_a_409_that_is_not_a_race_is_failed_not_stale(adapter: HttpAdapter, crm: CrmServer) -> None:
+    crm.fail_next(1, 409, method="PATCH", body="email already used by contact 7")
+    (result,) = adapter.write(
+        C, [Write("1", "update", {"stage": "sql"}, expected={"stage": "lead"})]
+    )
+    assert result.outcome == "failed" and "email already used" in (result.error or "")
+
+
+def test_a_write_refused_at_its_read_fails_alone(adapter: HttpAdapter, crm: CrmServer) -> None:
+    crm.fail_next(1, 401, method="GET", body="token expired")
+    refused, landed = adapter.write(
+        C, [Write("1", "update", {"score": 11}), Write("2", "update", {"score": 31})]
+    )
+    assert (refused.outcome, landed.outcome) == ("failed", "applied")
+    assert "401 Unauthorized: token expired" in (refused.error or "")
+    assert crm.record(C, "1") == SEED["1"]
+
+
+def test_a_refused_read_raises_target_rejected_with_the_reason(
+    adapter: HttpAdapter, crm: CrmServer
+) -> None:
+    crm.fail_next(1, 403, method="GET", body="token lacks contacts.read")
+    with pytest.raises(TargetRejected, match=r"403 Forbidden: token lacks contacts\.read"):
+        adapter.read(C, ["1"])
+    assert crm.count("GET") == 1
+
+
+# -- lost responses -----------------------------------------------------------------------
+
+
+def test_a_lost_patch_response_is_not_applied_twice(adapter: HttpAdapter, crm: CrmServer) -> None:
+    crm.drop_response_next(1, method="PATCH")
+    (result,) = adapter.write(
+        C, [Write("1", "update", {"stage": "sql"}, expected={"stage": "lead"})]
+    )
+    assert result.outcome == "applied" and result.before == SEED["1"]
+    assert crm.record(C, "1") == {**SEED["1"], "stage": "sql"}
+    assert (crm.count("PATCH"), applied(crm, "PATCH")) == (1, 1)
+
+
+def test_a_lost_post_response_is_not_applied_twice(adapter: HttpAdapter, crm: CrmServer) -> None:
+    crm.drop_response_next(1, method="POST")
+    new = {"name": "Dan", "stage": None, "score": 5}
+    (result,) = adapter.write(C, [Write("3", "create", new)])
+    assert result.outcome == "applied" and result.before is None
+    assert crm.record(C, "3") == new
+    assert (crm.count("POST"), applied(crm, "POST")) == (1, 1)
+
+
+def test_a_lost_delete_response_is_not_applied_twice(adapter: HttpAdapter, crm: CrmServer) -> None:
+    crm.drop_response_next(1, method="DELETE")
+    (result,) = adapter.write(C, [Write("2", "delete", expected={"score": 30})])
+    assert result.outcome == "applied" and result.before == SEED["2"]
+    assert crm.count("DELETE") == 1 and crm.record(C, "2") is None
+
+
+def test_a_lost_response_is_settled_by_a_last_read_when_attempts_run_out(crm: CrmServer) -> None:
+    crm.drop_response_next(1, method="PATCH")
+    (result,) = connect(crm, retry_attempts=1).write(C, [Write("1", "update", {"stage": "sql"})])
+    assert result.outcome == "applied" and crm.count("PATCH") == 1
+
+
+def test_a_lost_response_that_cannot_be_settled_is_reported_as_possibly_applied(
+    adapter: HttpAdapter, crm: CrmServer
+) -> None:
+    crm.after_get(C, "1", lambda: crm.fail_next(100, 503, method="GET"))
+    crm.drop_response_next(1, method="PATCH")
+    with pytest.raises(TransientError, match="the write may have been applied"):
+        adapter.write(C, [Write("1", "update", {"stage": "sql"}, expected={"stage": "lead"})])
+    assert crm.count("PATCH") == 1 and crm.record(C, "1") == {**SEED["1"], "stage": "sql"}
+
+
+def test_a_lost_post_response_to_a_server_assigning_ids_creates_one_record() -> None:
+    with CrmServer(assign_ids=True) as crm:
+        crm.seed(C, SEED)
+        crm.drop_response_next(1, method="POST")
+        (result,) = connect(crm).write(C, [Write("3", "create", {"name": "Dan"})])
+        assert result.outcome == "applied" and result.assigned_key == "1000"
+        assert crm.records(C) == {**SEED, "1000": {"name": "Dan"}}
+        assert (crm.count("POST"), applied(crm, "POST")) == (2, 1)  # replayed by Idempotency-Key
+
+
+# -- compare-and-set windows --------------------------------------------------------------
+
+
+def test_with_etags_an_edit_between_get_and_patch_is_stale_and_kept(
+    etag_crm: CrmServer,
+) -> None:
+    etag_crm.after_get(C, "1", lambda: etag_crm.edit(C, "1", stage="mql"))
+    (result,) = connect(etag_crm).write(
+        C, [Write("1", "update", {"stage": "sql"}, expected={"stage": "lead"})]
+    )
+    assert (result.outcome, result.field, result.expected, result.actual) == (
+        "stale",
+        "stage",
+        "lead",
+        "mql",
+    )
+    assert etag_crm.record(C, "1") == {**SEED["1"], "stage": "mql"}
+    assert etag_crm.count("PATCH") == 1 and applied(etag_crm, "PATCH") == 0  # answered 412
+
+
+def test_with_etags_an_edit_to_a_field_the_write_does_not_rely_on_is_kept_and_the_write_lands(
+    etag_crm: CrmServer,
+) -> None:
+    etag_crm.after_get(C, "1", lambda: etag_crm.edit(C, "1", name="Ann B."))
+    (result,) = connect(etag_crm).write(
+        C, [Write("1", "update", {"stage": "sql"}, expected={"stage": "lead"})]
+    )
+    assert result.outcome == "applied"
+    assert result.before == {**SEED["1"], "name": "Ann B."}  # the version it was written over
+    assert etag_crm.record(C, "1") == {"name": "Ann B.", "stage": "sql", "score": 10}
+    assert etag_crm.count("PATCH") == 2
+
+
+def test_with_etags_a_record_that_keeps_moving_is_stale_naming_what_moved(
+    etag_crm: CrmServer,
+) -> None:
+    for n in range(3):
+        etag_crm.after_get(C, "1", lambda n=n: etag_crm.edit(C, "1", name=f"Ann {n}"))
+    (result,) = connect(etag_crm, retry_attempts=3).write(
+        C, [Write("1", "update", {"stage": "sql"}, expected={"stage": "lead"})]
+    )
+    assert (result.outcome, result.field, result.expected, result.actual) == (
+        "stale",
+        "name",
+        "Ann 1",
+        "Ann 2",
+    )
+    assert etag_crm.record(C, "1") == {**SEED["1"], "name": "Ann 2"}
+
+
+def test_with_etags_a_put_create_racing_another_create_is_stale(etag_crm: CrmServer) -> None:
+    theirs = {"name": "Eve", "stage": None, "score": 1}
+    etag_crm.after_get(C, "3", lambda: etag_crm.seed(C, {"3": theirs}))
+    adapter = connect(etag_crm, CollectionRoute("/contacts", put_create=True))
+    (result,) = adapter.write(C, [Write("3", "create", {"name": "Dan"})])
+    assert (result.outcome, result.field, result.actual) == ("stale", "(record)", "exists")
+    assert etag_crm.record(C, "3") == theirs and etag_crm.count("PUT") == 1
+
+
+def test_without_etags_the_read_before_the_write_catches_an_earlier_edit(
+    plain_crm: CrmServer,
+) -> None:
+    adapter = connect(plain_crm)
+    drafted_from = adapter.read(C, ["1"])["1"]
+    assert drafted_from is not None
+    plain_crm.edit(C, "1", stage="mql")
+    (result,) = adapter.write(
+        C, [Write("1", "update", {"stage": "sql"}, expected={"stage": drafted_from["stage"]})]
+    )
+    assert (result.outcome, result.expected, result.actual) == ("stale", "lead", "mql")
+    assert plain_crm.record(C, "1") == {**SEED["1"], "stage": "mql"}
+
+
+def test_without_etags_an_edit_between_the_read_and_the_write_is_the_documented_window(
+    plain_crm: CrmServer,
+) -> None:
+    plain_crm.after_get(C, "1", lambda: plain_crm.edit(C, "1", stage="mql"))
+    (result,) = connect(plain_crm).write(
+        C, [Write("1", "update", {"stage": "sql"}, expected={"stage": "lead"})]
+    )
+    assert result.outcome == "applied"  # the edit landed inside the window and was overwritten
+    assert plain_crm.record(C, "1") == {**SEED["1"], "stage": "sql"}
+
+
+# -- ids and paging -----------------------------------------------------------------------
+
+
+def test_server_assigned_ids_come_back_as_assigned_key() -> None:
+    with CrmServer(assign_ids=True) as crm:
+        crm.seed(C, SEED)
+        adapter = connect(crm)
+        new = {"name": "Dan", "stage": None, "score": 5}
+        (result,) = adapter.write(C, [Write("3", "create", new)])
+        assert (result.outcome, result.assigned_key) == ("applied", "1000")
+        assert adapter.read(C, ["1000", "3"]) == {"1000": new, "3": None}
+
+
+def test_scan_pages_through_more_than_a_page_in_key_text_order(crm: CrmServer) -> None:
+    many = {str(n): {"n": n} for n in range(250)}
+    crm.seed(C, many)
+    scanned = list(connect(crm, page_size=100).scan(C))
+    assert [key for key, _ in scanned] == sorted({**many, **SEED})
+    assert dict(scanned) == {**SEED, **many}
+    assert sum(1 for method, path in crm.hits if (method, path) == ("GET", "/contacts")) == 3
+
+
+def test_scan_uses_the_routes_paging_names() -> None:
+    with CrmServer(limit_param="per_page", after_param="cursor") as crm:
+        crm.seed(C, {str(n): {"n": n} for n in range(5)})
+        route = CollectionRoute("/contacts", limit_param="per_page", after_param="cursor")
+        adapter = connect(crm, route, page_size=2)
+        assert [key for key, _ in adapter.scan(C)] == ["0", "1", "2", "3", "4"]
+        assert crm.count("GET") == 3
+
+
+def test_scan_refuses_a_server_that_does_not_page_in_key_text_order() -> None:
+    def numeric_order(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"items": [{"id": 2}, {"id": 10}], "next": None})
+
+    client = httpx.Client(transport=httpx.MockTransport(numeric_order))
+    adapter = HttpAdapter(
+        "crm", "http://crm.test", {C: CollectionRoute("/contacts")}, client=client
+    )
+    with pytest.raises(AdapterError, match="listed '10' after '2'"):
+        list(adapter.scan(C))
+
+
+def test_an_unknown_collection_is_a_configuration_error(adapter: HttpAdapter) -> None:
+    with pytest.raises(ConfigurationError, match="no route for collection 'deals'"):
+        adapter.read("deals", ["1"])
