@@ -28,8 +28,13 @@ def make_crm(path: Path, contacts: int, rng: random.Random) -> None:
     db.executemany(
         "INSERT INTO contacts VALUES (?, ?, ?, ?, ?)",
         [
-            (f"{n:05d}", f"contact{n}@example.com", rng.choice(STAGES), rng.choice(OWNERS),
-             rng.randint(0, 100))
+            (
+                f"{n:05d}",
+                f"contact{n}@example.com",
+                rng.choice(STAGES),
+                rng.choice(OWNERS),
+                rng.randint(0, 100),
+            )
             for n in range(1, contacts + 1)
         ],
     )
@@ -93,24 +98,35 @@ def main(out: Path) -> None:
 
     ledger = open_ledger(str(out / "ledger.db"))
     ledger.checkpoint("before-lead-sync")
-    adapter = FlakyNetwork(SqlAdapter("crm", f"sqlite:///{crm}", {"contacts": SqlCollection("contacts")}), rng)
-    with Run(ledger, "lead-sync-run-1", workflow="lead-sync", workflow_version="3",
-             actor="zapier", trigger="schedule") as run:
+    adapter = FlakyNetwork(
+        SqlAdapter("crm", f"sqlite:///{crm}", {"contacts": SqlCollection("contacts")}), rng
+    )
+    with Run(
+        ledger,
+        "lead-sync-run-1",
+        workflow="lead-sync",
+        workflow_version="3",
+        actor="zapier",
+        trigger="schedule",
+    ) as run:
         outcomes = run.apply(Target(adapter, "contacts"), changes, chunk_size=100)
     counts = dict(run.counts)
     print(f"step 2: lead-sync: {counts}; {adapter.failures} transient failures were retried")
     stale = [o for o in outcomes if o.status == "stale"]
     for outcome in stale:
-        print(f"  refused as stale: {outcome.entity}: {outcome.field} expected "
-              f"{outcome.expected!r}, CRM holds {outcome.actual!r}")
+        print(
+            f"  refused as stale: {outcome.entity}: {outcome.field} expected "
+            f"{outcome.expected!r}, CRM holds {outcome.actual!r}"
+        )
     recorded = ledger.batch("lead-sync-run-1").actions
     assert recorded == counts["applied"] == 1995, (recorded, counts)
     assert {o.entity.rsplit("/", 1)[1] for o in stale} == set(edited)
 
     # Step 3: meanwhile, someone edits a few contacts directly in the database.
     outside = [k for k in chosen[5:]][:3]
-    db.executemany("UPDATE contacts SET lifecycle_stage = 'customer' WHERE id = ?",
-                   [(k,) for k in outside])
+    db.executemany(
+        "UPDATE contacts SET lifecycle_stage = 'customer' WHERE id = ?", [(k,) for k in outside]
+    )
     db.commit()
     print(f"step 3: outside edits, directly in the CRM: {', '.join(outside)} -> customer")
     (out / "outside-edits.txt").write_text("\n".join(outside) + "\n")
