@@ -102,4 +102,34 @@ def _sql(system: str, settings: dict[str, Any], base: Path) -> Adapter:
     return SqlAdapter(system, url, collections)
 
 
-BUILDERS: dict[str, Callable[[str, dict[str, Any], Path], Adapter]] = {"sql": _sql}
+def _routes(system: str, settings: dict[str, Any], route_class: type) -> dict[str, Any]:
+    """Each collection's table built as `route_class(**table)`; an unknown key is named."""
+    known = set(route_class.__dataclass_fields__)
+    routes = {}
+    for name, route in _collections(system, settings).items():
+        unknown = sorted(set(route) - known)
+        if unknown:
+            raise ConfigurationError(
+                f"systems.{system}.collections.{name}.{unknown[0]} is not a setting; "
+                f"expected some of: {', '.join(sorted(known))}"
+            )
+        routes[name] = route_class(**route)
+    return routes
+
+
+def _http(system: str, settings: dict[str, Any], base: Path) -> Adapter:
+    from adapters.http import CollectionRoute, HttpAdapter
+
+    headers = settings.get("headers", {})
+    if not isinstance(headers, dict):
+        raise ConfigurationError(f"systems.{system}.headers must be a table of header names")
+    return HttpAdapter(
+        system,
+        _setting(system, settings, "base_url", str),
+        _routes(system, settings, CollectionRoute),
+        headers={name: os.path.expandvars(str(value)) for name, value in headers.items()},
+        timeout=float(settings.get("timeout", 10.0)),
+    )
+
+
+BUILDERS: dict[str, Callable[[str, dict[str, Any], Path], Adapter]] = {"sql": _sql, "http": _http}
