@@ -13,6 +13,7 @@ refused naming its key (``systems.crm.url``) and what was expected.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from collections.abc import Callable
@@ -104,7 +105,7 @@ def _sql(system: str, settings: dict[str, Any], base: Path) -> Adapter:
 
 def _routes(system: str, settings: dict[str, Any], route_class: type) -> dict[str, Any]:
     """Each collection's table built as `route_class(**table)`; an unknown key is named."""
-    known = set(route_class.__dataclass_fields__)
+    known = {f.name for f in dataclasses.fields(route_class)}
     routes = {}
     for name, route in _collections(system, settings).items():
         unknown = sorted(set(route) - known)

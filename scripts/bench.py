@@ -31,7 +31,9 @@ DEFAULT_OUTPUT = ROOT / "docs" / "performance.md"
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (every row still runs)")
-    parser.add_argument("--sizes", default="", help="overrides, e.g. batch=20000,collection=1000:10000")
+    parser.add_argument(
+        "--sizes", default="", help="overrides, e.g. batch=20000,collection=1000:10000"
+    )
     parser.add_argument("--only", default="", help=f"rows to run, e.g. 1,4 (of {','.join(ROWS)})")
     parser.add_argument("--no-postgres", action="store_true", help="skip row 8 (PostgreSQL)")
     parser.add_argument("--output", type=Path, help=f"report path (default {DEFAULT_OUTPUT}; "
