@@ -66,5 +66,5 @@ def test_a_missing_file_or_system_is_explained(tmp_path):
     with pytest.raises(ConfigurationError, match="no configuration file"):
         open_adapter("crm", str(tmp_path / "nope.toml"))
     path = config(tmp_path, "[systems.crm]\ntype = 'sql'\nurl = 'sqlite://'\ncollections = {}\n")
-    with pytest.raises(ConfigurationError, match="no system 'erp'.*configured: crm"):
+    with pytest.raises(ConfigurationError, match=r"no system 'erp'.*configured: crm"):
         open_adapter("erp", path)
