@@ -9,8 +9,10 @@ from ledger.bootstrap import open_ledger
 from ledger.changes import Change
 from ledger.domain import Address, entity_id
 from ledger.errors import (
+    AdapterError,
     BatchClosed,
     BeforeMismatch,
+    CanaryLimit,
     CheckpointExists,
     ConcurrencyConflict,
     ConfigurationError,
@@ -18,19 +20,25 @@ from ledger.errors import (
     InvalidValue,
     LedgerError,
     NotFound,
+    StaleWrite,
+    TargetRejected,
+    TransientError,
     UnknownCheckpoint,
 )
 from ledger.points import Point
+from ledger.runs import Outcome, Run, System, Target
 from ledger.values import ABSENT
 from ledger.views import Action, BatchView, CheckpointView, EntityDiff, EntityState, Receipt
 
 __all__ = [
     "ABSENT",
     "Action",
+    "AdapterError",
     "Address",
     "BatchClosed",
     "BatchView",
     "BeforeMismatch",
+    "CanaryLimit",
     "Change",
     "CheckpointExists",
     "CheckpointView",
@@ -43,8 +51,15 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "NotFound",
+    "Outcome",
     "Point",
     "Receipt",
+    "Run",
+    "StaleWrite",
+    "System",
+    "Target",
+    "TargetRejected",
+    "TransientError",
     "UnknownCheckpoint",
     "entity_id",
     "open_ledger",

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -32,6 +32,10 @@ from ledger.points import Point, looks_like_time
 from ledger.store import Cutoff, IndexedRecorder, IndexEntry, from_micros, to_micros
 from ledger.transcoder import OrjsonTranscoder
 from ledger.values import ABSENT, same
+
+if TYPE_CHECKING:
+    from ledger.runs import Run
+
 from ledger.views import Action, BatchView, CheckpointView, EntityDiff, EntityState, Receipt
 
 MAX_ATTEMPTS = 25
@@ -165,6 +169,16 @@ class Ledger(Application[UUID]):
 
     # Batches ---------------------------------------------------------------------------
 
+    def batch(self, name: str, **options: Any) -> Run:
+        """A run of a workflow through adapters, as a context manager that closes the batch:
+        ``with ledger.batch("lead-sync-7", workflow="lead-sync") as run: run.update(...)``."""
+        from ledger.runs import Run  # runs builds on this module
+
+        return Run(self, name, **options)
+
+    def batch_view(self, name: str) -> BatchView:
+        return self._batch_view(self._batch(name), self.index.batch_totals().get(name))
+
     def close_batch(self, name: str) -> BatchView:
         """Close a batch, counting its actions; closing a closed batch changes nothing."""
         batch = self._batch(name)
@@ -175,9 +189,6 @@ class Ledger(Application[UUID]):
             except IntegrityError:
                 batch = self._batch(name)
         return self._batch_view(batch, self.index.batch_totals().get(name))
-
-    def batch(self, name: str) -> BatchView:
-        return self._batch_view(self._batch(name), self.index.batch_totals().get(name))
 
     def batches(self) -> list[BatchView]:
         """Every batch, oldest first."""

@@ -53,6 +53,21 @@ class Target:
         return address
 
 
+class System:
+    """An adapter whose collections read as attributes: ``crm = System(adapter); crm.contacts``."""
+
+    def __init__(self, adapter: Adapter):
+        self.adapter = adapter
+
+    def __getattr__(self, collection: str) -> Target:
+        if collection.startswith("_"):
+            raise AttributeError(collection)
+        return Target(self.adapter, collection)
+
+    def __getitem__(self, collection: str) -> Target:
+        return Target(self.adapter, collection)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What happened to one change in a run."""

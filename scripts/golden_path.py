@@ -118,7 +118,7 @@ def main(out: Path) -> None:
             f"  refused as stale: {outcome.entity}: {outcome.field} expected "
             f"{outcome.expected!r}, CRM holds {outcome.actual!r}"
         )
-    recorded = ledger.batch("lead-sync-run-1").actions
+    recorded = ledger.batch_view("lead-sync-run-1").actions
     assert recorded == counts["applied"] == 1995, (recorded, counts)
     assert {o.entity.rsplit("/", 1)[1] for o in stale} == set(edited)
 

@@ -145,8 +145,8 @@ def test_several_changes_to_one_entity_in_one_batch_chain_their_versions(ledger)
     )
     assert [r.action.version for r in receipts] == [1, 2, 3]
     assert [r.action.delta["n"] for r in receipts] == [(ABSENT, 1), (1, 2), (2, 3)]
-    assert ledger.batch("b1").status == "closed"
-    assert ledger.batch("b1").actions == 3
+    assert ledger.batch_view("b1").status == "closed"
+    assert ledger.batch_view("b1").actions == 3
 
 
 def test_a_closed_batch_takes_no_more_actions_but_still_answers_retries(ledger):

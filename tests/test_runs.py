@@ -80,7 +80,7 @@ def test_an_update_is_written_and_recorded_with_the_targets_before_image(ledger,
     action = ledger.history(contact("1"))[-1]
     assert action.delta == {"stage": ("lead", "sql")}
     assert (action.batch, action.workflow, action.inputs) == ("run-1", "lead-sync", {"score": 91})
-    assert ledger.batch("run-1").status == "closed"
+    assert ledger.batch_view("run-1").status == "closed"
 
 
 def test_a_rerun_of_the_same_batch_applies_nothing_twice(ledger, crm):
@@ -216,3 +216,16 @@ def test_creates_and_deletes_carry_what_undoes_them(ledger, crm):
     deleted = ledger.history(contact("2"))[-1]
     assert deleted.compensation == {"operation": "create", "set": {"stage": "mql", "owner": "bo"}}
     assert run.create(target, 1, {"stage": "x"}).status == "stale"
+
+
+def test_a_run_reads_like_the_automation_it_records(ledger, crm):
+    from ledger.runs import System
+
+    contacts = System(crm).contacts
+    with ledger.batch(
+        "lead-sync-7", workflow="lead-sync", workflow_version="3", actor="zapier"
+    ) as run:
+        run.update(contacts, 1, {"stage": "customer"}, inputs={"score": 91})
+        run.update(contacts, 2, {"stage": "customer"}, expected={"owner": "bo"})
+    assert dict(run.counts) == {"applied": 2}
+    assert ledger.batch_view("lead-sync-7").status == "closed"

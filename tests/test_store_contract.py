@@ -477,6 +477,6 @@ def test_recorded_action_survives_the_process_dying(db_url: str) -> None:
         assert (state.exists, state.fields, state.version) == (True, {"stage": "lead"}, 1)
         assert state.position == position
         assert [action.batch for action in ledger.history(address)] == ["crash-test"]
-        assert ledger.batch("crash-test").actions == 1
+        assert ledger.batch_view("crash-test").actions == 1
     finally:
         ledger.close()
