@@ -133,4 +133,27 @@ def _http(system: str, settings: dict[str, Any], base: Path) -> Adapter:
     )
 
 
-BUILDERS: dict[str, Callable[[str, dict[str, Any], Path], Adapter]] = {"sql": _sql, "http": _http}
+def _files(system: str, settings: dict[str, Any], base: Path) -> Adapter:
+    from adapters.files import CsvCollection, FileAdapter, JsonLinesCollection
+
+    formats = {"csv": CsvCollection, "jsonl": JsonLinesCollection}
+    collections: dict[str, Any] = {}
+    for name, route in _collections(system, settings).items():
+        route = dict(route)
+        kind = route.pop("format", "csv")
+        if kind not in formats:
+            raise ConfigurationError(
+                f"systems.{system}.collections.{name}.format must be csv or jsonl, not {kind!r}"
+            )
+        if isinstance(route.get("key"), list):
+            route["key"] = tuple(route["key"])
+        collections[name] = _routes(system, {"collections": {name: route}}, formats[kind])[name]
+    directory = base / _setting(system, settings, "directory", str)
+    return FileAdapter(system, directory, collections)
+
+
+BUILDERS: dict[str, Callable[[str, dict[str, Any], Path], Adapter]] = {
+    "sql": _sql,
+    "http": _http,
+    "files": _files,
+}

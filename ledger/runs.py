@@ -22,19 +22,24 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from adapters.protocol import Adapter, Record, Write, WriteResult
+# A module import, not names: `adapters.protocol` itself imports `ledger`, so importing
+# `adapters` first must find this module able to load while that one is half-initialised.
+import adapters.protocol as protocol
 from ledger.application import Ledger
 from ledger.changes import Change
 from ledger.domain import Address, Intent, intent_id
 from ledger.errors import CanaryLimit, InvalidChange, StaleWrite, TransientError
 from ledger.values import ABSENT, same, to_display
 from ledger.views import Receipt
+
+if TYPE_CHECKING:
+    from adapters.protocol import Adapter, Record, Write, WriteResult
 
 CHUNK_SIZE = 500
 WRITE_ATTEMPTS = 5
@@ -296,7 +301,7 @@ class Run:
             retry=retry_if_exception_type(TransientError),
             reraise=True,
         )
-        return cast(list[WriteResult], retrying(target.adapter.write, target.collection, writes))
+        return cast("list[WriteResult]", retrying(target.adapter.write, target.collection, writes))
 
 
 def _chunks(changes: Iterator[Change], size: int) -> Iterator[list[Change]]:
@@ -343,7 +348,7 @@ def compare_and_set(change: Change) -> Write:
     expected.update(change.expected or {})
     if change.operation == "create":
         expected = {}
-    return Write(
+    return protocol.Write(
         change.address.key,
         cast(Any, change.operation),
         dict(change.values),
@@ -456,7 +461,7 @@ def recover(
             )
         record = adapter.read(collection, [key])[key]
         if holds(change, record):
-            result = WriteResult(key, "applied", change.image)
+            result = protocol.WriteResult(key, "applied", change.image)
             outcomes.extend(settle(ledger, [(change, result)]))
         else:
             intent.settle("not_applied")

@@ -14,6 +14,29 @@ def config(tmp_path, text):
     return str(path)
 
 
+def test_file_systems_are_built_relative_to_the_config(tmp_path):
+    from adapters.files import FileAdapter
+
+    path = config(
+        tmp_path,
+        """
+[systems.sheets]
+type = "files"
+directory = "sheets"
+collections.leads = { format = "csv", file = "leads.csv", key = "id", columns = { score = "int" } }
+collections.log = { format = "jsonl", key = ["region", "id"] }
+""",
+    )
+    sheets = open_adapter("sheets", path)
+    assert isinstance(sheets, FileAdapter) and sheets.directory == tmp_path / "sheets"
+    (tmp_path / "sheets").mkdir()
+    from adapters.protocol import Write
+
+    (result,) = sheets.write("leads", [Write("7", "create", {"score": 3})])
+    assert result.outcome == "applied"
+    assert sheets.read("leads", ["7"]) == {"7": {"score": 3}}
+
+
 def test_sql_and_http_systems_are_built_from_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("CRM_TOKEN", "s3cret")
     path = config(
