@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from postgres_server import PostgresServer, PostgresUnavailable, start_server
 
+from ledger import Ledger, open_ledger
+
 
 def _running_in_ci() -> bool:
     """True when env CI is 'true' (any case): PostgreSQL tests must then never be skipped."""
@@ -57,3 +59,20 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "ledger.db")
     return str(request.getfixturevalue("postgres_url"))  # lazy: sqlite never starts a server
+
+
+@pytest.fixture
+def ledger(db_url: str) -> Iterator[Ledger]:
+    """A ledger on the parametrized store (SQLite file, PostgreSQL database)."""
+    app = open_ledger(db_url)
+    yield app
+    app.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A SQLAlchemy URL for a target database: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'crm.db'}"
+    url = str(request.getfixturevalue("postgres_url"))
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)

@@ -177,20 +177,12 @@ def assert_target_and_ledger_agree(crm, ledger_db):
     return reached, counts
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def target_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'crm.db'}"
-    url = request.getfixturevalue("postgres_url")
-    return url.replace("postgresql://", "postgresql+psycopg://", 1)
-
-
-def test_an_outside_writer_racing_a_batch_is_never_overwritten(target_url, tmp_path):
+def test_an_outside_writer_racing_a_batch_is_never_overwritten(sql_url, tmp_path):
     count = 400
-    make_crm(target_url, count)
+    make_crm(sql_url, count)
     ledger = open_ledger(str(tmp_path / "ledger.db"))
-    adapter = SqlAdapter("crm", target_url, {"contacts": SqlCollection("contacts")})
-    engine = sa.create_engine(target_url)
+    adapter = SqlAdapter("crm", sql_url, {"contacts": SqlCollection("contacts")})
+    engine = sa.create_engine(sql_url)
     outside: dict[str, int] = {}
     stop = threading.Event()
 
@@ -235,10 +227,10 @@ def test_an_outside_writer_racing_a_batch_is_never_overwritten(target_url, tmp_p
     adapter.close()
 
 
-def test_an_edit_landing_between_read_and_write_is_refused_with_both_values(target_url, tmp_path):
-    make_crm(target_url, 5)
-    engine = sa.create_engine(target_url)
-    adapter = SqlAdapter("crm", target_url, {"contacts": SqlCollection("contacts")})
+def test_an_edit_landing_between_read_and_write_is_refused_with_both_values(sql_url, tmp_path):
+    make_crm(sql_url, 5)
+    engine = sa.create_engine(sql_url)
+    adapter = SqlAdapter("crm", sql_url, {"contacts": SqlCollection("contacts")})
     write = adapter.write
 
     def someone_edits_first(collection, writes):

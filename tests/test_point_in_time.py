@@ -13,20 +13,12 @@ from ledger import (
     NotFound,
     Point,
     UnknownCheckpoint,
-    open_ledger,
 )
 
 ANN = Address.parse("crm/contacts/1")
 BOB = Address.parse("crm/contacts/2")
 CAT = Address.parse("crm/contacts/3")
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def ledger(db_url):
-    app = open_ledger(db_url)
-    yield app
-    app.close()
 
 
 def create(address, **fields):

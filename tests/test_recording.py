@@ -21,13 +21,6 @@ ANN = Address.parse("crm/contacts/1")
 BOB = Address.parse("crm/contacts/2")
 
 
-@pytest.fixture
-def ledger(db_url):
-    app = open_ledger(db_url)
-    yield app
-    app.close()
-
-
 def create(address, **fields):
     return Change(address, "create", values=fields)
 

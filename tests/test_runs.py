@@ -10,13 +10,6 @@ from ledger.runs import Run, Target, recover
 
 
 @pytest.fixture
-def ledger(db_url):
-    app = open_ledger(db_url)
-    yield app
-    app.close()
-
-
-@pytest.fixture
 def crm():
     return MemoryAdapter(
         "crm",

@@ -23,14 +23,6 @@ def contacts_table(metadata):
     )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def sql_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'crm.db'}"
-    url = request.getfixturevalue("postgres_url")
-    return url.replace("postgresql://", "postgresql+psycopg://", 1)
-
-
 def seeded(url, records, table_factory=contacts_table):
     engine = sa.create_engine(url)
     metadata = sa.MetaData()
