@@ -280,3 +280,43 @@ class IndexedRecorder:
             [batch],
         )
         return int(count)
+
+    def actions_matching(
+        self,
+        *,
+        batches: Sequence[str] = (),
+        workflow: str | None = None,
+        after_position: int | None = None,
+        after: Cutoff | None = None,
+        system: str | None = None,
+        collection: str | None = None,
+    ) -> list[tuple[UUID, int, int, str, str, str, str]]:
+        """Actions in a scope, oldest first: (entity id, version, position, fingerprint,
+        system, collection, key). ``after`` keeps those beyond a cutoff (time or position)."""
+        p = self.placeholder
+        conditions: list[str] = []
+        params: list[Any] = []
+        if batches:
+            conditions.append(f"a.batch IN ({', '.join([p] * len(batches))})")
+            params.extend(batches)
+        for column, value in (
+            ("workflow", workflow),
+            ("system", system),
+            ("collection", collection),
+        ):
+            if value is not None:
+                conditions.append(f"a.{column} = {p}")
+                params.append(value)
+        if after_position is not None:
+            conditions.append(f"a.position > {p}")
+            params.append(after_position)
+        if after is not None:
+            conditions.append(f"NOT ({after.condition(p)})")
+            params.append(after.value)
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        rows = self._rows(
+            "SELECT a.entity_id, a.version, a.position, a.fingerprint, a.system, a.collection, "
+            f"a.key FROM {self._qualified(INDEX_TABLE)} a{where} ORDER BY a.position",
+            params,
+        )
+        return [(self._uuid(row[0]), *row[1:]) for row in rows]

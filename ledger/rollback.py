@@ -1,0 +1,576 @@
+"""Rolling back: a plan first (pure, printable, saveable), then compensations applied exactly once.
+
+Planning reads the ledger and the targets and changes nothing. For every record a scope
+touched, the net compensation restores the state from before the scope's earliest action on
+it, for the fields the scope touched. A record someone else changed afterwards — a later
+action outside the scope, or drift the target shows — is a conflict, handled by the policy:
+
+- ``skip`` (default): leave the record, list the conflict for review;
+- ``fields``: restore only the fields nobody else touched since;
+- ``force``: restore anyway (still compare-and-set against what planning saw);
+- ``abort``: plan nothing if any conflict exists.
+
+Applying runs the compensations through `ledger.runs.Run`, newest first across all systems, each
+compare-and-set against the values the plan expects: a record that moved between planning and
+applying is skipped and listed, never overwritten. Each compensation is an ordinary action in
+the rollback's own batch, linked (in its inputs) to the actions it compensates, so a rollback
+resumes after a crash, applies nothing twice, and can itself be inspected and rolled back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, cast
+from uuid import UUID
+
+import orjson
+
+from adapters.protocol import Adapter
+from ledger.application import Ledger
+from ledger.changes import Change
+from ledger.domain import Address, Entity, fold
+from ledger.errors import InvalidChange
+from ledger.points import Point
+from ledger.runs import Outcome, Run, Target
+from ledger.transcoder import OrjsonTranscoder
+from ledger.values import ABSENT, same, to_display
+
+POLICIES = ("skip", "fields", "force", "abort")
+_CODEC = OrjsonTranscoder()
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which actions to reverse: batches, or a workflow's (or everyone's) actions since a point."""
+
+    batches: tuple[str, ...] = ()
+    workflow: str | None = None
+    since: str | None = None  # a point: checkpoint name, time, position:N
+    system: str | None = None
+    collection: str | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.batches:
+            parts.append(f"batch {', '.join(self.batches)}")
+        if self.workflow:
+            parts.append(f"workflow {self.workflow}")
+        if self.since:
+            parts.append(f"since {self.since}")
+        if self.system:
+            parts.append(f"in {self.system}" + (f"/{self.collection}" if self.collection else ""))
+        return "; ".join(parts) or "everything"
+
+
+@dataclass(frozen=True)
+class Compensation:
+    """The net write that restores one record: values to set, fields to remove, or existence."""
+
+    entity: str
+    operation: str  # "update", "create" (re-create) or "delete"
+    values: dict[str, Any]
+    unset: tuple[str, ...]
+    expected: dict[str, Any]  # what the target must still hold (compare-and-set)
+    compensates: tuple[str, ...]  # fingerprints of the actions it undoes, newest first
+    position: int  # the newest of those actions' log position: the order key
+
+    @property
+    def kind(self) -> str:
+        return {"update": "restore", "create": "re-create", "delete": "delete"}[self.operation]
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A record changed after the scope by someone else: the competing values and who made them."""
+
+    entity: str
+    reason: str  # "later action" or "drift in the target"
+    fields: tuple[str, ...]
+    competing: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """What a rollback will do, computed at one log position; apply re-checks every record."""
+
+    id: str
+    scope: Scope
+    policy: str
+    position: int
+    compensations: tuple[Compensation, ...]
+    conflicts: tuple[Conflict, ...]
+    already_rolled_back: tuple[str, ...] = ()
+    aborted: bool = False
+
+    @property
+    def batch(self) -> str:
+        return f"rollback-{self.id}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "scope": asdict(self.scope),
+            "policy": self.policy,
+            "position": self.position,
+            "aborted": self.aborted,
+            "compensations": [
+                {
+                    **asdict(c),
+                    "kind": c.kind,
+                    "values": to_display(c.values),
+                    "expected": to_display(c.expected),
+                }
+                for c in self.compensations
+            ],
+            "conflicts": [to_display(asdict(c)) for c in self.conflicts],
+            "already_rolled_back": list(self.already_rolled_back),
+        }
+
+    def dumps(self) -> bytes:
+        """The plan saved exactly (typed values kept), to apply later with `loads`."""
+        return _CODEC.encode(asdict(self))
+
+    @classmethod
+    def loads(cls, data: bytes) -> RollbackPlan:
+        raw = _CODEC.decode(data)
+        return cls(
+            id=raw["id"],
+            scope=Scope(**{**raw["scope"], "batches": tuple(raw["scope"]["batches"])}),
+            policy=raw["policy"],
+            position=raw["position"],
+            compensations=tuple(
+                Compensation(
+                    **{**c, "unset": tuple(c["unset"]), "compensates": tuple(c["compensates"])}
+                )
+                for c in raw["compensations"]
+            ),
+            conflicts=tuple(
+                Conflict(**{**c, "fields": tuple(c["fields"]), "competing": tuple(c["competing"])})
+                for c in raw["conflicts"]
+            ),
+            already_rolled_back=tuple(raw["already_rolled_back"]),
+            aborted=raw["aborted"],
+        )
+
+    def runbook(self) -> str:
+        """The plan as a human-readable runbook (markdown)."""
+        lines = [
+            f"# Rollback {self.id}",
+            "",
+            f"Scope: {self.scope.describe()}. Policy: `{self.policy}`. "
+            f"Planned at log position {self.position}.",
+            "",
+        ]
+        if self.aborted:
+            lines += [
+                "**Aborted**: conflicts exist and the policy is `abort`; nothing will change.",
+                "",
+            ]
+        lines += [f"## What will change ({len(self.compensations)} records, in this order)", ""]
+        if self.compensations:
+            lines += [
+                "| # | record | action | fields | expected now → restored |",
+                "|---|---|---|---|---|",
+            ]
+            for number, c in enumerate(self.compensations, start=1):
+                fields = sorted(set(c.values) | set(c.unset) | set(c.expected))
+                change = ", ".join(
+                    f"{f}: {_show(c.expected.get(f, ABSENT))} → {_show(c.values.get(f, ABSENT))}"
+                    for f in fields
+                )
+                lines.append(f"| {number} | {c.entity} | {c.kind} | {len(fields)} | {change} |")
+        else:
+            lines.append("Nothing.")
+        lines += ["", f"## Conflicts ({len(self.conflicts)})", ""]
+        if self.conflicts:
+            lines += ["| record | why | fields | competing values |", "|---|---|---|---|"]
+            for conflict in self.conflicts:
+                competing = "; ".join(
+                    ", ".join(f"{k}={_show(v)}" for k, v in item.items())
+                    for item in conflict.competing
+                )
+                lines.append(
+                    f"| {conflict.entity} | {conflict.reason} | {', '.join(conflict.fields)} | "
+                    f"{competing} |"
+                )
+        else:
+            lines.append("None.")
+        if self.already_rolled_back:
+            lines += ["", f"Already rolled back: {', '.join(self.already_rolled_back)}."]
+        lines += [
+            "",
+            "## Manual follow-ups",
+            "",
+            "None: every action in scope is reversible by a write.",
+            "",
+            "## How to verify",
+            "",
+            "`ledger rollback apply --plan PLAN.json` re-reads every record it wrote and "
+            "reports any that does not hold the planned state; `ledger history ENTITY` shows "
+            f"each compensation in batch `{self.batch}`.",
+            "",
+        ]
+        return "\n".join(lines)
+
+
+def _show(value: Any) -> str:
+    return "(absent)" if value is ABSENT else orjson.dumps(to_display(value)).decode()
+
+
+@dataclass
+class RollbackReport:
+    """One outcome per record — restored, re-created, deleted, skipped, failed — with counts."""
+
+    plan: RollbackPlan
+    outcomes: list[dict[str, Any]] = field(default_factory=list)
+    mismatches: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for outcome in self.outcomes:
+            counts[outcome["outcome"]] = counts.get(outcome["outcome"], 0) + 1
+        return counts
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rollback": self.plan.id,
+            "batch": self.plan.batch,
+            "counts": self.counts,
+            "outcomes": self.outcomes,
+            "verification": {"mismatches": self.mismatches, "clean": not self.mismatches},
+        }
+
+
+# Planning ---------------------------------------------------------------------------------
+
+
+def plan(
+    ledger: Ledger,
+    scope: Scope,
+    adapters: dict[str, Adapter],
+    *,
+    policy: str = "skip",
+) -> RollbackPlan:
+    """Compute the rollback of a scope; reads only."""
+    if policy not in POLICIES:
+        raise InvalidChange(
+            f"policy {policy!r} is not one of {', '.join(POLICIES)}", field="policy"
+        )
+    if not scope.batches and scope.since is None:
+        raise InvalidChange("a rollback scope needs batches or a --since point", field="scope")
+    position = ledger.recorder.max_notification_id() or 0
+    rows = ledger.index.actions_matching(
+        batches=scope.batches,
+        workflow=scope.workflow,
+        after=ledger.cutoff(Point.parse(scope.since)) if scope.since else None,
+        system=scope.system,
+        collection=scope.collection,
+    )
+    rows = [row for row in rows if row[2] <= position]
+    if not rows and scope.batches:
+        known = {b.name for b in ledger.batches()}
+        missing = [b for b in scope.batches if b not in known]
+        if missing:
+            raise InvalidChange(
+                f"no batch named {missing[0]!r}; see `ledger batches`", field="batch"
+            )
+    by_entity: dict[UUID, list[tuple[int, int, str]]] = {}
+    addresses: dict[UUID, Address] = {}
+    for entity_id, version, row_position, fingerprint, system, collection, key in rows:
+        by_entity.setdefault(entity_id, []).append((version, row_position, fingerprint))
+        addresses[entity_id] = Address(system, collection, key)
+    scoped = {fingerprint for *_, fingerprint, _, _, _ in rows}
+    compensations: list[Compensation] = []
+    conflicts: list[Conflict] = []
+    done: list[str] = []
+    images = _read_targets(adapters, addresses.values())
+    for entity_id, actions in by_entity.items():
+        address = addresses[entity_id]
+        history = cast(list[Entity.Action], list(ledger.events.get(entity_id)))
+        outcome = _plan_entity(address, history, actions, scoped, images[str(address)], policy)
+        if outcome == "already":
+            done.append(str(address))
+        elif isinstance(outcome, tuple):
+            compensation, conflict = outcome
+            if compensation is not None:
+                compensations.append(compensation)
+            if conflict is not None:
+                conflicts.append(conflict)
+    compensations.sort(key=lambda c: c.position, reverse=True)
+    identity = orjson.dumps([asdict(scope), policy, position])
+    plan_id = hashlib.sha256(identity).hexdigest()[:12]
+    aborted = policy == "abort" and bool(conflicts)
+    return RollbackPlan(
+        id=plan_id,
+        scope=scope,
+        policy=policy,
+        position=position,
+        compensations=() if aborted else tuple(compensations),
+        conflicts=tuple(sorted(conflicts, key=lambda c: c.entity)),
+        already_rolled_back=tuple(sorted(done)),
+        aborted=aborted,
+    )
+
+
+def _read_targets(
+    adapters: dict[str, Adapter], addresses: Iterator[Address] | Any
+) -> dict[str, Any]:
+    """The current target record of every address, one round trip per collection."""
+    wanted: dict[tuple[str, str], list[Address]] = {}
+    for address in addresses:
+        wanted.setdefault((address.system, address.collection), []).append(address)
+    images: dict[str, Any] = {}
+    for (system, collection), group in wanted.items():
+        adapter = adapters.get(system)
+        if adapter is None:
+            raise InvalidChange(
+                f"the rollback touches system {system!r}, which is not configured", field="system"
+            )
+        records = adapter.read(collection, [a.key for a in group])
+        for address in group:
+            images[str(address)] = records[address.key]
+    return images
+
+
+def _state(history: Sequence[Entity.Action], upto: int) -> tuple[dict[str, Any], bool]:
+    """A record's fields after its first `upto` actions. Before the first action on a record
+    that existed before the ledger saw it (an update or delete first), the record existed and
+    its touched fields held that action's before-values."""
+    if upto == 0 and history and history[0].operation != "create":
+        return dict(history[0].before), True
+    fields: dict[str, Any] = {}
+    exists = False
+    for event in history[:upto]:
+        fields, exists = fold(fields, event.operation, event.before, event.after)
+    return fields, exists
+
+
+def _plan_entity(
+    address: Address,
+    history: Sequence[Entity.Action],
+    actions: list[tuple[int, int, str]],
+    scoped: set[str],
+    image: Any,
+    policy: str,
+) -> Any:
+    """The compensation and/or conflict for one record (or "already" if it was rolled back)."""
+    versions = {version for version, _, _ in actions}
+    earliest = min(versions)
+    later_others = [e for e in history[earliest:] if e.originator_version not in versions]
+    if later_others and set(later_others[-1].inputs.get("compensates", ())) & scoped:
+        return "already"
+    before, existed = _state(history, earliest - 1)
+    now, exists = _state(history, len(history))
+    touched: set[str] = set()
+    for event in history:
+        if event.originator_version in versions:
+            touched |= set(event.before) | set(event.after)
+    entity = str(address)
+    competing: list[dict[str, Any]] = []
+    conflicted: set[str] = set()
+    for event in later_others:
+        hit = (set(event.before) | set(event.after)) & touched
+        if event.operation != "update":
+            hit = set(touched) | {"(record)"}
+        if hit:
+            conflicted |= hit
+            for name in sorted(hit):
+                competing.append(
+                    {
+                        "field": name,
+                        "value": event.after.get(name, ABSENT),
+                        "by": event.actor or event.batch,
+                        "batch": event.batch,
+                        "version": event.originator_version,
+                    }
+                )
+    reason = "later action"
+    if not conflicted:
+        target = image if image is not None else None
+        differing = _drift(now if exists else None, target, touched)
+        if differing:
+            conflicted = differing
+            reason = "drift in the target"
+            for name in sorted(differing):
+                competing.append(
+                    {
+                        "field": name,
+                        "value": (target or {}).get(name, ABSENT),
+                        "by": "outside the ledger",
+                    }
+                )
+    conflict = (
+        Conflict(entity, reason, tuple(sorted(conflicted)), tuple(competing))
+        if conflicted
+        else None
+    )
+    restorable = set(touched)
+    if conflicted and policy in ("skip", "abort"):
+        return None, conflict
+    if conflicted and policy == "fields":
+        if "(record)" in conflicted:
+            return None, conflict
+        restorable -= conflicted
+    current = image if policy == "force" and conflicted else (now if exists else None)
+    compensation = _compensation(entity, before if existed else None, current, restorable, actions)
+    return compensation, conflict
+
+
+def _drift(
+    ledger_now: dict[str, Any] | None, target: dict[str, Any] | None, touched: set[str]
+) -> set[str]:
+    if (ledger_now is None) != (target is None):
+        return {"(record)"}
+    if ledger_now is None or target is None:
+        return set()
+    return {
+        name for name in touched if not same(ledger_now.get(name, ABSENT), target.get(name, ABSENT))
+    }
+
+
+def _compensation(
+    entity: str,
+    before: dict[str, Any] | None,
+    current: dict[str, Any] | None,
+    fields: set[str],
+    actions: list[tuple[int, int, str]],
+) -> Compensation | None:
+    compensates = tuple(fingerprint for _, _, fingerprint in reversed(actions))
+    position = max(row_position for _, row_position, _ in actions)
+    if before is None and current is None:
+        return None
+    if before is None:
+        return Compensation(
+            entity, "delete", {}, (), dict(cast(dict, current)), compensates, position
+        )
+    if current is None:
+        return Compensation(entity, "create", dict(before), (), {}, compensates, position)
+    values = {
+        f: before[f]
+        for f in sorted(fields)
+        if f in before and not same(before[f], current.get(f, ABSENT))
+    }
+    unset = tuple(sorted(f for f in fields if f not in before and f in current))
+    if not values and not unset:
+        return None
+    expected = {f: current[f] for f in [*values, *unset] if f in current}
+    return Compensation(entity, "update", values, unset, expected, compensates, position)
+
+
+# Applying ---------------------------------------------------------------------------------
+
+
+def apply(
+    ledger: Ledger,
+    rollback: RollbackPlan,
+    adapters: dict[str, Adapter],
+    *,
+    actor: str | None = None,
+    on_progress: Any = None,
+) -> RollbackReport:
+    """Apply a plan's compensations newest first, each exactly once, then verify."""
+    report = RollbackReport(rollback)
+    if rollback.aborted:
+        return report
+    moved = _moved_in_ledger(ledger, rollback)
+    run = Run(ledger, rollback.batch, workflow="rollback", actor=actor, trigger="rollback")
+    groups: list[tuple[Target, list[tuple[Compensation, Change]]]] = []
+    for compensation in rollback.compensations:
+        if compensation.entity in moved:
+            report.outcomes.append(
+                {
+                    "entity": compensation.entity,
+                    "outcome": "skipped",
+                    "reason": "a newer action in the ledger since the plan was made",
+                }
+            )
+            continue
+        address = Address.parse(compensation.entity)
+        adapter = adapters.get(address.system)
+        if adapter is None:
+            raise InvalidChange(f"system {address.system!r} is not configured", field="system")
+        target = Target(adapter, address.collection)
+        change = Change(
+            address,
+            compensation.operation,
+            values=compensation.values,
+            unset=compensation.unset,
+            expected=compensation.expected,
+            inputs={"rollback": rollback.id, "compensates": list(compensation.compensates)},
+            fingerprint=f"rollback:{rollback.id}:{compensation.entity}",
+        )
+        if groups and groups[-1][0] == target:
+            groups[-1][1].append((compensation, change))
+        else:
+            groups.append((target, [(compensation, change)]))
+    for target, items in groups:
+        outcomes = run.apply(target, [change for _, change in items], on_progress=on_progress)
+        for (compensation, _), outcome in zip(items, outcomes, strict=True):
+            report.outcomes.append(_describe(compensation, outcome))
+    if run.counts["applied"]:
+        ledger.close_batch(rollback.batch)
+    report.mismatches = verify(rollback, adapters, report)
+    return report
+
+
+def _moved_in_ledger(ledger: Ledger, rollback: RollbackPlan) -> set[str]:
+    """Records with an action after the plan's position (other than this rollback's own)."""
+    rows = ledger.index.actions_matching(after_position=rollback.position)
+    mine = {f"rollback:{rollback.id}:{c.entity}" for c in rollback.compensations}
+    planned = {c.entity for c in rollback.compensations}
+    return {
+        f"{system}/{collection}/{key}"
+        for _, _, _, fingerprint, system, collection, key in rows
+        if fingerprint not in mine and f"{system}/{collection}/{key}" in planned
+    }
+
+
+def _describe(compensation: Compensation, outcome: Outcome) -> dict[str, Any]:
+    result: dict[str, Any] = {"entity": compensation.entity}
+    if outcome.status in ("applied", "already_applied"):
+        kind = {"update": "restored", "create": "re-created", "delete": "deleted"}
+        result["outcome"] = kind[compensation.operation]
+        if outcome.status == "already_applied":
+            result["note"] = "already applied by an earlier run of this rollback"
+    elif outcome.status == "stale":
+        result.update(
+            outcome="skipped",
+            reason="changed in the target since the plan was made",
+            field=outcome.field,
+            expected=to_display(outcome.expected),
+            actual=to_display(outcome.actual),
+        )
+    else:
+        result.update(outcome="failed", error=outcome.error)
+    return result
+
+
+def verify(
+    rollback: RollbackPlan, adapters: dict[str, Adapter], report: RollbackReport
+) -> list[dict[str, Any]]:
+    """Re-read every record the rollback wrote; list any that does not hold the planned state."""
+    written = {
+        o["entity"]
+        for o in report.outcomes
+        if o["outcome"] in ("restored", "re-created", "deleted")
+    }
+    planned = [c for c in rollback.compensations if c.entity in written]
+    images = _read_targets(adapters, [Address.parse(c.entity) for c in planned])
+    mismatches = []
+    for compensation in planned:
+        record = images[compensation.entity]
+        if compensation.operation == "delete":
+            wrong = [] if record is None else ["(record)"]
+        elif record is None:
+            wrong = ["(record)"]
+        else:
+            wrong = [
+                f for f, v in compensation.values.items() if not same(record.get(f, ABSENT), v)
+            ]
+            wrong += [f for f in compensation.unset if f in record]
+        if wrong:
+            mismatches.append({"entity": compensation.entity, "fields": wrong})
+    return mismatches

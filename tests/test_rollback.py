@@ -1,0 +1,207 @@
+"""Rolling back a batch: plan first, conflicts listed, compensations applied exactly once."""
+
+import pytest
+
+from adapters.memory import MemoryAdapter
+from adapters.protocol import Write
+from ledger import Address, Change
+from ledger.rollback import RollbackPlan, Scope, apply, plan
+from ledger.runs import Run, Target
+
+SEED = {
+    "1": {"stage": "lead", "owner": "ann"},
+    "2": {"stage": "mql", "owner": "bo"},
+    "3": {"stage": "lead", "owner": "cy"},
+}
+
+
+@pytest.fixture
+def crm():
+    return MemoryAdapter("crm", {"contacts": {k: dict(v) for k, v in SEED.items()}})
+
+
+def contact(key):
+    return Address("crm", "contacts", key)
+
+
+def run_batch(ledger, adapter, name, changes):
+    with Run(ledger, name) as run:
+        run.apply(Target(adapter, "contacts"), changes)
+
+
+def sync(ledger, crm, name="lead-sync-1", keys=("1", "2", "3")):
+    run_batch(
+        ledger,
+        crm,
+        name,
+        [Change(contact(k), "update", values={"stage": "sql", "owner": "dara"}) for k in keys],
+    )
+
+
+def outside_edit(crm, key, **values):
+    crm.write("contacts", [Write(key, "update", values, expected={})])
+
+
+def test_a_clean_batch_is_restored_field_for_field(ledger, crm):
+    sync(ledger, crm)
+    rollback = plan(ledger, Scope(batches=("lead-sync-1",)), {"crm": crm})
+    assert [c.kind for c in rollback.compensations] == ["restore"] * 3
+    assert rollback.conflicts == ()
+    report = apply(ledger, rollback, {"crm": crm})
+    assert report.counts == {"restored": 3}
+    assert report.mismatches == []
+    assert dict(crm.scan("contacts")) == SEED
+
+
+def test_planning_changes_nothing(ledger, crm):
+    sync(ledger, crm)
+    events = ledger.recorder.max_notification_id()
+    plan(ledger, Scope(batches=("lead-sync-1",)), {"crm": crm})
+    assert ledger.recorder.max_notification_id() == events
+    assert crm.read("contacts", ["1"])["1"] == {"stage": "sql", "owner": "dara"}
+
+
+def test_records_edited_since_are_conflicts_and_left_alone_under_skip(ledger, crm):
+    sync(ledger, crm)
+    outside_edit(crm, "2", stage="customer")  # drift, not yet known to the ledger
+    run_batch(ledger, crm, "later", [Change(contact("3"), "update", values={"owner": "eve"})])
+    rollback = plan(ledger, Scope(batches=("lead-sync-1",)), {"crm": crm})
+    conflicts = {c.entity: c for c in rollback.conflicts}
+    assert set(conflicts) == {"crm/contacts/2", "crm/contacts/3"}
+    assert conflicts["crm/contacts/2"].reason == "drift in the target"
+    assert conflicts["crm/contacts/2"].competing[0]["value"] == "customer"
+    assert conflicts["crm/contacts/3"].reason == "later action"
+    assert conflicts["crm/contacts/3"].competing[0]["batch"] == "later"
+    report = apply(ledger, rollback, {"crm": crm})
+    assert report.counts == {"restored": 1}
+    assert crm.read("contacts", ["1", "2", "3"]) == {
+        "1": SEED["1"],
+        "2": {"stage": "customer", "owner": "dara"},
+        "3": {"stage": "sql", "owner": "eve"},
+    }
+
+
+def test_policy_fields_restores_the_fields_nobody_touched_since(ledger, crm):
+    sync(ledger, crm)
+    run_batch(ledger, crm, "later", [Change(contact("3"), "update", values={"owner": "eve"})])
+    report = apply(
+        ledger,
+        plan(ledger, Scope(batches=("lead-sync-1",)), {"crm": crm}, policy="fields"),
+        {"crm": crm},
+    )
+    assert report.counts == {"restored": 3}
+    assert crm.read("contacts", ["3"])["3"] == {"stage": "lead", "owner": "eve"}
+
+
+def test_policy_force_restores_anyway_and_abort_changes_nothing(ledger, crm):
+    sync(ledger, crm)
+    outside_edit(crm, "2", stage="customer")
+    aborted = plan(ledger, Scope(batches=("lead-sync-1",)), {"crm": crm}, policy="abort")
+    assert aborted.aborted and aborted.compensations == ()
+    assert apply(ledger, aborted, {"crm": crm}).counts == {}
+    forced = plan(ledger, Scope(batches=("lead-sync-1",)), {"crm": crm}, policy="force")
+    apply(ledger, forced, {"crm": crm})
+    assert dict(crm.scan("contacts")) == SEED
+
+
+def test_a_record_that_moves_between_plan_and_apply_is_skipped_not_overwritten(ledger, crm):
+    sync(ledger, crm)
+    rollback = plan(ledger, Scope(batches=("lead-sync-1",)), {"crm": crm})
+    outside_edit(crm, "1", owner="zed")
+    run_batch(ledger, crm, "later", [Change(contact("2"), "update", values={"owner": "eve"})])
+    report = apply(ledger, rollback, {"crm": crm})
+    outcomes = {o["entity"]: o for o in report.outcomes}
+    assert outcomes["crm/contacts/1"]["outcome"] == "skipped"
+    assert outcomes["crm/contacts/1"]["actual"] == "zed"
+    assert outcomes["crm/contacts/2"]["outcome"] == "skipped"
+    assert outcomes["crm/contacts/3"]["outcome"] == "restored"
+    assert crm.read("contacts", ["1", "2"]) == {
+        "1": {"stage": "sql", "owner": "zed"},
+        "2": {"stage": "sql", "owner": "eve"},
+    }
+
+
+def test_applying_again_and_planning_again_change_nothing(ledger, crm):
+    sync(ledger, crm)
+    rollback = plan(ledger, Scope(batches=("lead-sync-1",)), {"crm": crm})
+    apply(ledger, rollback, {"crm": crm})
+    events = ledger.recorder.max_notification_id()
+    again = apply(ledger, rollback, {"crm": crm})
+    assert {o.get("note") for o in again.outcomes} == {
+        "already applied by an earlier run of this rollback"
+    }
+    replanned = plan(ledger, Scope(batches=("lead-sync-1",)), {"crm": crm})
+    assert replanned.compensations == () and replanned.conflicts == ()
+    assert len(replanned.already_rolled_back) == 3
+    assert ledger.recorder.max_notification_id() == events
+
+
+def test_the_rollback_is_recorded_and_can_itself_be_rolled_back(ledger, crm):
+    sync(ledger, crm)
+    rollback = plan(ledger, Scope(batches=("lead-sync-1",)), {"crm": crm})
+    apply(ledger, rollback, {"crm": crm})
+    compensation = ledger.history(contact("1"))[-1]
+    assert compensation.batch == rollback.batch
+    assert compensation.inputs["rollback"] == rollback.id
+    assert len(compensation.inputs["compensates"]) == 1
+    redo = plan(ledger, Scope(batches=(rollback.batch,)), {"crm": crm})
+    apply(ledger, redo, {"crm": crm})
+    assert crm.read("contacts", ["1"])["1"] == {"stage": "sql", "owner": "dara"}
+
+
+def test_created_records_are_deleted_and_deleted_ones_recreated(ledger, crm):
+    run_batch(
+        ledger,
+        crm,
+        "b",
+        [
+            Change(contact("9"), "create", values={"stage": "new", "owner": "x"}),
+            Change(contact("1"), "delete"),
+        ],
+    )
+    rollback = plan(ledger, Scope(batches=("b",)), {"crm": crm})
+    assert sorted(c.kind for c in rollback.compensations) == ["delete", "re-create"]
+    report = apply(ledger, rollback, {"crm": crm})
+    assert report.counts == {"deleted": 1, "re-created": 1}
+    assert dict(crm.scan("contacts")) == SEED
+
+
+def test_compensations_run_newest_first_across_systems(ledger, crm):
+    sheet = MemoryAdapter("sheets", {"leads": {"1": {"status": "open"}}})
+    order = []
+    for adapter in (crm, sheet):
+        write = adapter.write
+        adapter.write = lambda c, w, write=write, name=adapter.system: (
+            order.extend(f"{name}/{x.key}" for x in w) or write(c, w)
+        )
+    with Run(ledger, "multi") as run:
+        run.update(Target(crm, "contacts"), 1, {"stage": "sql"})
+        run.update(Target(sheet, "leads"), 1, {"status": "synced"})
+        run.update(Target(crm, "contacts"), 2, {"stage": "sql"})
+    order.clear()
+    report = apply(
+        ledger,
+        plan(ledger, Scope(batches=("multi",)), {"crm": crm, "sheets": sheet}),
+        {"crm": crm, "sheets": sheet},
+    )
+    assert order == ["crm/2", "sheets/1", "crm/1"]
+    assert report.counts == {"restored": 3}
+
+
+def test_a_plan_saved_and_loaded_is_the_same_plan_and_prints_a_runbook(ledger, crm):
+    sync(ledger, crm)
+    outside_edit(crm, "2", stage="customer")
+    rollback = plan(ledger, Scope(batches=("lead-sync-1",)), {"crm": crm})
+    assert RollbackPlan.loads(rollback.dumps()) == rollback
+    runbook = rollback.runbook()
+    assert "| 1 | crm/contacts/3 | restore |" in runbook
+    assert "crm/contacts/2 | drift in the target" in runbook
+    assert rollback.to_json()["conflicts"][0]["entity"] == "crm/contacts/2"
+
+
+def test_a_rollback_since_a_checkpoint(ledger, crm):
+    sync(ledger, crm, keys=("1",))
+    ledger.checkpoint("cp")
+    sync(ledger, crm, name="second", keys=("2",))
+    rollback = plan(ledger, Scope(since="cp"), {"crm": crm})
+    assert [c.entity for c in rollback.compensations] == ["crm/contacts/2"]
