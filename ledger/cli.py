@@ -558,3 +558,7 @@ def recover_(db: str | None, as_json: bool, config: str | None, batch: str | Non
             + (", ".join(f"{o.entity} {o.status}" for o in outcomes[:20]) or "nothing to do")
         ),
     )
+
+
+# Command groups that live in their own modules register themselves on `main`.
+import ledger.cli_rollback  # noqa: E402, F401

@@ -473,6 +473,16 @@ def apply(
 ) -> RollbackReport:
     """Apply a plan's compensations newest first, each exactly once, then verify."""
     report = RollbackReport(rollback)
+    compensated = {c.entity for c in rollback.compensations}
+    for conflict in rollback.conflicts:
+        if conflict.entity not in compensated:
+            report.outcomes.append(
+                {
+                    "entity": conflict.entity,
+                    "outcome": "skipped",
+                    "reason": f"conflict: {conflict.reason} on {', '.join(conflict.fields)}",
+                }
+            )
     if rollback.aborted:
         return report
     moved = _moved_in_ledger(ledger, rollback)

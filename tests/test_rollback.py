@@ -73,7 +73,7 @@ def test_records_edited_since_are_conflicts_and_left_alone_under_skip(ledger, cr
     assert conflicts["crm/contacts/3"].reason == "later action"
     assert conflicts["crm/contacts/3"].competing[0]["batch"] == "later"
     report = apply(ledger, rollback, {"crm": crm})
-    assert report.counts == {"restored": 1}
+    assert report.counts == {"restored": 1, "skipped": 2}
     assert crm.read("contacts", ["1", "2", "3"]) == {
         "1": SEED["1"],
         "2": {"stage": "customer", "owner": "dara"},
@@ -98,7 +98,7 @@ def test_policy_force_restores_anyway_and_abort_changes_nothing(ledger, crm):
     outside_edit(crm, "2", stage="customer")
     aborted = plan(ledger, Scope(batches=("lead-sync-1",)), {"crm": crm}, policy="abort")
     assert aborted.aborted and aborted.compensations == ()
-    assert apply(ledger, aborted, {"crm": crm}).counts == {}
+    assert apply(ledger, aborted, {"crm": crm}).counts == {"skipped": 1}
     forced = plan(ledger, Scope(batches=("lead-sync-1",)), {"crm": crm}, policy="force")
     apply(ledger, forced, {"crm": crm})
     assert dict(crm.scan("contacts")) == SEED

@@ -1,0 +1,181 @@
+"""`ledger rollback plan | apply | status`: plan first, then apply, exactly once."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ledger.cli import F, _common, _config_option, _emit, _errors_as_messages, _open, _table, main
+from ledger.config import open_adapters
+from ledger.errors import InvalidChange
+from ledger.rollback import POLICIES, RollbackPlan, Scope, apply, plan
+
+
+@main.group("rollback")
+def rollback() -> None:
+    """Reverse batches: `plan` shows what would change and the conflicts; `apply` does it."""
+
+
+def _scope_options(command: F) -> F:
+    for option in reversed(
+        [
+            click.option(
+                "--batch", "batches", multiple=True, help="A batch to reverse (repeatable)."
+            ),
+            click.option("--workflow", help="Only this workflow's actions (with --since)."),
+            click.option(
+                "--since", metavar="POINT", help="Actions after a checkpoint, time or position."
+            ),
+            click.option("--system", help="Only this system."),
+            click.option("--collection", help="Only this collection (with --system)."),
+            click.option(
+                "--policy",
+                type=click.Choice(POLICIES),
+                default="skip",
+                show_default=True,
+                help="What to do with records changed since by someone else.",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _verb(command: F) -> F:
+    """--db, --json and --config, with library errors as messages."""
+    return _config_option(_common(_errors_as_messages(command)))
+
+
+def _scope(
+    batches: tuple[str, ...],
+    workflow: str | None,
+    since: str | None,
+    system: str | None,
+    collection: str | None,
+) -> Scope:
+    if collection and not system:
+        raise InvalidChange("--collection needs --system", field="--collection")
+    if workflow and not since and not batches:
+        raise InvalidChange("--workflow needs --since (or --batch)", field="--workflow")
+    return Scope(tuple(batches), workflow, since, system, collection)
+
+
+@rollback.command("plan")
+@_verb
+@_scope_options
+@click.option(
+    "--runbook",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the plan as a markdown runbook.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Save the plan, to apply it later with --plan.",
+)
+def plan_(
+    db: str | None,
+    as_json: bool,
+    config: str | None,
+    policy: str,
+    runbook: Path | None,
+    out: Path | None,
+    **scope: Any,
+) -> None:
+    """Plan a rollback: changes nothing. Exit code 2 when conflicts exist."""
+    adapters = open_adapters(config)
+    try:
+        result = plan(_open(db), _scope(**scope), adapters, policy=policy)
+    finally:
+        for adapter in adapters.values():
+            adapter.close()
+    if runbook:
+        runbook.write_text(result.runbook())
+    if out:
+        out.write_bytes(result.dumps())
+    _emit(as_json, result.to_json(), lambda: click.echo(result.runbook()))
+    if result.conflicts:
+        sys.exit(2)
+
+
+@rollback.command("apply")
+@_verb
+@_scope_options
+@click.option(
+    "--plan",
+    "saved",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A plan saved by `rollback plan --out`.",
+)
+@click.option("--actor", help="Who is rolling back.")
+def apply_(
+    db: str | None,
+    as_json: bool,
+    config: str | None,
+    policy: str,
+    saved: Path | None,
+    actor: str | None,
+    **scope: Any,
+) -> None:
+    """Apply a rollback (a saved plan, or a scope planned now), newest change first.
+
+    Every compensation is compare-and-set against what the plan expects: a record changed since
+    planning is skipped and listed. Running it again changes nothing. Exit code 3 when some
+    records were skipped or failed."""
+    ledger = _open(db)
+    adapters = open_adapters(config)
+    try:
+        if saved is not None:
+            if any(scope.values()):
+                raise InvalidChange("give --plan or a scope, not both", field="--plan")
+            chosen = RollbackPlan.loads(saved.read_bytes())
+        else:
+            chosen = plan(ledger, _scope(**scope), adapters, policy=policy)
+        with click.progressbar(
+            length=len(chosen.compensations), label="rolling back", file=sys.stderr
+        ) as bar:
+            report = apply(ledger, chosen, adapters, actor=actor, on_progress=bar.update)
+    finally:
+        for adapter in adapters.values():
+            adapter.close()
+
+    def human() -> None:
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(report.counts.items())) or "nothing"
+        click.echo(f"rollback {chosen.id} (batch {chosen.batch}): {counts}")
+        _table(
+            ["entity", "outcome", "reason / error"],
+            (
+                [o["entity"], o["outcome"], o.get("reason") or o.get("error") or o.get("note")]
+                for o in report.outcomes
+            ),
+        )
+        for conflict in chosen.conflicts:
+            click.echo(
+                f"conflict (left for review): {conflict.entity}: {conflict.reason} "
+                f"on {', '.join(conflict.fields)}"
+            )
+        verdict = "verified" if not report.mismatches else f"MISMATCHES: {report.mismatches}"
+        click.echo(f"verification: {verdict}")
+
+    _emit(as_json, report.to_json(), human)
+    if report.mismatches or any(o["outcome"] in ("skipped", "failed") for o in report.outcomes):
+        sys.exit(3)
+
+
+@rollback.command("status")
+@_common
+@_errors_as_messages
+def status(db: str | None, as_json: bool) -> None:
+    """Every rollback applied so far, with how many records it changed."""
+    views = [b for b in _open(db).batches() if b.workflow == "rollback"]
+    _emit(
+        as_json,
+        [v.to_json() for v in views],
+        lambda: _table(
+            ["rollback batch", "status", "records", "opened_at"],
+            ([v.name, v.status, v.actions, v.opened_at.isoformat()] for v in views),
+        ),
+    )

@@ -1,0 +1,230 @@
+"""Rollback through the SQL adapter and the CLI, on real SQLite and PostgreSQL targets."""
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from adapters.sql import SqlAdapter, SqlCollection
+from ledger import Address, Change, open_ledger
+from ledger.rollback import Scope, apply, plan
+from ledger.runs import Run, Target
+
+LEDGER = [sys.executable, "-m", "ledger"]
+
+
+def make_crm(url, count):
+    engine = sa.create_engine(url)
+    metadata = sa.MetaData()
+    table = sa.Table(
+        "contacts",
+        metadata,
+        sa.Column("id", sa.String, primary_key=True),
+        sa.Column("stage", sa.String),
+        sa.Column("owner", sa.String),
+    )
+    metadata.create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.insert(table),
+            [{"id": f"{i:05d}", "stage": "lead", "owner": "ann"} for i in range(count)],
+        )
+    return engine
+
+
+def rows(engine):
+    with engine.connect() as connection:
+        return {
+            r[0]: (r[1], r[2])
+            for r in connection.execute(sa.text("SELECT id, stage, owner FROM contacts"))
+        }
+
+
+def test_records_edited_between_plan_and_apply_keep_the_outside_values(sql_url, tmp_path):
+    engine = make_crm(sql_url, 6)
+    adapter = SqlAdapter("crm", sql_url, {"contacts": SqlCollection("contacts")})
+    ledger = open_ledger(str(tmp_path / "ledger.db"))
+    with Run(ledger, "lead-sync") as run:
+        run.apply(
+            Target(adapter, "contacts"),
+            [
+                Change(
+                    Address("crm", "contacts", f"{i:05d}"),
+                    "update",
+                    values={"stage": "sql", "owner": "dara"},
+                )
+                for i in range(6)
+            ],
+        )
+    rollback = plan(ledger, Scope(batches=("lead-sync",)), {"crm": adapter})
+    with engine.begin() as connection:  # someone edits two records after the plan was made
+        connection.execute(
+            sa.text("UPDATE contacts SET owner = 'zed' WHERE id IN ('00001', '00004')")
+        )
+    report = apply(ledger, rollback, {"crm": adapter})
+    outcomes = {o["entity"].rsplit("/", 1)[1]: o for o in report.outcomes}
+    assert {k for k, o in outcomes.items() if o["outcome"] == "skipped"} == {"00001", "00004"}
+    assert outcomes["00001"]["expected"] == "dara" and outcomes["00001"]["actual"] == "zed"
+    assert report.mismatches == []
+    assert rows(engine) == {
+        **{f"{i:05d}": ("lead", "ann") for i in (0, 2, 3, 5)},
+        "00001": ("sql", "zed"),
+        "00004": ("sql", "zed"),
+    }
+    adapter.close()
+    engine.dispose()
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    crm = tmp_path / "crm.db"
+    config = tmp_path / "ledger.toml"
+    config.write_text(
+        f'[systems.crm]\ntype = "sql"\nurl = "sqlite:///{crm}"\n'
+        'collections.contacts = { table = "contacts", key = ["id"] }\n'
+    )
+    env = {**os.environ, "LEDGER_DB": str(tmp_path / "ledger.db"), "LEDGER_CONFIG": str(config)}
+    subprocess.run([*LEDGER, "init"], env=env, check=True, capture_output=True)
+    return tmp_path, crm, env
+
+
+def apply_batch(tmp_path, env, count):
+    path = tmp_path / "batch.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "entity": f"crm/contacts/{i:05d}",
+                    "op": "update",
+                    "set": {"stage": "sql", "owner": "dara"},
+                }
+            )
+            + "\n"
+            for i in range(count)
+        )
+    )
+    subprocess.run(
+        [*LEDGER, "apply", str(path), "--system", "crm", "--batch", "b1"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_plan_then_apply_from_the_cli(workspace):
+    tmp_path, crm, env = workspace
+    make_crm(f"sqlite:///{crm}", 3).dispose()
+    apply_batch(tmp_path, env, 3)
+    sqlite3.connect(crm).execute(
+        "UPDATE contacts SET stage = 'won' WHERE id = '00002'"
+    ).connection.commit()
+    planned = subprocess.run(
+        [
+            *LEDGER,
+            "rollback",
+            "plan",
+            "--batch",
+            "b1",
+            "--out",
+            str(tmp_path / "plan.bin"),
+            "--runbook",
+            str(tmp_path / "rb.md"),
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert planned.returncode == 2, planned.stderr
+    summary = json.loads(planned.stdout)
+    assert [c["entity"] for c in summary["conflicts"]] == ["crm/contacts/00002"]
+    assert "## Conflicts (1)" in (tmp_path / "rb.md").read_text()
+    applied = subprocess.run(
+        [*LEDGER, "rollback", "apply", "--plan", str(tmp_path / "plan.bin"), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert applied.returncode == 3, applied.stderr
+    assert json.loads(applied.stdout)["counts"] == {"restored": 2, "skipped": 1}
+    assert json.loads(applied.stdout)["verification"]["clean"]
+    again = subprocess.run(
+        [*LEDGER, "rollback", "apply", "--plan", str(tmp_path / "plan.bin"), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert json.loads(again.stdout)["counts"] == {"restored": 2, "skipped": 1}
+    history = subprocess.run(
+        [*LEDGER, "history", "crm/contacts/00000", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert len(json.loads(history.stdout)) == 2  # the batch's action and one compensation
+    status = subprocess.run(
+        [*LEDGER, "rollback", "status", "--json"], env=env, capture_output=True, text=True
+    )
+    assert json.loads(status.stdout)[0]["actions"] == 2
+
+
+@pytest.mark.slow
+def test_a_rollback_killed_at_random_points_resumes_and_applies_each_compensation_once(workspace):
+    tmp_path, crm, env = workspace
+    count = 10_000
+    make_crm(f"sqlite:///{crm}", count).dispose()
+    apply_batch(tmp_path, env, count)
+    plan_path = str(tmp_path / "plan.bin")
+    subprocess.run(
+        [*LEDGER, "rollback", "plan", "--batch", "b1", "--out", plan_path],
+        env=env,
+        capture_output=True,
+        check=True,
+    )
+    rng = random.Random(int(os.environ.get("SIGKILL_SEED", "5")))
+    kills = 0
+    for _ in range(6):
+        process = subprocess.Popen(
+            [*LEDGER, "rollback", "apply", "--plan", plan_path],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(rng.uniform(0.5, 3.0))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+        subprocess.run([*LEDGER, "recover"], env=env, check=True, capture_output=True)
+        restored_in_target, compensations = check_exactly_once(crm, tmp_path / "ledger.db")
+        assert restored_in_target == set(compensations)
+    final = subprocess.run(
+        [*LEDGER, "rollback", "apply", "--plan", plan_path, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert final.returncode == 0, final.stderr
+    assert kills >= 3
+    restored_in_target, compensations = check_exactly_once(crm, tmp_path / "ledger.db")
+    assert len(restored_in_target) == len(compensations) == count
+
+
+def check_exactly_once(crm, ledger_db):
+    restored = {
+        k for (k,) in sqlite3.connect(crm).execute("SELECT id FROM contacts WHERE stage = 'lead'")
+    }
+    counts = dict(
+        sqlite3.connect(ledger_db).execute(
+            "SELECT key, COUNT(*) FROM ledger_actions WHERE batch LIKE 'rollback-%' GROUP BY key"
+        )
+    )
+    assert set(counts.values()) <= {1}
+    return restored, counts
