@@ -74,7 +74,7 @@ def main(out: Path) -> None:
     rng = random.Random(11)
     crm = out / "crm.db"
     make_crm(crm, 5000, rng)
-    print(f"step 1: {crm} holds 5000 contacts")
+    print(f"step 1: {crm} holds 5000 contacts; the ledger records them as its baseline")
 
     # The automation drafts its changes from what it saw...
     db = sqlite3.connect(crm)
@@ -96,7 +96,15 @@ def main(out: Path) -> None:
     db.executemany("UPDATE contacts SET owner = 'eve' WHERE id = ?", [(k,) for k in edited])
     db.commit()
 
+    # The ledger takes the CRM as it is now as its baseline (observed, not done by a workflow).
     ledger = open_ledger(str(out / "ledger.db"))
+    columns = ["email", "lifecycle_stage", "owner", "score"]
+    baseline = [
+        Change(Address("crm", "contacts", row[0]), "create", values=dict(zip(columns, row[1:])),
+               actor="external", trigger="observed")
+        for row in db.execute(f"SELECT id, {', '.join(columns)} FROM contacts ORDER BY id")
+    ]
+    ledger.record_all(baseline, batch="crm-baseline", close_batch=True)
     ledger.checkpoint("before-lead-sync")
     adapter = FlakyNetwork(
         SqlAdapter("crm", f"sqlite:///{crm}", {"contacts": SqlCollection("contacts")}), rng
@@ -130,7 +138,9 @@ def main(out: Path) -> None:
     db.commit()
     print(f"step 3: outside edits, directly in the CRM: {', '.join(outside)} -> customer")
     (out / "outside-edits.txt").write_text("\n".join(outside) + "\n")
-    (out / "synced-contact.txt").write_text(outside[0] + "\n")
+    applied = [o.entity.rsplit("/", 1)[1] for o in outcomes if o.status == "applied"]
+    synced = next(key for key in applied if key not in outside)
+    (out / "synced-contact.txt").write_text(synced + "\n")
     (out / "ledger.toml").write_text(
         f'[systems.crm]\ntype = "sql"\nurl = "sqlite:///{crm.resolve()}"\n'
         'collections.contacts = { table = "contacts", key = ["id"] }\n'
