@@ -100,8 +100,13 @@ def main(out: Path) -> None:
     ledger = open_ledger(str(out / "ledger.db"))
     columns = ["email", "lifecycle_stage", "owner", "score"]
     baseline = [
-        Change(Address("crm", "contacts", row[0]), "create", values=dict(zip(columns, row[1:])),
-               actor="external", trigger="observed")
+        Change(
+            Address("crm", "contacts", row[0]),
+            "create",
+            values=dict(zip(columns, row[1:], strict=True)),
+            actor="external",
+            trigger="observed",
+        )
         for row in db.execute(f"SELECT id, {', '.join(columns)} FROM contacts ORDER BY id")
     ]
     ledger.record_all(baseline, batch="crm-baseline", close_batch=True)
