@@ -101,6 +101,53 @@ def plan_(
         sys.exit(2)
 
 
+@rollback.command("check")
+@_verb
+@_scope_options
+def check(db: str | None, as_json: bool, config: str | None, policy: str, **scope: Any) -> None:
+    """Can this scope be reversed, and what blocks it? Exit code 0: yes, cleanly; 2: blocked."""
+    adapters = open_adapters(config)
+    try:
+        result = plan(_open(db), _scope(**scope), adapters, policy=policy)
+    finally:
+        for adapter in adapters.values():
+            adapter.close()
+    kinds: dict[str, int] = {}
+    for compensation in result.compensations:
+        kinds[compensation.kind] = kinds.get(compensation.kind, 0) + 1
+    blockers = [
+        {"entity": c.entity, "reason": c.reason, "fields": list(c.fields)} for c in result.conflicts
+    ]
+    summary = {
+        "scope": result.scope.describe(),
+        "reversible": kinds,
+        "blocked": blockers,
+        "already_rolled_back": len(result.already_rolled_back),
+        "clean": not blockers,
+    }
+
+    def human() -> None:
+        counts = ", ".join(f"{n} to {kind}" for kind, n in sorted(kinds.items())) or "nothing"
+        done = (
+            f"; {len(result.already_rolled_back)} already rolled back"
+            if result.already_rolled_back
+            else ""
+        )
+        click.echo(f"{result.scope.describe()}: {counts}{done}")
+        if blockers:
+            click.echo(f"blocked by {len(blockers)} conflict(s) under policy {policy}:")
+            _table(
+                ["entity", "reason", "fields"],
+                ([b["entity"], b["reason"], ", ".join(b["fields"])] for b in blockers),
+            )
+        else:
+            click.echo("nothing blocks it")
+
+    _emit(as_json, summary, human)
+    if blockers:
+        sys.exit(2)
+
+
 @rollback.command("apply")
 @_verb
 @_scope_options

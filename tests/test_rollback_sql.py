@@ -228,3 +228,45 @@ def check_exactly_once(crm, ledger_db):
     )
     assert set(counts.values()) <= {1}
     return restored, counts
+
+
+def test_a_rollback_spanning_a_sql_crm_and_a_csv_sheet_runs_in_reverse_global_order(tmp_path):
+    from adapters.files import CsvCollection, FileAdapter
+    from adapters.protocol import Write
+
+    engine = make_crm(f"sqlite:///{tmp_path / 'crm.db'}", 2)
+    crm = SqlAdapter(
+        "crm", f"sqlite:///{tmp_path / 'crm.db'}", {"contacts": SqlCollection("contacts")}
+    )
+    sheet = FileAdapter(
+        "sheets", tmp_path, {"leads": CsvCollection("leads.csv", columns={"score": "int"})}
+    )
+    sheet.write(
+        "leads", [Write("00000", "create", {"score": 1}), Write("00001", "create", {"score": 2})]
+    )
+    ledger = open_ledger(str(tmp_path / "ledger.db"))
+    with Run(ledger, "sync") as run:  # interleaved across the two systems
+        run.update(Target(crm, "contacts"), "00000", {"stage": "sql"})
+        run.update(Target(sheet, "leads"), "00000", {"score": 10})
+        run.update(Target(crm, "contacts"), "00001", {"stage": "sql"})
+        run.update(Target(sheet, "leads"), "00001", {"score": 20})
+    order = []
+    for adapter in (crm, sheet):
+        write = adapter.write
+
+        def recording(collection, writes, write=write, system=adapter.system):
+            order.extend(f"{system}/{w.key}" for w in writes)
+            return write(collection, writes)
+
+        adapter.write = recording
+    report = apply(
+        ledger,
+        plan(ledger, Scope(batches=("sync",)), {"crm": crm, "sheets": sheet}),
+        {"crm": crm, "sheets": sheet},
+    )
+    assert order == ["sheets/00001", "crm/00001", "sheets/00000", "crm/00000"]
+    assert report.counts == {"restored": 4} and report.mismatches == []
+    assert rows(engine) == {"00000": ("lead", "ann"), "00001": ("lead", "ann")}
+    assert dict(sheet.scan("leads")) == {"00000": {"score": 1}, "00001": {"score": 2}}
+    crm.close()
+    engine.dispose()
