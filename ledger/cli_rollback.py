@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ledger.cli import F, _common, _config_option, _emit, _errors_as_messages, _open, _table, main
-from ledger.config import open_adapters
+from ledger.config import load_contracts, open_adapters
 from ledger.errors import InvalidChange
 from ledger.rollback import POLICIES, RollbackPlan, Scope, apply, plan
 
@@ -88,7 +88,8 @@ def plan_(
     """Plan a rollback: changes nothing. Exit code 2 when conflicts exist."""
     adapters = open_adapters(config)
     try:
-        result = plan(_open(db), _scope(**scope), adapters, policy=policy)
+        result = plan(_open(db), _scope(**scope), adapters, policy=policy,
+                      contracts=load_contracts(config))
     finally:
         for adapter in adapters.values():
             adapter.close()
@@ -108,7 +109,8 @@ def check(db: str | None, as_json: bool, config: str | None, policy: str, **scop
     """Can this scope be reversed, and what blocks it? Exit code 0: yes, cleanly; 2: blocked."""
     adapters = open_adapters(config)
     try:
-        result = plan(_open(db), _scope(**scope), adapters, policy=policy)
+        result = plan(_open(db), _scope(**scope), adapters, policy=policy,
+                      contracts=load_contracts(config))
     finally:
         for adapter in adapters.values():
             adapter.close()
@@ -180,7 +182,8 @@ def apply_(
                 raise InvalidChange("give --plan or a scope, not both", field="--plan")
             chosen = RollbackPlan.loads(saved.read_bytes())
         else:
-            chosen = plan(ledger, _scope(**scope), adapters, policy=policy)
+            chosen = plan(ledger, _scope(**scope), adapters, policy=policy,
+                          contracts=load_contracts(config))
         with click.progressbar(
             length=len(chosen.compensations), label="rolling back", file=sys.stderr
         ) as bar:

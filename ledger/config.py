@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from adapters.protocol import Adapter
 from ledger.errors import ConfigurationError
+from ledger.rollback import REPAIRS, Contract
 
 CONFIG_KEY = "LEDGER_CONFIG"
 DEFAULT_CONFIG = "ledger.toml"
@@ -82,11 +85,54 @@ def _setting(system: str, settings: dict[str, Any], key: str, kind: type) -> Any
 
 
 def _collections(system: str, settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each collection's adapter settings (its ``rollback`` contract is read separately)."""
     collections = _setting(system, settings, "collections", dict)
     for name, route in collections.items():
         if not isinstance(route, dict):
             raise ConfigurationError(f"systems.{system}.collections.{name} must be a table")
-    return collections
+    return {
+        name: {key: value for key, value in route.items() if key != "rollback"}
+        for name, route in collections.items()
+    }
+
+
+def load_contracts(path: str | None = None) -> dict[tuple[str, str], Contract]:
+    """The rollback contracts declared per collection (``collections.NAME.rollback``)."""
+    contracts = {}
+    for system, settings in load_systems(path).items():
+        for name, route in settings.get("collections", {}).items():
+            declared = route.get("rollback") if isinstance(route, dict) else None
+            if declared is None:
+                continue
+            where = f"systems.{system}.collections.{name}.rollback"
+            unknown = sorted(set(declared) - {"protected", "window", "repair", "owner"})
+            if unknown:
+                raise ConfigurationError(
+                    f"{where}.{unknown[0]} is not a setting; expected protected, window, "
+                    "repair or owner"
+                )
+            repair = declared.get("repair")
+            if repair is not None and repair not in REPAIRS:
+                raise ConfigurationError(
+                    f"{where}.repair {repair!r} is not one of {', '.join(REPAIRS)}"
+                )
+            contracts[(system, name)] = Contract(
+                protected=tuple(declared.get("protected", ())),
+                window=_duration(declared["window"], f"{where}.window")
+                if "window" in declared
+                else None,
+                repair=repair,
+                owner=declared.get("owner"),
+            )
+    return contracts
+
+
+def _duration(text: Any, key: str) -> timedelta:
+    match = re.fullmatch(r"(\d+)([dhm])", str(text))
+    if not match:
+        raise ConfigurationError(f"{key} {text!r} must look like 7d, 12h or 30m")
+    amount, unit = int(match.group(1)), match.group(2)
+    return timedelta(**{{"d": "days", "h": "hours", "m": "minutes"}[unit]: amount})
 
 
 def _sql(system: str, settings: dict[str, Any], base: Path) -> Adapter:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
@@ -91,6 +92,33 @@ class Conflict:
     competing: tuple[dict[str, Any], ...] = ()
 
 
+REPAIRS = ("notify", "amend", "reopen", "revoke", "rerun")
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What a rollback may do in one collection, declared in ``ledger.toml``.
+
+    ``protected`` fields are never changed by a rollback; actions older than ``window`` are not
+    reversed automatically; a ``repair`` marks the collection's actions as irreversible by nature
+    (an email sent, a webhook called): the plan lists that repair, with its ``owner``, instead."""
+
+    protected: tuple[str, ...] = ()
+    window: timedelta | None = None
+    repair: str | None = None
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """Something a person must do, because a contract kept the rollback from doing it."""
+
+    entity: str
+    action: str  # a repair verb, or "review"
+    reason: str
+    owner: str | None = None
+
+
 @dataclass(frozen=True)
 class RollbackPlan:
     """What a rollback will do, computed at one log position; apply re-checks every record."""
@@ -103,6 +131,7 @@ class RollbackPlan:
     conflicts: tuple[Conflict, ...]
     already_rolled_back: tuple[str, ...] = ()
     aborted: bool = False
+    followups: tuple[FollowUp, ...] = ()
 
     @property
     def batch(self) -> str:
@@ -126,6 +155,7 @@ class RollbackPlan:
             ],
             "conflicts": [to_display(asdict(c)) for c in self.conflicts],
             "already_rolled_back": list(self.already_rolled_back),
+            "followups": [asdict(f) for f in self.followups],
         }
 
     def dumps(self) -> bytes:
@@ -152,6 +182,7 @@ class RollbackPlan:
             ),
             already_rolled_back=tuple(raw["already_rolled_back"]),
             aborted=raw["aborted"],
+            followups=tuple(FollowUp(**f) for f in raw["followups"]),
         )
 
     def runbook(self) -> str:
@@ -203,7 +234,14 @@ class RollbackPlan:
             "",
             "## Manual follow-ups",
             "",
-            "None: every action in scope is reversible by a write.",
+            *(
+                [
+                    f"- **{f.action}** {f.entity}: {f.reason}"
+                    + (f" (owner: {f.owner})" if f.owner else "")
+                    for f in self.followups
+                ]
+                or ["None: every action in scope is reversible by a write."]
+            ),
             "",
             "## How to verify",
             "",
@@ -253,8 +291,10 @@ def plan(
     adapters: dict[str, Adapter],
     *,
     policy: str = "skip",
+    contracts: dict[tuple[str, str], Contract] | None = None,
 ) -> RollbackPlan:
-    """Compute the rollback of a scope; reads only."""
+    """Compute the rollback of a scope; reads only. ``contracts`` are keyed by
+    (system, collection)."""
     if policy not in POLICIES:
         raise InvalidChange(
             f"policy {policy!r} is not one of {', '.join(POLICIES)}", field="policy"
@@ -287,10 +327,33 @@ def plan(
     conflicts: list[Conflict] = []
     done: list[str] = []
     images = _read_targets(adapters, addresses.values())
+    followups: list[FollowUp] = []
+    now = datetime.now(UTC)
     for entity_id, actions in by_entity.items():
         address = addresses[entity_id]
         history = cast(list[Entity.Action], list(ledger.events.get(entity_id)))
-        outcome = _plan_entity(address, history, actions, scoped, images[str(address)], policy)
+        contract = (contracts or {}).get((address.system, address.collection), Contract())
+        held = _held_by_contract(address, history, actions, contract, now)
+        if held is not None:
+            followups.append(held)
+            continue
+        outcome = _plan_entity(
+            address, history, actions, scoped, images[str(address)], policy, contract.protected
+        )
+        in_scope = {version for version, _, _ in actions}
+        changed = {
+            f for e in history if e.originator_version in in_scope for f in (*e.before, *e.after)
+        }
+        kept = sorted(changed & set(contract.protected))
+        if kept and outcome != "already":
+            followups.append(
+                FollowUp(
+                    str(address),
+                    "review",
+                    f"protected field(s) {', '.join(kept)} left as they are",
+                    contract.owner,
+                )
+            )
         if outcome == "already":
             done.append(str(address))
         elif isinstance(outcome, tuple):
@@ -312,7 +375,36 @@ def plan(
         conflicts=tuple(sorted(conflicts, key=lambda c: c.entity)),
         already_rolled_back=tuple(sorted(done)),
         aborted=aborted,
+        followups=tuple(followups),
     )
+
+
+def _held_by_contract(
+    address: Address,
+    history: Sequence[Entity.Action],
+    actions: list[tuple[int, int, str]],
+    contract: Contract,
+    now: datetime,
+) -> FollowUp | None:
+    """A follow-up instead of a compensation, when the collection's contract says so."""
+    if contract.repair is not None:
+        return FollowUp(
+            str(address),
+            contract.repair,
+            "not reversible by a write (declared in the rollback contract)",
+            contract.owner,
+        )
+    if contract.window is not None:
+        versions = {version for version, _, _ in actions}
+        oldest = min(e.timestamp for e in history if e.originator_version in versions)
+        if now - oldest > contract.window:
+            return FollowUp(
+                str(address),
+                "review",
+                f"changed {oldest.isoformat()}, outside the rollback window ({contract.window})",
+                contract.owner,
+            )
+    return None
 
 
 def _read_targets(
@@ -355,6 +447,7 @@ def _plan_entity(
     scoped: set[str],
     image: Any,
     policy: str,
+    protected: tuple[str, ...] = (),
 ) -> Any:
     """The compensation and/or conflict for one record (or "already" if it was rolled back)."""
     versions = {version for version, _, _ in actions}
@@ -407,7 +500,7 @@ def _plan_entity(
         if conflicted
         else None
     )
-    restorable = set(touched)
+    restorable = set(touched) - set(protected)
     if conflicted and policy in ("skip", "abort"):
         return None, conflict
     if conflicted and policy == "fields":

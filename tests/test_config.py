@@ -91,3 +91,36 @@ def test_a_missing_file_or_system_is_explained(tmp_path):
     path = config(tmp_path, "[systems.crm]\ntype = 'sql'\nurl = 'sqlite://'\ncollections = {}\n")
     with pytest.raises(ConfigurationError, match=r"no system 'erp'.*configured: crm"):
         open_adapter("erp", path)
+
+
+def test_rollback_contracts_are_read_per_collection(tmp_path):
+    from datetime import timedelta
+
+    from ledger.config import load_contracts
+    from ledger.rollback import Contract
+
+    path = config(
+        tmp_path,
+        """
+[systems.crm]
+type = "sql"
+url = "sqlite://"
+[systems.crm.collections.contacts]
+table = "contacts"
+rollback = { protected = ["email"], window = "7d", owner = "sales-ops" }
+[systems.crm.collections.emails]
+rollback = { repair = "notify", owner = "support" }
+""",
+    )
+    assert load_contracts(path) == {
+        ("crm", "contacts"): Contract(("email",), timedelta(days=7), None, "sales-ops"),
+        ("crm", "emails"): Contract(repair="notify", owner="support"),
+    }
+    assert open_adapter("crm", path).routes["contacts"].table == "contacts"
+    bad = config(
+        tmp_path,
+        '[systems.crm]\ntype = "sql"\nurl = "sqlite://"\n'
+        'collections.c = { rollback = { window = "a week" } }\n',
+    )
+    with pytest.raises(ConfigurationError, match=r"collections\.c\.rollback\.window 'a week'"):
+        load_contracts(bad)

@@ -205,3 +205,43 @@ def test_a_rollback_since_a_checkpoint(ledger, crm):
     sync(ledger, crm, name="second", keys=("2",))
     rollback = plan(ledger, Scope(since="cp"), {"crm": crm})
     assert [c.entity for c in rollback.compensations] == ["crm/contacts/2"]
+
+
+def test_contracts_protect_fields_bound_the_window_and_declare_repairs(ledger, crm):
+    from datetime import timedelta
+
+    from freezegun import freeze_time
+
+    from ledger.rollback import Contract
+
+    mail = MemoryAdapter("mail", {"sent": {}})
+    with freeze_time("2026-11-01T09:00:00Z"):
+        run_batch(ledger, crm, "old", [Change(contact("3"), "update", values={"stage": "old"})])
+    with freeze_time("2026-11-24T09:00:00Z"):
+        sync(ledger, crm, name="b", keys=("1", "2"))
+        with Run(ledger, "b2") as run:
+            run.create(Target(mail, "sent"), "m1", {"to": "ann@example.com"})
+        contracts = {
+            ("crm", "contacts"): Contract(
+                protected=("owner",), window=timedelta(days=7), owner="sales-ops"
+            ),
+            ("mail", "sent"): Contract(repair="notify", owner="support"),
+        }
+        rollback = plan(
+            ledger,
+            Scope(batches=("b", "b2", "old")),
+            {"crm": crm, "mail": mail},
+            contracts=contracts,
+        )
+    assert [
+        (c.entity, c.values) for c in sorted(rollback.compensations, key=lambda c: c.entity)
+    ] == [("crm/contacts/1", {"stage": "lead"}), ("crm/contacts/2", {"stage": "mql"})]
+    followups = {(f.entity, f.action, f.owner) for f in rollback.followups}
+    assert followups == {
+        ("crm/contacts/1", "review", "sales-ops"),
+        ("crm/contacts/2", "review", "sales-ops"),
+        ("crm/contacts/3", "review", "sales-ops"),
+        ("mail/sent/m1", "notify", "support"),
+    }
+    assert "**notify** mail/sent/m1" in rollback.runbook()
+    assert RollbackPlan.loads(rollback.dumps()) == rollback
