@@ -1,4 +1,6 @@
-"""`ledger rollback plan | apply | status`: plan first, then apply, exactly once."""
+"""`ledger rollback …` and `ledger replay …`: plan first, then apply, exactly once.
+
+A replay is a rollback's other direction (redo a batch): the same commands, planner and runs."""
 
 from __future__ import annotations
 
@@ -17,6 +19,11 @@ from ledger.rollback import POLICIES, RollbackPlan, Scope, apply, plan
 @main.group("rollback")
 def rollback() -> None:
     """Reverse batches: `plan` shows what would change and the conflicts; `apply` does it."""
+
+
+@main.group("replay")
+def replay() -> None:
+    """Redo batches (after a mistaken rollback, or onto a rebuilt target): `plan`, `apply`."""
 
 
 def _scope_options(command: F) -> F:
@@ -63,156 +70,194 @@ def _scope(
     return Scope(tuple(batches), workflow, since, system, collection)
 
 
-@rollback.command("plan")
-@_verb
-@_scope_options
-@click.option(
-    "--runbook",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the plan as a markdown runbook.",
-)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Save the plan, to apply it later with --plan.",
-)
-def plan_(
-    db: str | None,
-    as_json: bool,
-    config: str | None,
-    policy: str,
-    runbook: Path | None,
-    out: Path | None,
-    **scope: Any,
-) -> None:
-    """Plan a rollback: changes nothing. Exit code 2 when conflicts exist."""
-    adapters = open_adapters(config)
-    try:
-        result = plan(_open(db), _scope(**scope), adapters, policy=policy,
-                      contracts=load_contracts(config))
-    finally:
-        for adapter in adapters.values():
-            adapter.close()
-    if runbook:
-        runbook.write_text(result.runbook())
-    if out:
-        out.write_bytes(result.dumps())
-    _emit(as_json, result.to_json(), lambda: click.echo(result.runbook()))
-    if result.conflicts:
-        sys.exit(2)
+_HELP = {
+    "undo": {
+        "plan": "Plan a rollback: changes nothing. Exit code 2 when conflicts exist.",
+        "check": "Can this scope be reversed, and what blocks it? Exit code 0: yes; 2: blocked.",
+        "apply": "Apply a rollback (a saved plan, or a scope planned now), newest change first. "
+        "Every compensation is compare-and-set against what the plan expects: a record changed "
+        "since planning is skipped and listed. Running it again changes nothing. Exit code 3 "
+        "when some records were skipped or failed.",
+    },
+    "redo": {
+        "plan": "Plan a replay (redo the scope's changes): changes nothing. Exit code 2 when "
+        "conflicts exist.",
+        "check": "Can this scope be replayed, and what blocks it? Exit code 0: yes; 2: blocked.",
+        "apply": "Apply a replay (a saved plan, or a scope planned now), compare-and-set, exactly "
+        "once. Exit code 3 when some records were skipped or failed.",
+    },
+}
 
 
-@rollback.command("check")
-@_verb
-@_scope_options
-def check(db: str | None, as_json: bool, config: str | None, policy: str, **scope: Any) -> None:
-    """Can this scope be reversed, and what blocks it? Exit code 0: yes, cleanly; 2: blocked."""
-    adapters = open_adapters(config)
-    try:
-        result = plan(_open(db), _scope(**scope), adapters, policy=policy,
-                      contracts=load_contracts(config))
-    finally:
-        for adapter in adapters.values():
-            adapter.close()
-    kinds: dict[str, int] = {}
-    for compensation in result.compensations:
-        kinds[compensation.kind] = kinds.get(compensation.kind, 0) + 1
-    blockers = [
-        {"entity": c.entity, "reason": c.reason, "fields": list(c.fields)} for c in result.conflicts
-    ]
-    summary = {
-        "scope": result.scope.describe(),
-        "reversible": kinds,
-        "blocked": blockers,
-        "already_rolled_back": len(result.already_rolled_back),
-        "clean": not blockers,
-    }
+def _register(group: click.Group, direction: str) -> None:
+    """The plan, check and apply commands of one direction."""
 
-    def human() -> None:
-        counts = ", ".join(f"{n} to {kind}" for kind, n in sorted(kinds.items())) or "nothing"
-        done = (
-            f"; {len(result.already_rolled_back)} already rolled back"
-            if result.already_rolled_back
-            else ""
-        )
-        click.echo(f"{result.scope.describe()}: {counts}{done}")
+    @group.command("plan", help=_HELP[direction]["plan"])
+    @_verb
+    @_scope_options
+    @click.option(
+        "--runbook",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Also write the plan as a markdown runbook.",
+    )
+    @click.option(
+        "--out",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Save the plan, to apply it later with --plan.",
+    )
+    def plan_(
+        db: str | None,
+        as_json: bool,
+        config: str | None,
+        policy: str,
+        runbook: Path | None,
+        out: Path | None,
+        **scope: Any,
+    ) -> None:
+        adapters = open_adapters(config)
+        try:
+            result = plan(
+                _open(db),
+                _scope(**scope),
+                adapters,
+                policy=policy,
+                contracts=load_contracts(config),
+                direction=direction,
+            )
+        finally:
+            for adapter in adapters.values():
+                adapter.close()
+        if runbook:
+            runbook.write_text(result.runbook())
+        if out:
+            out.write_bytes(result.dumps())
+        _emit(as_json, result.to_json(), lambda: click.echo(result.runbook()))
+        if result.conflicts:
+            sys.exit(2)
+
+    @group.command("check", help=_HELP[direction]["check"])
+    @_verb
+    @_scope_options
+    def check(db: str | None, as_json: bool, config: str | None, policy: str, **scope: Any) -> None:
+        adapters = open_adapters(config)
+        try:
+            result = plan(
+                _open(db),
+                _scope(**scope),
+                adapters,
+                policy=policy,
+                contracts=load_contracts(config),
+                direction=direction,
+            )
+        finally:
+            for adapter in adapters.values():
+                adapter.close()
+        kinds: dict[str, int] = {}
+        for compensation in result.compensations:
+            kinds[compensation.kind] = kinds.get(compensation.kind, 0) + 1
+        blockers = [
+            {"entity": c.entity, "reason": c.reason, "fields": list(c.fields)}
+            for c in result.conflicts
+        ]
+        summary = {
+            "scope": result.scope.describe(),
+            "reversible": kinds,
+            "blocked": blockers,
+            "already_rolled_back": len(result.already_rolled_back),
+            "clean": not blockers,
+        }
+
+        def human() -> None:
+            counts = ", ".join(f"{n} to {kind}" for kind, n in sorted(kinds.items())) or "nothing"
+            done = (
+                f"; {len(result.already_rolled_back)} already rolled back"
+                if result.already_rolled_back
+                else ""
+            )
+            click.echo(f"{result.scope.describe()}: {counts}{done}")
+            if blockers:
+                click.echo(f"blocked by {len(blockers)} conflict(s) under policy {policy}:")
+                _table(
+                    ["entity", "reason", "fields"],
+                    ([b["entity"], b["reason"], ", ".join(b["fields"])] for b in blockers),
+                )
+            else:
+                click.echo("nothing blocks it")
+
+        _emit(as_json, summary, human)
         if blockers:
-            click.echo(f"blocked by {len(blockers)} conflict(s) under policy {policy}:")
+            sys.exit(2)
+
+    @group.command("apply", help=_HELP[direction]["apply"])
+    @_verb
+    @_scope_options
+    @click.option(
+        "--plan",
+        "saved",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="A plan saved by `rollback plan --out`.",
+    )
+    @click.option("--actor", help="Who is rolling back.")
+    def apply_(
+        db: str | None,
+        as_json: bool,
+        config: str | None,
+        policy: str,
+        saved: Path | None,
+        actor: str | None,
+        **scope: Any,
+    ) -> None:
+        ledger = _open(db)
+        adapters = open_adapters(config)
+        try:
+            if saved is not None:
+                if any(scope.values()):
+                    raise InvalidChange("give --plan or a scope, not both", field="--plan")
+                chosen = RollbackPlan.loads(saved.read_bytes())
+            else:
+                chosen = plan(
+                    ledger,
+                    _scope(**scope),
+                    adapters,
+                    policy=policy,
+                    contracts=load_contracts(config),
+                    direction=direction,
+                )
+            with click.progressbar(
+                length=len(chosen.compensations), label="rolling back", file=sys.stderr
+            ) as bar:
+                report = apply(ledger, chosen, adapters, actor=actor, on_progress=bar.update)
+        finally:
+            for adapter in adapters.values():
+                adapter.close()
+
+        def human() -> None:
+            counts = (
+                ", ".join(f"{n} {kind}" for kind, n in sorted(report.counts.items())) or "nothing"
+            )
+            click.echo(f"rollback {chosen.id} (batch {chosen.batch}): {counts}")
             _table(
-                ["entity", "reason", "fields"],
-                ([b["entity"], b["reason"], ", ".join(b["fields"])] for b in blockers),
+                ["entity", "outcome", "reason / error"],
+                (
+                    [o["entity"], o["outcome"], o.get("reason") or o.get("error") or o.get("note")]
+                    for o in report.outcomes
+                ),
             )
-        else:
-            click.echo("nothing blocks it")
+            for conflict in chosen.conflicts:
+                click.echo(
+                    f"conflict (left for review): {conflict.entity}: {conflict.reason} "
+                    f"on {', '.join(conflict.fields)}"
+                )
+            verdict = "verified" if not report.mismatches else f"MISMATCHES: {report.mismatches}"
+            click.echo(f"verification: {verdict}")
 
-    _emit(as_json, summary, human)
-    if blockers:
-        sys.exit(2)
+        _emit(as_json, report.to_json(), human)
+        if report.mismatches or any(o["outcome"] in ("skipped", "failed") for o in report.outcomes):
+            sys.exit(3)
 
 
-@rollback.command("apply")
-@_verb
-@_scope_options
-@click.option(
-    "--plan",
-    "saved",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A plan saved by `rollback plan --out`.",
-)
-@click.option("--actor", help="Who is rolling back.")
-def apply_(
-    db: str | None,
-    as_json: bool,
-    config: str | None,
-    policy: str,
-    saved: Path | None,
-    actor: str | None,
-    **scope: Any,
-) -> None:
-    """Apply a rollback (a saved plan, or a scope planned now), newest change first.
-
-    Every compensation is compare-and-set against what the plan expects: a record changed since
-    planning is skipped and listed. Running it again changes nothing. Exit code 3 when some
-    records were skipped or failed."""
-    ledger = _open(db)
-    adapters = open_adapters(config)
-    try:
-        if saved is not None:
-            if any(scope.values()):
-                raise InvalidChange("give --plan or a scope, not both", field="--plan")
-            chosen = RollbackPlan.loads(saved.read_bytes())
-        else:
-            chosen = plan(ledger, _scope(**scope), adapters, policy=policy,
-                          contracts=load_contracts(config))
-        with click.progressbar(
-            length=len(chosen.compensations), label="rolling back", file=sys.stderr
-        ) as bar:
-            report = apply(ledger, chosen, adapters, actor=actor, on_progress=bar.update)
-    finally:
-        for adapter in adapters.values():
-            adapter.close()
-
-    def human() -> None:
-        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(report.counts.items())) or "nothing"
-        click.echo(f"rollback {chosen.id} (batch {chosen.batch}): {counts}")
-        _table(
-            ["entity", "outcome", "reason / error"],
-            (
-                [o["entity"], o["outcome"], o.get("reason") or o.get("error") or o.get("note")]
-                for o in report.outcomes
-            ),
-        )
-        for conflict in chosen.conflicts:
-            click.echo(
-                f"conflict (left for review): {conflict.entity}: {conflict.reason} "
-                f"on {', '.join(conflict.fields)}"
-            )
-        verdict = "verified" if not report.mismatches else f"MISMATCHES: {report.mismatches}"
-        click.echo(f"verification: {verdict}")
-
-    _emit(as_json, report.to_json(), human)
-    if report.mismatches or any(o["outcome"] in ("skipped", "failed") for o in report.outcomes):
-        sys.exit(3)
+_register(rollback, "undo")
+_register(replay, "redo")
 
 
 @rollback.command("status")

@@ -132,10 +132,15 @@ class RollbackPlan:
     already_rolled_back: tuple[str, ...] = ()
     aborted: bool = False
     followups: tuple[FollowUp, ...] = ()
+    direction: str = "undo"  # "undo" (a rollback) or "redo" (a replay)
+
+    @property
+    def verb(self) -> str:
+        return "rollback" if self.direction == "undo" else "replay"
 
     @property
     def batch(self) -> str:
-        return f"rollback-{self.id}"
+        return f"{self.verb}-{self.id}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -156,6 +161,7 @@ class RollbackPlan:
             "conflicts": [to_display(asdict(c)) for c in self.conflicts],
             "already_rolled_back": list(self.already_rolled_back),
             "followups": [asdict(f) for f in self.followups],
+            "direction": self.direction,
         }
 
     def dumps(self) -> bytes:
@@ -183,12 +189,13 @@ class RollbackPlan:
             already_rolled_back=tuple(raw["already_rolled_back"]),
             aborted=raw["aborted"],
             followups=tuple(FollowUp(**f) for f in raw["followups"]),
+            direction=raw["direction"],
         )
 
     def runbook(self) -> str:
         """The plan as a human-readable runbook (markdown)."""
         lines = [
-            f"# Rollback {self.id}",
+            f"# {self.verb.capitalize()} {self.id}",
             "",
             f"Scope: {self.scope.describe()}. Policy: `{self.policy}`. "
             f"Planned at log position {self.position}.",
@@ -274,7 +281,7 @@ class RollbackReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "rollback": self.plan.id,
+            self.plan.verb: self.plan.id,
             "batch": self.plan.batch,
             "counts": self.counts,
             "outcomes": self.outcomes,
@@ -292,9 +299,10 @@ def plan(
     *,
     policy: str = "skip",
     contracts: dict[tuple[str, str], Contract] | None = None,
+    direction: str = "undo",
 ) -> RollbackPlan:
-    """Compute the rollback of a scope; reads only. ``contracts`` are keyed by
-    (system, collection)."""
+    """Compute the rollback of a scope (``direction="redo"``: its replay); reads only.
+    ``contracts`` are keyed by (system, collection)."""
     if policy not in POLICIES:
         raise InvalidChange(
             f"policy {policy!r} is not one of {', '.join(POLICIES)}", field="policy"
@@ -338,7 +346,14 @@ def plan(
             followups.append(held)
             continue
         outcome = _plan_entity(
-            address, history, actions, scoped, images[str(address)], policy, contract.protected
+            address,
+            history,
+            actions,
+            scoped,
+            images[str(address)],
+            policy,
+            contract.protected,
+            direction,
         )
         in_scope = {version for version, _, _ in actions}
         changed = {
@@ -363,7 +378,7 @@ def plan(
             if conflict is not None:
                 conflicts.append(conflict)
     compensations.sort(key=lambda c: c.position, reverse=True)
-    identity = orjson.dumps([asdict(scope), policy, position])
+    identity = orjson.dumps([asdict(scope), policy, position, direction])
     plan_id = hashlib.sha256(identity).hexdigest()[:12]
     aborted = policy == "abort" and bool(conflicts)
     return RollbackPlan(
@@ -376,6 +391,7 @@ def plan(
         already_rolled_back=tuple(sorted(done)),
         aborted=aborted,
         followups=tuple(followups),
+        direction=direction,
     )
 
 
@@ -448,14 +464,31 @@ def _plan_entity(
     image: Any,
     policy: str,
     protected: tuple[str, ...] = (),
+    direction: str = "undo",
 ) -> Any:
-    """The compensation and/or conflict for one record (or "already" if it was rolled back)."""
+    """The compensation and/or conflict for one record (or "already" if it was done before).
+
+    Undo restores the state from before the scope's earliest action; redo the state its latest
+    action left. The scope's own rollbacks and replays are not someone else's later actions."""
     versions = {version for version, _, _ in actions}
-    earliest = min(versions)
-    later_others = [e for e in history[earliest:] if e.originator_version not in versions]
-    if later_others and set(later_others[-1].inputs.get("compensates", ())) & scoped:
+    earliest, latest = min(versions), max(versions)
+    mine = "compensates" if direction == "undo" else "replays"
+    start = earliest if direction == "undo" else latest
+    later_others = [
+        e
+        for e in history[start:]
+        if e.originator_version not in versions
+        and not set((*e.inputs.get("compensates", ()), *e.inputs.get("replays", ()))) & scoped
+    ]
+    if (
+        history[-1].originator_version not in versions
+        and set(history[-1].inputs.get(mine, ())) & scoped
+    ):
         return "already"
-    before, existed = _state(history, earliest - 1)
+    if direction == "undo":
+        before, existed = _state(history, earliest - 1)
+    else:
+        before, existed = _state(history, latest)
     now, exists = _state(history, len(history))
     touched: set[str] = set()
     for event in history:
@@ -579,7 +612,8 @@ def apply(
     if rollback.aborted:
         return report
     moved = _moved_in_ledger(ledger, rollback)
-    run = Run(ledger, rollback.batch, workflow="rollback", actor=actor, trigger="rollback")
+    run = Run(ledger, rollback.batch, workflow=rollback.verb, actor=actor, trigger=rollback.verb)
+    link = "compensates" if rollback.direction == "undo" else "replays"
     groups: list[tuple[Target, list[tuple[Compensation, Change]]]] = []
     for compensation in rollback.compensations:
         if compensation.entity in moved:
@@ -602,8 +636,8 @@ def apply(
             values=compensation.values,
             unset=compensation.unset,
             expected=compensation.expected,
-            inputs={"rollback": rollback.id, "compensates": list(compensation.compensates)},
-            fingerprint=f"rollback:{rollback.id}:{compensation.entity}",
+            inputs={rollback.verb: rollback.id, link: list(compensation.compensates)},
+            fingerprint=f"{rollback.verb}:{rollback.id}:{compensation.entity}",
         )
         if groups and groups[-1][0] == target:
             groups[-1][1].append((compensation, change))
@@ -622,7 +656,7 @@ def apply(
 def _moved_in_ledger(ledger: Ledger, rollback: RollbackPlan) -> set[str]:
     """Records with an action after the plan's position (other than this rollback's own)."""
     rows = ledger.index.actions_matching(after_position=rollback.position)
-    mine = {f"rollback:{rollback.id}:{c.entity}" for c in rollback.compensations}
+    mine = {f"{rollback.verb}:{rollback.id}:{c.entity}" for c in rollback.compensations}
     planned = {c.entity for c in rollback.compensations}
     return {
         f"{system}/{collection}/{key}"

@@ -245,3 +245,18 @@ def test_contracts_protect_fields_bound_the_window_and_declare_repairs(ledger, c
     }
     assert "**notify** mail/sent/m1" in rollback.runbook()
     assert RollbackPlan.loads(rollback.dumps()) == rollback
+
+
+def test_a_batch_replayed_after_a_mistaken_rollback_comes_back_once(ledger, crm):
+    sync(ledger, crm)
+    scope = Scope(batches=("lead-sync-1",))
+    apply(ledger, plan(ledger, scope, {"crm": crm}), {"crm": crm})
+    assert dict(crm.scan("contacts")) == SEED
+    replay = plan(ledger, scope, {"crm": crm}, direction="redo")
+    assert replay.batch.startswith("replay-") and replay.conflicts == ()
+    report = apply(ledger, replay, {"crm": crm})
+    assert report.counts == {"restored": 3} and report.mismatches == []
+    assert all(v == {"stage": "sql", "owner": "dara"} for _, v in crm.scan("contacts"))
+    assert plan(ledger, scope, {"crm": crm}, direction="redo").compensations == ()
+    again = plan(ledger, scope, {"crm": crm})  # and it can be rolled back once more
+    assert len(again.compensations) == 3

@@ -169,6 +169,19 @@ def test_plan_then_apply_from_the_cli(workspace):
         text=True,
     )
     assert len(json.loads(history.stdout)) == 2  # the batch's action and one compensation
+    replayed = subprocess.run(
+        [*LEDGER, "replay", "apply", "--batch", "b1", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert replayed.returncode == 3, replayed.stderr  # 00002 still conflicts: it is skipped
+    assert json.loads(replayed.stdout)["counts"] == {"restored": 2, "skipped": 1}
+    assert sqlite3.connect(crm).execute("SELECT stage FROM contacts ORDER BY id").fetchall() == [
+        ("sql",),
+        ("sql",),
+        ("won",),
+    ]
     status = subprocess.run(
         [*LEDGER, "rollback", "status", "--json"], env=env, capture_output=True, text=True
     )
