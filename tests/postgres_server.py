@@ -136,8 +136,17 @@ class PostgresServer:
     def _admin_execute(self, statement: _sql.Composed) -> None:
         import psycopg
 
-        with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(statement)
+        try:
+            with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=10) as conn:
+                conn.execute(statement)
+        except psycopg.OperationalError as error:
+            if self._owned is None:
+                raise
+            # The private server went away mid-session: say why, from its own log.
+            raise PostgresStartError(
+                f"the test PostgreSQL server stopped answering ({error}); "
+                f"--- tail of {self._owned.log} ---\n{_tail(self._owned.log)}"
+            ) from error
 
     def create_database(self) -> str:
         """Create a uniquely named empty database and return its URL."""
