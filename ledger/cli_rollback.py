@@ -89,6 +89,25 @@ _HELP = {
 }
 
 
+def _plan(
+    db: str | None, config: str | None, policy: str, direction: str, scope: dict[str, Any]
+) -> RollbackPlan:
+    """Plan a scope with the configured systems and contracts; reads only."""
+    adapters = open_adapters(config)
+    try:
+        return plan(
+            _open(db),
+            _scope(**scope),
+            adapters,
+            policy=policy,
+            contracts=load_contracts(config),
+            direction=direction,
+        )
+    finally:
+        for adapter in adapters.values():
+            adapter.close()
+
+
 def _register(group: click.Group, direction: str) -> None:
     """The plan, check and apply commands of one direction."""
 
@@ -114,19 +133,7 @@ def _register(group: click.Group, direction: str) -> None:
         out: Path | None,
         **scope: Any,
     ) -> None:
-        adapters = open_adapters(config)
-        try:
-            result = plan(
-                _open(db),
-                _scope(**scope),
-                adapters,
-                policy=policy,
-                contracts=load_contracts(config),
-                direction=direction,
-            )
-        finally:
-            for adapter in adapters.values():
-                adapter.close()
+        result = _plan(db, config, policy, direction, scope)
         if runbook:
             runbook.write_text(result.runbook())
         if out:
@@ -139,19 +146,7 @@ def _register(group: click.Group, direction: str) -> None:
     @_verb
     @_scope_options
     def check(db: str | None, as_json: bool, config: str | None, policy: str, **scope: Any) -> None:
-        adapters = open_adapters(config)
-        try:
-            result = plan(
-                _open(db),
-                _scope(**scope),
-                adapters,
-                policy=policy,
-                contracts=load_contracts(config),
-                direction=direction,
-            )
-        finally:
-            for adapter in adapters.values():
-                adapter.close()
+        result = _plan(db, config, policy, direction, scope)
         kinds: dict[str, int] = {}
         for compensation in result.compensations:
             kinds[compensation.kind] = kinds.get(compensation.kind, 0) + 1

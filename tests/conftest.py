@@ -6,6 +6,8 @@ Without PostgreSQL binaries the postgres tests are skipped locally, but fail whe
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,3 +78,20 @@ def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'crm.db'}"
     url = str(request.getfixturevalue("postgres_url"))
     return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    """A folder with a SQLite CRM path, an initialised ledger and a ledger.toml naming the CRM
+    as system `crm` (collection `contacts`), and the environment for `ledger` commands."""
+    crm = tmp_path / "crm.db"
+    config = tmp_path / "ledger.toml"
+    config.write_text(
+        f'[systems.crm]\ntype = "sql"\nurl = "sqlite:///{crm}"\n'
+        'collections.contacts = { table = "contacts", key = ["id"] }\n'
+    )
+    env = {**os.environ, "LEDGER_DB": str(tmp_path / "ledger.db"), "LEDGER_CONFIG": str(config)}
+    subprocess.run(
+        [sys.executable, "-m", "ledger", "init"], env=env, check=True, capture_output=True
+    )
+    return tmp_path, crm, env

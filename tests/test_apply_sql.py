@@ -39,20 +39,6 @@ def make_crm(url, count):
     engine.dispose()
 
 
-@pytest.fixture
-def workspace(tmp_path):
-    """A SQLite CRM, a ledger, and a ledger.toml naming the CRM as system `crm`."""
-    crm = tmp_path / "crm.db"
-    config = tmp_path / "ledger.toml"
-    config.write_text(
-        f'[systems.crm]\ntype = "sql"\nurl = "sqlite:///{crm}"\n'
-        'collections.contacts = { table = "contacts", key = ["id"] }\n'
-    )
-    env = {**os.environ, "LEDGER_DB": str(tmp_path / "ledger.db"), "LEDGER_CONFIG": str(config)}
-    subprocess.run([*LEDGER, "init"], env=env, check=True, capture_output=True)
-    return tmp_path, crm, env
-
-
 def write_changes(path, keys, **values):
     path.write_text(
         "".join(

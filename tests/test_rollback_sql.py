@@ -82,19 +82,6 @@ def test_records_edited_between_plan_and_apply_keep_the_outside_values(sql_url, 
     engine.dispose()
 
 
-@pytest.fixture
-def workspace(tmp_path):
-    crm = tmp_path / "crm.db"
-    config = tmp_path / "ledger.toml"
-    config.write_text(
-        f'[systems.crm]\ntype = "sql"\nurl = "sqlite:///{crm}"\n'
-        'collections.contacts = { table = "contacts", key = ["id"] }\n'
-    )
-    env = {**os.environ, "LEDGER_DB": str(tmp_path / "ledger.db"), "LEDGER_CONFIG": str(config)}
-    subprocess.run([*LEDGER, "init"], env=env, check=True, capture_output=True)
-    return tmp_path, crm, env
-
-
 def apply_batch(tmp_path, env, count):
     path = tmp_path / "batch.jsonl"
     path.write_text(
