@@ -153,31 +153,38 @@ class SqlAdapter:
 
     def write(self, collection: str, writes: Sequence[Write]) -> list[WriteResult]:
         table = self.table(collection)
+        with (
+            self._connect() as base,
+            base.execution_options(ledger_write=True) as connection,
+            connection.begin(),
+        ):
+            return self._write(connection, collection, table, writes)
+
+    def _write(
+        self, connection: Connection, collection: str, table: sa.Table, writes: Sequence[Write]
+    ) -> list[WriteResult]:
         results: list[WriteResult | None] = [None] * len(writes)
-        with self._connect() as connection, connection.begin():
-            current = self._read(connection, collection, [w.key for w in writes], lock=True)
-            groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
-            for index, write in enumerate(writes):
-                before = current.get(write.key)
-                refused = check_expected(write.key, write, before) or self._check_values(
-                    collection, table, write
-                )
-                if refused is not None:
-                    results[index] = refused
-                    continue
-                if write.operation != "create":
-                    current[write.key] = {**(before or {}), **write.values}
-                elif write.key in current:  # a second create of the same key in one chunk
-                    results[index] = check_expected(write.key, write, current[write.key])
-                    continue
-                else:
-                    current[write.key] = dict(write.values)
-                results[index] = WriteResult(write.key, "applied", before)
-                groups.setdefault((write.operation, tuple(sorted(write.values))), []).append(index)
-            for (operation, _), indexes in groups.items():
-                self._apply_group(
-                    connection, collection, table, operation, writes, indexes, results
-                )
+        current = self._read(connection, collection, [w.key for w in writes], lock=True)
+        groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+        for index, write in enumerate(writes):
+            before = current.get(write.key)
+            refused = check_expected(write.key, write, before) or self._check_values(
+                collection, table, write
+            )
+            if refused is not None:
+                results[index] = refused
+                continue
+            if write.operation != "create":
+                current[write.key] = {**(before or {}), **write.values}
+            elif write.key in current:  # a second create of the same key in one chunk
+                results[index] = check_expected(write.key, write, current[write.key])
+                continue
+            else:
+                current[write.key] = dict(write.values)
+            results[index] = WriteResult(write.key, "applied", before)
+            groups.setdefault((write.operation, tuple(sorted(write.values))), []).append(index)
+        for (operation, _), indexes in groups.items():
+            self._apply_group(connection, collection, table, operation, writes, indexes, results)
         return [result for result in results if result is not None]
 
     def _check_values(self, collection: str, table: sa.Table, write: Write) -> WriteResult | None:
@@ -267,7 +274,8 @@ def cast_before(result: WriteResult | None) -> Record | None:
 
 
 def _take_the_write_lock_at_begin(engine: Engine) -> None:
-    """pysqlite's deferred BEGIN reads before locking; make every transaction BEGIN IMMEDIATE."""
+    """pysqlite's deferred BEGIN reads before locking: a write transaction begins IMMEDIATE (the
+    write lock taken before the compare), a read one stays deferred (a long scan locks nothing)."""
 
     @sa.event.listens_for(engine, "connect")
     def _autocommit_driver(dbapi_connection: Any, _: Any) -> None:
@@ -275,8 +283,9 @@ def _take_the_write_lock_at_begin(engine: Engine) -> None:
         dbapi_connection.execute("PRAGMA busy_timeout = 30000")
 
     @sa.event.listens_for(engine, "begin")
-    def _begin_immediate(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(connection: Connection) -> None:
+        writing = connection.get_execution_options().get("ledger_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
 
 
 def _python_type(column: sa.Column[Any]) -> type | None:

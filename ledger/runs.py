@@ -34,7 +34,14 @@ import adapters.protocol as protocol
 from ledger.application import Ledger
 from ledger.changes import Change
 from ledger.domain import Address, Intent, intent_id
-from ledger.errors import CanaryLimit, InvalidChange, StaleWrite, TransientError
+from ledger.errors import (
+    BatchClosed,
+    CanaryLimit,
+    InvalidChange,
+    NotFound,
+    StaleWrite,
+    TransientError,
+)
 from ledger.values import ABSENT, same, to_display
 from ledger.views import Receipt
 
@@ -217,6 +224,8 @@ class Run:
             else:
                 todo.append(index)
         todo, beyond_limit = self._within_limit(chunk, todo)
+        if todo:
+            self._refuse_if_closed(chunk[todo[0]])
         images = target.adapter.read(target.collection, [chunk[i].address.key for i in todo])
         writes: dict[int, Write] = {}
         for index in todo:
@@ -249,6 +258,18 @@ class Run:
                         outcome.entity, cast(str, outcome.field), outcome.expected, outcome.actual
                     )
         return ordered
+
+    def _refuse_if_closed(self, change: Change) -> None:
+        """A closed batch takes no new action: refuse before anything reaches the target."""
+        try:
+            closed = self.ledger.batch_view(self.batch).status == "closed"
+        except NotFound:
+            return
+        if closed:
+            raise BatchClosed(
+                f"batch {self.batch!r} is closed; {change.address} and the other new changes "
+                "were not applied (retries of actions it holds are still answered)"
+            )
 
     def _within_limit(
         self, chunk: list[Change], todo: list[int]

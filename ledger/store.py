@@ -256,7 +256,9 @@ class IndexedRecorder:
             statement += " AND " + cutoff.condition(p)
             params.append(cutoff.value)
         if after is not None:
-            statement += f" AND (a.key > {p} OR (a.key = {p} AND a.version > {p}))"
+            # Written so the (system, collection, key, version) index seeks to the page start:
+            # a bare OR would make SQLite rescan from the collection's start on every page.
+            statement += f" AND a.key >= {p} AND (a.key > {p} OR a.version > {p})"
             params.extend([after[0], after[0], after[1]])
         statement += f" ORDER BY a.key, a.version LIMIT {p}"
         params.append(limit)

@@ -222,3 +222,19 @@ def test_a_run_reads_like_the_automation_it_records(ledger, crm):
         run.update(contacts, 2, {"stage": "customer"}, expected={"owner": "bo"})
     assert dict(run.counts) == {"applied": 2}
     assert ledger.batch_view("lead-sync-7").status == "closed"
+
+
+def test_a_closed_batch_refuses_new_changes_before_writing_anything(ledger, crm):
+    from ledger.errors import BatchClosed
+
+    with Run(ledger, "run-1") as run:
+        run.update(Target(crm, "contacts"), 1, {"stage": "sql"})
+    counting = Flaky(crm)
+    rerun = Run(ledger, "run-1")
+    assert (
+        rerun.update(Target(counting, "contacts"), 1, {"stage": "sql"}).status == "already_applied"
+    )
+    with pytest.raises(BatchClosed, match="batch 'run-1' is closed"):
+        rerun.update(Target(counting, "contacts"), 2, {"stage": "sql"})
+    assert counting.writes == 0
+    assert crm.read("contacts", ["2"])["2"]["stage"] == "mql"

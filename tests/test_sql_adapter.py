@@ -154,3 +154,21 @@ def test_unknown_collection_or_table_is_a_configuration_error(tmp_path):
         adapter.read("contacts", ["1"])
     with pytest.raises(ConfigurationError, match="no collection 'deals'"):
         adapter.read("deals", ["1"])
+
+
+def test_a_long_scan_on_sqlite_does_not_hold_the_write_lock(tmp_path):
+    """In WAL mode readers never block writers; a scan must not take the write lock either.
+    (In rollback-journal mode SQLite itself makes writers wait for any open read.)"""
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    adapter = seeded(url, {str(i): {"name": "x", "stage": None, "score": i} for i in range(5)})
+    sqlite3.connect(tmp_path / "crm.db").execute("PRAGMA journal_mode=WAL").close()
+    scan = adapter.scan("contacts")
+    next(scan)  # a scan in progress
+    other = SqlAdapter("crm", url, {"contacts": SqlCollection("contacts")})
+    (result,) = other.write("contacts", [Write("1", "update", {"score": 9}, expected={"score": 1})])
+    assert result.outcome == "applied"
+    assert len(list(scan)) == 4
+    other.close()
+    adapter.close()
