@@ -161,7 +161,7 @@ def _check_shape(change: Change) -> None:
     check_value(change.values, "set")
     check_value(change.before or {}, "before")
     check_value(change.inputs, "inputs")
-    check_value(change.expected or {}, "expected")
+    check_value(change.expected or {}, "expected", absent_fields=True)
 
 
 def _text(data: dict[str, Any], key: str) -> str | None:

@@ -582,7 +582,7 @@ def _compensation(
     unset = tuple(sorted(f for f in fields if f not in before and f in current))
     if not values and not unset:
         return None
-    expected = {f: current[f] for f in [*values, *unset] if f in current}
+    expected = {f: current.get(f, ABSENT) for f in [*values, *unset]}
     return Compensation(entity, "update", values, unset, expected, compensates, position)
 
 

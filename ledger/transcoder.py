@@ -21,6 +21,7 @@ import orjson
 from eventsourcing.persistence import Transcoder, Transcoding, TranscodingNotRegisteredError
 
 from ledger.errors import InvalidValue
+from ledger.values import ABSENT
 
 _INT64_MIN: Final = -(1 << 63)
 _UINT64_MAX: Final = (1 << 64) - 1
@@ -53,6 +54,8 @@ BUILTIN_TRANSCODINGS: Final = (
     _Tagged(int, "int_str", str, int),
     _Tagged(tuple, "tuple_as_list", list, tuple),
     _Tagged(dict, "dict", lambda d: d, lambda d: d),
+    # A compare-and-set expectation that a field does not exist (never an external value).
+    _Tagged(type(ABSENT), "absent", lambda _: None, lambda _: ABSENT),
 )
 
 

@@ -46,9 +46,12 @@ class _Absent:
 ABSENT: Final = _Absent()
 
 
-def check_value(value: Any, where: str) -> None:
-    """Refuse a value that could not be stored and read back exactly; `where` names it."""
+def check_value(value: Any, where: str, *, absent_fields: bool = False) -> None:
+    """Refuse a value that could not be stored and read back exactly; `where` names it.
+    With ``absent_fields``, a top-level field may be ABSENT (an expectation, not a value)."""
     budget = [MAX_BYTES]
+    if absent_fields and isinstance(value, dict):
+        value = {key: item for key, item in value.items() if item is not ABSENT}
     _check(value, where, 0, budget)
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from adapters.memory import MemoryAdapter
 from adapters.protocol import Write
-from ledger import Address, Change
+from ledger import ABSENT, Address, Change
 from ledger.rollback import RollbackPlan, Scope, apply, plan
 from ledger.runs import Run, Target
 
@@ -260,3 +260,15 @@ def test_a_batch_replayed_after_a_mistaken_rollback_comes_back_once(ledger, crm)
     assert plan(ledger, scope, {"crm": crm}, direction="redo").compensations == ()
     again = plan(ledger, scope, {"crm": crm})  # and it can be rolled back once more
     assert len(again.compensations) == 3
+
+
+def test_a_field_absent_when_planned_and_set_before_apply_is_not_overwritten(ledger):
+    crm = MemoryAdapter("crm", {"contacts": {"1": {"stage": "lead"}}})
+    run_batch(ledger, crm, "b", [Change(contact("1"), "update", values={"stage": "sql"}, unset=())])
+    run_batch(ledger, crm, "b2", [Change(contact("1"), "update", unset=("stage",))])
+    rollback = plan(ledger, Scope(batches=("b2",)), {"crm": crm})
+    assert rollback.compensations[0].expected == {"stage": ABSENT}
+    outside_edit(crm, "1", stage="won")  # someone sets the field the plan expects absent
+    report = apply(ledger, RollbackPlan.loads(rollback.dumps()), {"crm": crm})
+    assert report.counts == {"skipped": 1}
+    assert crm.read("contacts", ["1"])["1"] == {"stage": "won"}
