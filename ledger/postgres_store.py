@@ -9,12 +9,13 @@ transaction, so the guarantee covers them too: do not move them out of it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import AggregateRecorder, ApplicationRecorder
+from eventsourcing.persistence import AggregateRecorder, ApplicationRecorder, ProgrammingError
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from psycopg import Cursor
 from psycopg.rows import DictRow
@@ -22,6 +23,7 @@ from psycopg.sql import SQL, Identifier
 
 from ledger.store import INDEX_TABLE, PENDING_TABLE, IndexedRecorder
 
+INSERT_CHUNK = 1000
 DDL_LOCK = 0x6C6564676572  # advisory lock key ("ledger") that serialises opening a ledger
 
 _ABORT = "DO $$ BEGIN RAISE EXCEPTION 'ledger: index rows failed, events rolled back'; END $$"
@@ -34,6 +36,7 @@ class PostgresLedgerRecorder(IndexedRecorder, PostgresApplicationRecorder):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._inserted = threading.local()  # ids of the current thread's insert, in order
         table = f"{{schema}}.{INDEX_TABLE}"
         for statement in (
             f"CREATE TABLE IF NOT EXISTS {table} ("
@@ -55,10 +58,37 @@ class PostgresLedgerRecorder(IndexedRecorder, PostgresApplicationRecorder):
                 SQL(statement).format(schema=Identifier(self.datastore.schema))
             )
 
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[Any], **kwargs: Any
+    ) -> None:
+        # The library sends every event of a save() as one INSERT of one array parameter. In
+        # pipeline mode a statement of about 5 MB or more never returns (client and server
+        # both wait; seen with psycopg 3.3 and libpq 15 at ~9,000 actions), so send chunks,
+        # under the same table lock, and keep every chunk's notification ids in order.
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        positions: list[int] = []
+        for start in range(0, len(stored_events), INSERT_CHUNK):
+            chunk = stored_events[start : start + INSERT_CHUNK]
+            rows = [
+                self.construct_pg_stored_event(
+                    event.originator_id, event.originator_version, event.topic, event.state
+                )
+                for event in chunk
+            ]
+            curs.execute(self.insert_events_statement, (rows,))
+            positions.extend(row["notification_id"] for row in curs.fetchall())
+        self._inserted.positions = positions
+
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[Any], **kwargs: Any
     ) -> Sequence[int] | None:
-        positions = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        positions: list[int] = self._inserted.positions
+        self._inserted.positions = []
+        if len(positions) != len(stored_events):
+            raise ProgrammingError(
+                f"got {len(positions)} notification ids for {len(stored_events)} events"
+            )
         try:
             self.write_derived_rows(curs, stored_events, positions, kwargs)
         except Exception:

@@ -171,3 +171,24 @@ def test_batches_are_listed_with_their_counts(ledger):
         "lead-sync",
     )
     assert (listed["b2"].status, listed["b2"].actions) == ("open", 1)
+
+
+def test_a_large_batch_is_recorded_in_one_transaction(ledger):
+    """20,000 actions in one save: on PostgreSQL one statement that size once hung forever."""
+    import signal
+
+    def too_slow(*_):
+        raise TimeoutError("recording 20,000 actions did not finish in 120 s")
+
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(120)
+    try:
+        changes = [create(Address("crm", "contacts", f"{i:05d}"), n=i) for i in range(20_000)]
+        receipts = ledger.record_all(changes, batch="big")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    positions = [r.action.position for r in receipts]
+    assert positions == sorted(positions) and len(set(positions)) == 20_000
+    assert ledger.batch_view("big").actions == 20_000
+    assert ledger.state(Address("crm", "contacts", "19999")).fields == {"n": 19_999}
