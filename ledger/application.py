@@ -164,8 +164,9 @@ class Ledger(Application[UUID]):
 
     def _action(self, entity_id: UUID, version: int) -> Action:
         (event,) = self.events.get(entity_id, gt=version - 1, lte=version)
-        positions = self.index.positions_of(entity_id)
-        return _action_view(cast(Entity.Action, event), positions[version][0])
+        return _action_view(
+            cast(Entity.Action, event), self.index.position_of(entity_id, version)[0]
+        )
 
     # Batches ---------------------------------------------------------------------------
 
@@ -314,7 +315,7 @@ class Ledger(Application[UUID]):
             fields, exists = {}, False
             for event in self._events_at_versions(entity_id, cutoff):
                 fields, exists = fold(fields, event.operation, event.before, event.after)
-        position, recorded = self.index.positions_of(entity_id)[highest]
+        position, recorded = self.index.position_of(entity_id, highest)
         return EntityState(str(address), exists, fields, highest, position, from_micros(recorded))
 
     def _events_at_versions(self, entity_id: UUID, cutoff: Cutoff | None) -> list[Entity.Action]:

@@ -50,6 +50,7 @@ class PostgresLedgerRecorder(IndexedRecorder, PostgresApplicationRecorder):
             f"CREATE INDEX IF NOT EXISTS {INDEX_TABLE}_collection "
             f"ON {table} (system, collection, key, version)",
             f"CREATE INDEX IF NOT EXISTS {INDEX_TABLE}_batch ON {table} (batch)",
+            f"CREATE INDEX IF NOT EXISTS {INDEX_TABLE}_time ON {table} (entity_id, recorded_at)",
             f"CREATE TABLE IF NOT EXISTS {{schema}}.{PENDING_TABLE} (fingerprint text PRIMARY KEY, "
             "batch text NOT NULL, system text NOT NULL, collection text NOT NULL, "
             "key text NOT NULL)",

@@ -66,6 +66,8 @@ class SQLiteLedgerRecorder(IndexedRecorder, SQLiteApplicationRecorder):
             f"CREATE INDEX IF NOT EXISTS {INDEX_TABLE}_collection "
             f"ON {INDEX_TABLE} (system, collection, key, version)",
             f"CREATE INDEX IF NOT EXISTS {INDEX_TABLE}_batch ON {INDEX_TABLE} (batch)",
+            f"CREATE INDEX IF NOT EXISTS {INDEX_TABLE}_time "
+            f"ON {INDEX_TABLE} (entity_id, recorded_at)",
             f"CREATE TABLE IF NOT EXISTS {PENDING_TABLE} (fingerprint TEXT PRIMARY KEY, "
             "batch TEXT NOT NULL, system TEXT NOT NULL, collection TEXT NOT NULL, "
             "key TEXT NOT NULL)",

@@ -225,6 +225,15 @@ class IndexedRecorder:
         )
         return [version for (version,) in rows]
 
+    def position_of(self, entity_id: UUID, version: int) -> tuple[int, int]:
+        """One version's log position and recorded time (microseconds)."""
+        ((position, recorded),) = self._rows(
+            f"SELECT position, recorded_at FROM {self._qualified(INDEX_TABLE)} "
+            f"WHERE entity_id = {self.placeholder} AND version = {self.placeholder}",
+            [self._db_id(entity_id), version],
+        )
+        return position, recorded
+
     def positions_of(self, entity_id: UUID) -> dict[int, tuple[int, int]]:
         """Each version's log position and recorded time (microseconds)."""
         rows = self._rows(
