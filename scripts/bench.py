@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
 import tempfile
 import time
@@ -19,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import ROOT  # noqa: E402
-from bench.pg import Postgres  # noqa: E402
-from bench.report import Row, render  # noqa: E402
-from bench.sizes import QUICK, Sizes  # noqa: E402
-from bench.suite import ROWS, BenchError, Suite  # noqa: E402
+from bench import ROOT
+from bench.pg import Postgres
+from bench.report import Row, code_version, render
+from bench.sizes import QUICK, Sizes
+from bench.suite import ROWS, BenchError, Suite
 
 DEFAULT_OUTPUT = ROOT / "docs" / "performance.md"
 
@@ -36,8 +37,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--only", default="", help=f"rows to run, e.g. 1,4 (of {','.join(ROWS)})")
     parser.add_argument("--no-postgres", action="store_true", help="skip row 8 (PostgreSQL)")
-    parser.add_argument("--output", type=Path, help=f"report path (default {DEFAULT_OUTPUT}; "
-                        "with --quick, a temporary file)")  # fmt: skip
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        help="seconds one task may take before it counts as hung (default 900; 120 with --quick)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help=f"report path (default {DEFAULT_OUTPUT}; with --quick, a temporary file)",
+    )
     args = parser.parse_args(argv)
     try:
         args.sizes = (QUICK if args.quick else Sizes()).with_overrides(args.sizes)
@@ -47,6 +56,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     unknown = sorted(args.only - set(ROWS))
     if unknown:
         parser.error(f"--only: no row {unknown[0]!r}; rows are {', '.join(ROWS)}")
+    if args.timeout is None:
+        args.timeout = 120.0 if args.quick else 900.0
     if args.output is None:
         args.output = (
             Path(tempfile.mkstemp(prefix="changeledger-perf-", suffix=".md")[1])
@@ -89,14 +100,18 @@ def run_postgres(suite: Suite, enabled: bool) -> list[Row]:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    # Killed by SIGTERM: unwind normally, so a PostgreSQL server started here is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     command = os.environ.get("BENCH_COMMAND") or shlex.join(["python", "scripts/bench.py", *argv])
     started = time.perf_counter()
+    code = code_version(ROOT)  # before the run: the code the workloads import
+    load_at_start = os.getloadavg()[0]
 
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - started:6.1f} s] {message}", file=sys.stderr, flush=True)
 
     with tempfile.TemporaryDirectory(prefix="changeledger-bench-") as workdir:
-        suite = Suite(args.sizes, Path(workdir), log)
+        suite = Suite(args.sizes, Path(workdir), log, timeout=args.timeout)
         try:
             rows = run_rows(suite, args.only, not args.no_postgres)
         except BenchError as error:
@@ -110,6 +125,8 @@ def main(argv: list[str]) -> int:
         postgres=suite.postgres_version,
         sizes=args.sizes.describe(),
         method=(ROOT / "bench" / "method.md").read_text(),
+        code=code,
+        load=(load_at_start, os.getloadavg()[0]),
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)

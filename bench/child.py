@@ -1,0 +1,39 @@
+"""Runs one task in this fresh process and prints its result, with this process's peak RSS.
+
+Usage: ``python -m bench.child TASK PARAMS_JSON``; the last line of stdout is a JSON object.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import resource
+import sys
+from typing import Any
+
+TASKS = {
+    "seed_ledger": "bench.write_tasks:seed_ledger",
+    "seed_plain": "bench.write_tasks:seed_plain",
+    "ledger_batch": "bench.write_tasks:ledger_batch",
+    "ledger_single": "bench.write_tasks:ledger_single",
+    "plain_batch": "bench.write_tasks:plain_batch",
+    "raw_batch": "bench.raw:raw_batch",
+    "raw_single": "bench.raw:raw_single",
+    "seed_history": "bench.read_tasks:seed_history",
+    "ledger_state": "bench.read_tasks:ledger_state",
+    "replay_state": "bench.read_tasks:replay_state",
+    "ledger_collection": "bench.read_tasks:ledger_collection",
+    "raw_collection": "bench.raw:raw_collection",
+}
+
+
+def run(task: str, params: dict[str, Any]) -> dict[str, Any]:
+    module, name = TASKS[task].split(":")
+    result: dict[str, Any] = getattr(importlib.import_module(module), name)(**params)
+    # ru_maxrss is in KiB on Linux.
+    result["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(sys.argv[1], json.loads(sys.argv[2]))))

@@ -1,0 +1,367 @@
+"""Runs the workloads and their references, each in a fresh subprocess, and builds the rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import ROOT
+from bench.report import NOT_BUILT, Row
+from bench.sizes import Sizes
+
+ROWS = ("1", "2", "3", "4", "5", "6", "7", "8")
+TIMES = "\N{MULTIPLICATION SIGN}"
+FLAT_MIB = 10.0  # peak RSS counts as flat if it grows by at most this (or 10 %)
+
+
+class BenchError(RuntimeError):
+    """A task failed, or a workload and its reference did not do the same work."""
+
+
+class TaskTimeout(BenchError):
+    """A task gave no result within the time allowed (it was killed)."""
+
+
+class Suite:
+    def __init__(
+        self, sizes: Sizes, workdir: Path, log: Callable[[str], None], timeout: float = 900
+    ) -> None:
+        self.sizes = sizes
+        self.timeout = timeout
+        self.workdir = workdir
+        self.log = log
+        self.postgres_version = "not run"
+        self._seeds: dict[int, tuple[str, int]] = {}
+        self._batch: dict[str, Any] | None = None
+        self._files = 0
+
+    # Plumbing -----------------------------------------------------------------------
+
+    def task(self, name: str, *, timeout: float | None = None, **params: Any) -> dict[str, Any]:
+        """Run one task in a fresh Python process; its last stdout line is its JSON result."""
+        timeout = min(timeout or self.timeout, self.timeout)
+        started = time.perf_counter()
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        }
+        try:
+            process = subprocess.run(
+                [sys.executable, "-m", "bench.child", name, json.dumps(params)],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise TaskTimeout(f"no result in {timeout:.0f} s ({name} killed)") from None
+        if process.returncode != 0:
+            raise BenchError(
+                f"task {name} failed (exit {process.returncode}):\n{process.stderr[-4000:]}"
+            )
+        result: dict[str, Any] = json.loads(process.stdout.strip().splitlines()[-1])
+        self.log(
+            f"  {name}: {time.perf_counter() - started:.1f} s wall, {result['rss_mib']:.0f} MiB"
+        )
+        return result
+
+    def path(self, stem: str) -> str:
+        self._files += 1
+        return str(self.workdir / f"{self._files:02d}-{stem}")
+
+    def seeded(self, n: int) -> tuple[str, int]:
+        """A SQLite ledger with ``n`` records and the checkpoint after them (built once)."""
+        if n not in self._seeds:
+            self.log(f"seeding a SQLite ledger with {n:,} records (not timed)")
+            db = self.path(f"seed-{n}.db")
+            position = self.task("seed_ledger", db=db, n=n)["position"]
+            with sqlite3.connect(db) as connection:  # fold the WAL in, so a copy is whole
+                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            connection.close()
+            self._seeds[n] = (db, position)
+        return self._seeds[n]
+
+    def copy(self, n: int) -> str:
+        source, _ = self.seeded(n)
+        target = self.path(f"copy-{n}.db")
+        shutil.copyfile(source, target)
+        return target
+
+    # Workloads 1 and 2 ------------------------------------------------------------------
+
+    def ledger_batch(self) -> dict[str, Any]:
+        if self._batch is None:
+            n = self.sizes.batch
+            self.log(f"workload 1: the ledger records {n:,} updates in one batch")
+            rows = self.path("batch-rows.pickle")
+            self._batch = {
+                **self.task("ledger_batch", db=self.copy(n), n=n, export=rows),
+                "rows": rows,
+            }
+        return self._batch
+
+    def row_1(self) -> list[Row]:
+        n = self.sizes.batch
+        ledger = self.ledger_batch()
+        self.log("workload 1: the floor (sqlite3 executemany of the same rows)")
+        floor = self.task("raw_batch", db=self.copy(n), rows=ledger["rows"])
+        row = _compared(
+            Row(
+                "1",
+                f"record {n:,} updates in one batch (`record_all`), SQLite, "
+                "idempotency + time index",
+                "raw `sqlite3` `executemany` of the same event + index rows, one transaction "
+                "(the floor)",
+                "≥ 25 % of the floor",
+            ),
+            ledger,
+            floor,
+        )
+        row.met = row.ratio is not None and row.ratio >= 0.25
+        size = ledger["state_bytes"] / ledger["events"]
+        row.notes.append(
+            f"the ledger wrote {ledger['events']:,} event rows ({size:.0f} bytes of state each) "
+            f"and {ledger['index_rows']:,} index rows; the floor stored exactly these rows into "
+            "its own copy of the same seeded database"
+        )
+        return [row]
+
+    def row_2(self) -> list[Row]:
+        n = self.sizes.batch
+        ledger = self.ledger_batch()
+        self.log(f"workload 2: seeding a plain eventsourcing application with {n:,} records")
+        db = self.path(f"plain-{n}.db")
+        self.task("seed_plain", db=db, n=n)
+        self.log("workload 2: the plain application saves the same changes")
+        plain = self.task("plain_batch", db=db, n=n)
+        row = _compared(
+            Row(
+                "2",
+                f"the same {n:,} updates (the ledger figure of row 1)",
+                "plain eventsourcing `Application` (JSON transcoder, `eventsourcing.sqlite`): "
+                "`repository.get`, one event each, one `save()`",
+                f"≥ 5{TIMES} its rate",
+            ),
+            ledger,
+            plain,
+        )
+        row.met = row.ratio is not None and row.ratio >= 5
+        save_only = plain["save_seconds"] / ledger["seconds"]
+        row.notes.append(
+            f"the plain application spent {plain['save_seconds']:.2f} s of "
+            f"{plain['seconds']:.2f} s in `save()`; against `save()` alone the ledger's ratio "
+            f"is {save_only:.2f}{TIMES}"
+        )
+        return [row]
+
+    # Workload 3 -------------------------------------------------------------------------
+
+    def row_3(self) -> list[Row]:
+        n = self.sizes.single
+        self.log(f"workload 3: the ledger records {n:,} updates one at a time")
+        rows = self.path("single-rows.pickle")
+        ledger = self.task("ledger_single", db=self.copy(n), n=n, export=rows)
+        self.log("workload 3: raw sqlite3, one insert + commit per action")
+        raw = self.task("raw_single", db=self.copy(n), rows=rows)
+        row = _compared(
+            Row(
+                "3",
+                f"record {n:,} updates one at a time (`record`), each committed, SQLite",
+                "raw `sqlite3`: per action BEGIN, insert event + index row, COMMIT "
+                "(WAL, synchronous=FULL)",
+                "≥ 50 % of its rate",
+            ),
+            ledger,
+            raw,
+        )
+        row.met = row.ratio is not None and row.ratio >= 0.5
+        return [row]
+
+    # Workload 4 (and 8b/8c) -----------------------------------------------------------------
+
+    def point_in_time(self, db: str, ids: tuple[str, str], backend: str) -> list[Row]:
+        versions = self.sizes.history
+        self.log(f"workload 4 ({backend}): one record with {versions:,} versions (not timed)")
+        history = self.task("seed_history", db=db, versions=versions)
+        rng = random.Random(8)
+        kinds = {
+            "time": [
+                rng.randint(history["first"], history["last"]) for _ in range(self.sizes.samples)
+            ],
+            "version": [rng.randint(1, history["versions"]) for _ in range(self.sizes.samples)],
+        }
+        samples = [(kind, value) for kind, values in kinds.items() for value in values]
+        self.log(f"workload 4 ({backend}): {len(samples)} ledger samples")
+        ledger = self.task("ledger_state", db=db, samples=samples)
+        subset = [(kind, v) for kind, values in kinds.items() for v in values[: self.sizes.replay]]
+        self.log(f"workload 4 ({backend}): {len(subset)} full replays (reference)")
+        replay = self.task("replay_state", db=db, samples=subset)
+        rows = []
+        for row_id, kind in zip(ids, kinds, strict=True):
+            mine = [i for i, (k, _) in enumerate(samples) if k == kind]
+            shared = [i for i, (k, _) in enumerate(samples) if k == kind][: self.sizes.replay]
+            theirs = [i for i, (k, _) in enumerate(subset) if k == kind]
+            if [ledger["results"][i] for i in shared] != [replay["results"][i] for i in theirs]:
+                raise BenchError(f"workload 4 ({backend}, {kind}): ledger and replay disagree")
+            durations = [ledger["durations"][i] for i in mine]
+            median = statistics.median(durations) * 1000
+            ledger_time = sum(ledger["durations"][i] for i in shared)
+            replay_time = sum(replay["durations"][i] for i in theirs)
+            what = "a random time T" if kind == "time" else "a random version"
+            row = Row(
+                row_id,
+                f"state of one record with {versions:,} versions at {what} "
+                f"(`state(address, Point('{kind}', …))`), {len(durations)} samples, {backend}",
+                "full replay from version 1, no snapshots (read + decode + fold every event "
+                f"up to the point), first {len(theirs)} of the same samples",
+                f"median ≤ 2 ms; ≥ 20{TIMES} replay" if backend == "SQLite" else "reported",
+                unit="states/s",
+                ledger_rate=len(durations) / sum(durations),
+                reference_rate=len(theirs) / replay_time,
+                ratio=replay_time / ledger_time,
+                rss=(ledger["rss_mib"], replay["rss_mib"]),
+                extra=f"median {median:.2f} ms",
+            )
+            if backend == "SQLite":
+                row.met = median <= 2 and row.ratio is not None and row.ratio >= 20
+            replay_median = statistics.median(replay["durations"][i] for i in theirs) * 1000
+            p90 = statistics.quantiles(durations, n=10)[-1] * 1000 if len(durations) > 1 else median
+            row.notes.append(
+                f"ratio over the {len(theirs)} samples both ran (identical results on each); "
+                f"replay median {replay_median:.1f} ms, ledger p90 {p90:.2f} ms"
+            )
+            rows.append(row)
+        return rows
+
+    def row_4(self) -> list[Row]:
+        return self.point_in_time(self.path("history.db"), ("4a", "4b"), "SQLite")
+
+    # Workload 5 -------------------------------------------------------------------------
+
+    def row_5(self) -> list[Row]:
+        rows: list[Row] = []
+        for letter, n in zip("abcdefgh", self.sizes.collection, strict=False):
+            db, position = self.seeded(n)
+            self.log(f"workload 5: stream {n:,} records as of the checkpoint")
+            ledger = self.task("ledger_collection", db=db)
+            raw = self.task("raw_collection", db=db, position=position)
+            if ledger["count"] != n or raw["count"] != n:
+                counts = f"{ledger['count']} / {raw['count']}"
+                raise BenchError(f"workload 5: {counts} records, not {n}")
+            row = _compared(
+                Row(
+                    f"5{letter}",
+                    f"a collection of {n:,} records as of a checkpoint, streamed "
+                    "(`collection(…, Point('checkpoint', …))`), SQLite",
+                    "raw `sqlite3` `SELECT` of the same index ⋈ event rows (one query)",
+                    "≥ 25 % of raw; peak RSS flat from smallest to largest",
+                    unit="records/s",
+                ),
+                ledger,
+                raw,
+            )
+            rows.append(row)
+        first = rows[0].rss[0] if rows[0].rss else 0.0
+        last = rows[-1].rss[0] if rows[-1].rss else 0.0
+        flat = last - first <= max(FLAT_MIB, 0.1 * first)
+        for row in rows:
+            row.met = row.ratio is not None and row.ratio >= 0.25 and flat
+        if len(rows) > 1:
+            growth = round(last - first)
+            rows[-1].extra = f"RSS {growth:+d} MiB vs {self.sizes.collection[0]:,}"
+            rows[-1].notes.append(
+                f"ledger peak RSS {first:.0f} MiB at {self.sizes.collection[0]:,} records and "
+                f"{last:.0f} MiB at {self.sizes.collection[-1]:,}: "
+                + ("flat" if flat else "NOT flat")
+                + f" (flat means at most +{FLAT_MIB:.0f} MiB or +10 %)"
+            )
+        return rows
+
+    # Placeholders and PostgreSQL ----------------------------------------------------------
+
+    @staticmethod
+    def placeholders() -> list[Row]:
+        return [
+            Row("6", "roll back a bad batch", "—", "later milestone", status=NOT_BUILT),
+            Row("7", "reconcile against a target system", "—", "later milestone", status=NOT_BUILT),
+        ]
+
+    def row_8(self, postgres: Any) -> list[Row]:
+        self.postgres_version = postgres.version()
+        largest = max(self.sizes.pg_batch)
+        self.log(f"workload 8: seeding a PostgreSQL ledger with {largest:,} records (not timed)")
+        seed = postgres.create()
+        self.task("seed_ledger", db=seed, n=largest)
+        rows = [self.pg_batch(postgres, seed, n) for n in self.sizes.pg_batch]
+        return [*rows, *self.point_in_time(postgres.create(), ("8b", "8c"), "PostgreSQL")]
+
+    def pg_batch(self, postgres: Any, seed: str, n: int) -> Row:
+        """Row 1 on PostgreSQL: the first ``n`` records of the seeded database are updated."""
+        several = len(self.sizes.pg_batch) > 1
+        row = Row(
+            f"8a ({n:,})" if several else "8a",
+            f"row 1 on PostgreSQL: {n:,} updates in one batch",
+            "raw `psycopg` `COPY` of the same event + index rows, one transaction, "
+            "events table locked as the library locks it",
+            "≥ 25 % of raw",
+        )
+        rows_file = self.path(f"pg-batch-{n}-rows.pickle")
+        self.log(f"workload 8: the ledger records {n:,} updates in one batch on PostgreSQL")
+        try:
+            # ~1,500 actions/s when it works: allow several times that before calling it hung.
+            ledger = self.task(
+                "ledger_batch",
+                db=postgres.copy(seed),
+                n=n,
+                export=rows_file,
+                timeout=max(60.0, n / 300),
+            )
+        except TaskTimeout as error:
+            row.status = f"**hung**: {error}"
+            row.met = False
+            row.notes.append(
+                "the ledger's `record_all` never returned: one `save()` is one INSERT whose "
+                "parameter carries every event, sent in psycopg's pipeline mode, which hangs "
+                "for ever from about 5 MB on (the server waits in ClientRead, the client in "
+                "`Pipeline.sync()`)"
+            )
+            return row
+        self.log("workload 8: raw psycopg COPY of the same rows")
+        raw = self.task("raw_batch", db=postgres.copy(seed), rows=rows_file)
+        _compared(row, ledger, raw)
+        row.met = row.ratio is not None and row.ratio >= 0.25
+        row.notes.append(
+            f"{ledger['events']:,} event rows, {ledger['state_bytes'] / 2**20:.1f} MiB of event "
+            "state in one `save()`"
+        )
+        return row
+
+    @staticmethod
+    def postgres_skipped(reason: str) -> list[Row]:
+        return [
+            Row(
+                "8a", "row 1 on PostgreSQL", "raw `psycopg` `COPY`", "≥ 25 % of raw", status=reason
+            ),
+            Row("8b", "row 4 (time) on PostgreSQL", "full replay", "reported", status=reason),
+            Row("8c", "row 4 (version) on PostgreSQL", "full replay", "reported", status=reason),
+        ]
+
+
+def _compared(row: Row, ledger: dict[str, Any], reference: dict[str, Any]) -> Row:
+    row.ledger_rate = ledger["count"] / ledger["seconds"]
+    row.reference_rate = reference["count"] / reference["seconds"]
+    row.ratio = row.ledger_rate / row.reference_rate
+    row.rss = (ledger["rss_mib"], reference["rss_mib"])
+    return row

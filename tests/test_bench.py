@@ -1,0 +1,104 @@
+"""The benchmark suite runs end to end at tiny sizes and reports every row (no timing asserted)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "bench.py"
+MEASURED = ("1", "2", "3", "4a", "4b", "5a", "5b")
+RATE = re.compile(r"^[\d,]+ (actions|states|records)/s\b")
+RATIO = re.compile(r"^\d+\.\d\d\N{MULTIPLICATION SIGN}$")
+RSS = re.compile(r"^\d+ / \d+ MiB$")
+
+
+def _table(report: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in report.splitlines():
+        if line.startswith("| ") and not line.startswith("| # "):
+            cells = [cell.strip() for cell in line.strip("|").split(" | ")]
+            assert len(cells) == 9, line
+            rows[cells[0]] = cells
+    return rows
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory: pytest.TempPathFactory) -> str:
+    output = tmp_path_factory.mktemp("bench") / "performance.md"
+    process = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--no-postgres", "--output", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    return output.read_text()
+
+
+def test_every_row_is_reported(quick_report: str) -> None:
+    rows = _table(quick_report)
+    assert list(rows) == [*MEASURED, "6", "7", "8a", "8b", "8c"]
+    for row_id in ("6", "7"):
+        assert rows[row_id][3] == "not yet built"
+    for row_id in ("8a", "8b", "8c"):
+        assert rows[row_id][3] == "skipped (--no-postgres)"
+
+
+def test_measured_rows_have_numbers_that_parse(quick_report: str) -> None:
+    rows = _table(quick_report)
+    for row_id in MEASURED:
+        _, _, _, ledger, reference, ratio, rss, target, met = rows[row_id]
+        assert RATE.match(ledger), (row_id, ledger)
+        assert RATE.match(reference), (row_id, reference)
+        assert RATIO.match(ratio), (row_id, ratio)
+        assert RSS.match(rss), (row_id, rss)
+        assert float(ratio.rstrip("\N{MULTIPLICATION SIGN}")) > 0
+        assert target and met in ("yes", "**no**")
+    for row_id in ("4a", "4b"):
+        assert re.search(r"median \d+\.\d\d ms", rows[row_id][3])
+
+
+def test_report_names_machine_versions_and_command(quick_report: str) -> None:
+    for label in ("- date: ", "- command: `", "- machine: CPU ", "- versions: Python "):
+        assert label in quick_report
+    for name in ("eventsourcing", "SQLite", "PostgreSQL"):
+        assert name in quick_report.split("- versions: ")[1].splitlines()[0]
+    assert "--quick --no-postgres" in quick_report
+
+
+def _script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_script", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_never_writes_the_committed_report() -> None:
+    script = _script()
+    args = script.parse_args(["--quick"])
+    try:
+        assert args.output != script.DEFAULT_OUTPUT
+        assert args.sizes.batch < 1000
+    finally:
+        args.output.unlink(missing_ok=True)
+    assert script.parse_args([]).output == script.DEFAULT_OUTPUT
+
+
+def test_sizes_and_rows_are_parameters() -> None:
+    script = _script()
+    args = script.parse_args(["--sizes", "batch=50,collection=10:20,pg_batch=7", "--only", "1,4"])
+    assert (args.sizes.batch, args.sizes.collection, args.sizes.pg_batch) == (50, (10, 20), (7,))
+    assert args.only == {"1", "4"}
+    for bad in (["--sizes", "nope=1"], ["--sizes", "batch=0"], ["--only", "9"]):
+        with pytest.raises(SystemExit):
+            script.parse_args(bad)
