@@ -224,8 +224,6 @@ class Run:
             else:
                 todo.append(index)
         todo, beyond_limit = self._within_limit(chunk, todo)
-        if todo:
-            self._refuse_if_closed(chunk[todo[0]])
         images = target.adapter.read(target.collection, [chunk[i].address.key for i in todo])
         writes: dict[int, Write] = {}
         for index in todo:
@@ -236,6 +234,8 @@ class Run:
                 outcomes[index] = refused
             else:
                 writes[index] = compare_and_set(change)
+        if writes:
+            self._refuse_if_closed(chunk[next(iter(writes))])
         intents = self._declare([chunk[i] for i in writes])
         results = self._write(target, list(writes.values()))
         settled = settle(
