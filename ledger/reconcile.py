@@ -44,7 +44,7 @@ from ledger.errors import AdapterError, BatchClosed, InvalidChange, NotFound
 from ledger.points import Point
 from ledger.runs import Outcome, Run, Target
 from ledger.store import Cutoff
-from ledger.transcoder import OrjsonTranscoder, _Tagged
+from ledger.transcoder import OrjsonTranscoder
 from ledger.values import ABSENT, same, to_display
 
 if TYPE_CHECKING:
@@ -57,8 +57,6 @@ ADOPT_CHUNK = 10_000
 SAMPLES = 20
 PLAN_FORMAT = "changeledger-reconcile-plan/1"
 _CODEC = OrjsonTranscoder()
-_PLAN_CODEC = OrjsonTranscoder()  # and ABSENT, which plans hold and stored events never do
-_PLAN_CODEC.register(_Tagged(type(ABSENT), "absent", lambda _: None, lambda _: ABSENT))
 
 
 # Comparing ------------------------------------------------------------------------------
@@ -453,17 +451,17 @@ class ReconcilePlan:
             "corrections": [asdict(c) for c in self.corrections],
             "adoptions": [asdict(a) for a in self.adoptions],
         }
-        return hashlib.sha256(_PLAN_CODEC.encode(content)).hexdigest()[:16]
+        return hashlib.sha256(_CODEC.encode(content)).hexdigest()[:16]
 
     def dumps(self) -> bytes:
         """The plan saved exactly (typed values and absent fields kept), to apply later."""
-        return _PLAN_CODEC.encode({"format": PLAN_FORMAT, **asdict(self)})
+        return _CODEC.encode({"format": PLAN_FORMAT, **asdict(self)})
 
     @classmethod
     def loads(cls, data: bytes) -> ReconcilePlan:
         """A saved plan; refused if it is not one, or if it was altered since it was made."""
         try:
-            raw = _PLAN_CODEC.decode(data)
+            raw = _CODEC.decode(data)
         except (orjson.JSONDecodeError, TypeError, ValueError):
             raw = None
         if not isinstance(raw, dict) or raw.pop("format", None) != PLAN_FORMAT:
