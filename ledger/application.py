@@ -104,8 +104,7 @@ class Ledger(Application[UUID]):
         # Read the records first and the fingerprints after: an action another writer
         # committed before a record was read is then found as recorded (a duplicate),
         # never judged as newer state that contradicts the change being replayed.
-        for change in changes:
-            self._entity(session.entities, change.address.entity_id)
+        session.entities.update(self._load_entities([c.address.entity_id for c in changes]))
         explicit = [change.fingerprint for change in changes if change.fingerprint]
         session.recorded = self.index.find_fingerprints(explicit) if explicit else {}
         receipts = []
@@ -161,6 +160,31 @@ class Ledger(Application[UUID]):
             except AggregateNotFoundError:
                 entities[entity_id] = None
         return entities[entity_id]
+
+    def _load_entities(self, entity_ids: Sequence[UUID]) -> dict[UUID, Entity | None]:
+        """Many records in a few queries (the repository reads them one by one): each from
+        its latest snapshot, if any, and the events after it."""
+        ids = list(dict.fromkeys(entity_ids))
+        snapshots: dict[UUID, Any] = {}
+        if self.snapshots is not None:
+            table = cast(Any, self.snapshots.recorder).events_table_name
+            latest = self.index.stored_events_of(table, ids, latest_only=True)
+            snapshots = {entity_id: rows[-1] for entity_id, rows in latest.items()}
+        events = self.index.stored_events_of(
+            cast(Any, self.recorder).events_table_name,
+            ids,
+            after={entity_id: row.originator_version for entity_id, row in snapshots.items()},
+        )
+        loaded: dict[UUID, Entity | None] = {}
+        for entity_id in ids:
+            entity: Any = None
+            if entity_id in snapshots:
+                entity = cast(Any, self.mapper.to_domain_event(snapshots[entity_id])).mutate(None)
+            for stored in events.get(entity_id, ()):
+                if entity is None or stored.originator_version > entity.version:
+                    entity = cast(Any, self.mapper.to_domain_event(stored)).mutate(entity)
+            loaded[entity_id] = entity
+        return loaded
 
     def _action(self, entity_id: UUID, version: int) -> Action:
         (event,) = self.events.get(entity_id, gt=version - 1, lte=version)
