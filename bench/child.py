@@ -24,6 +24,9 @@ TASKS = {
     "replay_state": "bench.read_tasks:replay_state",
     "ledger_collection": "bench.read_tasks:ledger_collection",
     "raw_collection": "bench.raw:raw_collection",
+    "seed_target": "bench.reconcile_tasks:seed_target",
+    "ledger_reconcile": "bench.reconcile_tasks:ledger_reconcile",
+    "raw_reconcile": "bench.reconcile_tasks:raw_reconcile",
 }
 
 

@@ -13,6 +13,7 @@ class Sizes:
     samples: int = 200  # workload 4: ledger samples per kind (time, version)
     replay: int = 20  # workload 4: of those, how many the full-replay reference also runs
     collection: tuple[int, ...] = (10_000, 100_000)  # workload 5: records in the collection
+    reconcile: tuple[int, ...] = (100_000, 1_000_000)  # workload 7: rows of the table
     # workload 8: actions in one batch on PostgreSQL; 100,000 would hang (see the report), so
     # the default runs the largest size that passes and one that shows the hang.
     pg_batch: tuple[int, ...] = (5_000, 10_000)
@@ -25,12 +26,12 @@ class Sizes:
             key, sep, value = item.partition("=")
             if not sep or key not in names:
                 raise ValueError(f"--sizes item {item!r}: expected one of {', '.join(names)}=N")
-            if key in ("collection", "pg_batch"):
+            if key in ("collection", "pg_batch", "reconcile"):
                 changes[key] = tuple(sorted(int(v) for v in value.split(":")))
             else:
                 changes[key] = int(value)
         sizes = replace(self, **changes)  # type: ignore[arg-type]
-        lists = (sizes.collection, sizes.pg_batch)
+        lists = (sizes.collection, sizes.pg_batch, sizes.reconcile)
         if any(not sizes_ or min(sizes_) < 1 for sizes_ in lists):
             raise ValueError("--sizes: collection and pg_batch need sizes of at least 1")
         if min(sizes.batch, sizes.single, sizes.samples) < 1 or sizes.history < 2:
@@ -52,5 +53,6 @@ QUICK = Sizes(
     samples=20,
     replay=10,
     collection=(100, 300),
+    reconcile=(100, 300),
     pg_batch=(300,),
 )
