@@ -13,6 +13,7 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from crm_tables import make_contacts
 
 from adapters.sql import SqlAdapter, SqlCollection
 from ledger import Address, Change, open_ledger
@@ -22,21 +23,7 @@ LEDGER = [sys.executable, "-m", "ledger"]
 
 
 def make_crm(url, count):
-    engine = sa.create_engine(url)
-    metadata = sa.MetaData()
-    table = sa.Table(
-        "contacts",
-        metadata,
-        sa.Column("id", sa.String, primary_key=True),
-        sa.Column("stage", sa.String),
-        sa.Column("n", sa.Integer),
-    )
-    metadata.create_all(engine)
-    with engine.begin() as connection:
-        connection.execute(
-            sa.insert(table), [{"id": f"{i:05d}", "stage": "lead", "n": 0} for i in range(count)]
-        )
-    engine.dispose()
+    make_contacts(url, count, stage="lead", n=0).dispose()
 
 
 def write_changes(path, keys, **values):

@@ -11,6 +11,7 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from crm_tables import make_contacts
 
 from adapters.sql import SqlAdapter, SqlCollection
 from ledger import Address, Change, open_ledger
@@ -21,22 +22,7 @@ LEDGER = [sys.executable, "-m", "ledger"]
 
 
 def make_crm(url, count):
-    engine = sa.create_engine(url)
-    metadata = sa.MetaData()
-    table = sa.Table(
-        "contacts",
-        metadata,
-        sa.Column("id", sa.String, primary_key=True),
-        sa.Column("stage", sa.String),
-        sa.Column("owner", sa.String),
-    )
-    metadata.create_all(engine)
-    with engine.begin() as connection:
-        connection.execute(
-            sa.insert(table),
-            [{"id": f"{i:05d}", "stage": "lead", "owner": "ann"} for i in range(count)],
-        )
-    return engine
+    return make_contacts(url, count, stage="lead", owner="ann")
 
 
 def rows(engine):
