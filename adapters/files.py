@@ -85,6 +85,7 @@ from typing import IO, Any, Literal, NamedTuple
 
 from adapters.protocol import (
     Record,
+    Relation,
     Write,
     WriteResult,
     apply_write,
@@ -208,6 +209,12 @@ class FileAdapter:
                 if changed:
                     out.commit()
         return [result for result in results if result is not None]
+
+    def assigns_keys(self, collection: str) -> bool:
+        return False  # a row is written under the key it is given
+
+    def relations(self, collection: str) -> tuple[Relation, ...]:
+        return ()  # files declare no references between sheets
 
     def close(self) -> None:
         """Nothing stays open between calls."""

@@ -13,8 +13,10 @@ the record dicts this adapter returns:
   (`ledger.values.MAX_BYTES`): lower ``page_size`` for very wide records.
 * ``POST {path}`` creates, with the requested key in the body's id field so that servers that
   accept client ids keep it; a server that assigns its own id reports it in the response body's
-  id field or in ``Location``, and the write result carries it as ``assigned_key``. With
-  ``put_create`` the route creates by ``PUT {path}/{key}`` with ``If-None-Match: *`` instead.
+  id field or in ``Location``, and the write result carries it as ``assigned_key`` (declare
+  such a route ``assigns_ids``, so a rollback plan says that re-created records come back under
+  new keys). With ``put_create`` the route creates by ``PUT {path}/{key}`` with
+  ``If-None-Match: *`` instead.
 * ``PATCH {path}/{key}`` sets the written fields (JSON null is null). REST has no verb for
   removing a field, so a write that unsets fields sends ``PUT {path}/{key}``: the whole record
   as read, minus the unset fields, plus the written values.
@@ -54,8 +56,10 @@ after sending, a read timeout, a 5xx) may have been applied. Before retrying, th
 GETs the record again: if it already holds the written values (deleted, for a delete), the
 write is reported ``applied`` and not sent again; otherwise it is checked and written afresh.
 A POST to a server that assigns its own ids cannot be found by the requested key, so every
-attempt of one POST carries the same ``Idempotency-Key`` header; a server that neither keeps
-client ids nor honours that header may create a duplicate when a POST response is lost.
+attempt of one POST carries the same ``Idempotency-Key`` header (the write's ``token``: the
+action's fingerprint, so a retry from another process after a crash carries it too); a server
+that neither keeps client ids nor honours that header may create a duplicate when a POST
+response is lost.
 If the attempts run out after such an ambiguous failure and a last GET cannot settle it,
 the `TransientError` says the write may have been applied.
 
@@ -98,7 +102,14 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from adapters.protocol import Record, Write, WriteResult, apply_write, check_expected
+from adapters.protocol import (
+    Record,
+    Relation,
+    Write,
+    WriteResult,
+    apply_write,
+    check_expected,
+)
 from ledger.errors import (
     AdapterError,
     ConfigurationError,
@@ -121,6 +132,7 @@ class CollectionRoute:
     path: str
     id_field: str = "id"
     put_create: bool = False
+    assigns_ids: bool = False
     limit_param: str = "limit"
     after_param: str = "after"
     items_field: str = "items"
@@ -246,6 +258,12 @@ class HttpAdapter:
                 break
         return results
 
+    def assigns_keys(self, collection: str) -> bool:
+        return self._route(collection).assigns_ids
+
+    def relations(self, collection: str) -> tuple[Relation, ...]:
+        return ()  # plain REST does not describe references
+
     def close(self) -> None:
         if self._owns_client:
             self._client.close()
@@ -267,7 +285,8 @@ class HttpAdapter:
     def _attempts_of(
         self, route: CollectionRoute, write: Write, progress: _Progress
     ) -> WriteResult:
-        token = uuid.uuid4().hex  # the same Idempotency-Key on every attempt of this write
+        # The same Idempotency-Key on every attempt of this write, in any process.
+        token = write.token or uuid.uuid4().hex
         retrying = self._retrying()
         try:
             return retrying(self._attempt, route, write, token, progress)

@@ -4,15 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from adapters.protocol import Record, Write, WriteResult, apply_write, check_expected
+from adapters.protocol import Record, Relation, Write, WriteResult, apply_write, check_expected
 
 
 class MemoryAdapter:
     """Records in dicts; each write checks and applies atomically, like a real system would."""
 
-    def __init__(self, system: str, collections: dict[str, dict[str, Record]] | None = None):
+    def __init__(
+        self,
+        system: str,
+        collections: dict[str, dict[str, Record]] | None = None,
+        *,
+        relations: dict[str, tuple[Relation, ...]] | None = None,
+    ):
         self.system = system
         self.collections = {name: dict(rows) for name, rows in (collections or {}).items()}
+        self._relations = dict(relations or {})
+
+    def assigns_keys(self, collection: str) -> bool:
+        return False
+
+    def relations(self, collection: str) -> tuple[Relation, ...]:
+        return self._relations.get(collection, ())
 
     def read(self, collection: str, keys: Sequence[str]) -> dict[str, Record | None]:
         rows = self.collections.setdefault(collection, {})

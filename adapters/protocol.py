@@ -31,7 +31,9 @@ class Write:
 
     ``expected`` maps each field the write relies on to the value the record must hold
     (``ABSENT`` where the field must not exist). A ``create`` requires that the record does not
-    exist; an ``update`` or ``delete`` requires that it does.
+    exist; an ``update`` or ``delete`` requires that it does. ``token`` is the same for every
+    attempt of one action, in any process (the ledger passes the action's fingerprint), so a
+    system that deduplicates requests (an HTTP ``Idempotency-Key``) applies it once.
     """
 
     key: str
@@ -39,6 +41,7 @@ class Write:
     values: Record = field(default_factory=dict)
     unset: tuple[str, ...] = ()
     expected: Record = field(default_factory=dict)
+    token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,15 @@ class WriteResult:
     assigned_key: str | None = None
 
 
+@dataclass(frozen=True)
+class Relation:
+    """A record's ``field`` holds the key of a record in ``parent`` (a foreign key): a rollback
+    re-creates parents before their children and deletes children before their parents."""
+
+    field: str
+    parent: str
+
+
 class Adapter(Protocol):
     """A connector to one system. Implementations: `adapters.sql`, `adapters.files`,
     `adapters.http`, and `adapters.memory` (unit tests only)."""
@@ -82,6 +94,15 @@ class Adapter(Protocol):
         """Apply compare-and-set writes, one result per write in the same order, in one
         transaction or request per chunk where the system allows it. A stale or failed write
         does not stop the others. Raises `TransientError` only when nothing was applied."""
+        ...
+
+    def assigns_keys(self, collection: str) -> bool:
+        """Whether the system chooses the key of a created record itself (a REST API assigning
+        ids on POST), so that a re-created record comes back under a new key."""
+        ...
+
+    def relations(self, collection: str) -> tuple[Relation, ...]:
+        """The collection's references to parent records, where the system knows them."""
         ...
 
     def close(self) -> None:

@@ -21,7 +21,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from adapters.protocol import Record, Write, WriteResult, check_expected, join_key, split_key
+from adapters.protocol import (
+    Record,
+    Relation,
+    Write,
+    WriteResult,
+    check_expected,
+    join_key,
+    split_key,
+)
 from ledger.errors import AdapterError, ConfigurationError, TransientError
 
 CHUNK = 500
@@ -77,6 +85,26 @@ class SqlAdapter:
                 )
             self._tables[collection] = table
         return self._tables[collection]
+
+    def assigns_keys(self, collection: str) -> bool:
+        return False  # a row is inserted with the key it is given
+
+    def relations(self, collection: str) -> tuple[Relation, ...]:
+        """The table's single-column foreign keys to the key of another configured collection."""
+        table = self.table(collection)
+        found = []
+        for constraint in table.foreign_key_constraints:
+            if len(constraint.elements) != 1:
+                continue
+            (element,) = constraint.elements
+            for parent, route in self.routes.items():
+                if (
+                    route.table == element.column.table.name
+                    and route.key == (element.column.name,)
+                    and route.schema == element.column.table.schema
+                ):
+                    found.append(Relation(str(element.parent.name), parent))
+        return tuple(found)
 
     # Keys --------------------------------------------------------------------------------
 
@@ -232,11 +260,14 @@ class SqlAdapter:
                     connection.execute(statement, [row])
             except sa.exc.IntegrityError as error:
                 record = f"{self.system}/{collection}/{writes[index].key}"
+                reason = str(error.orig).strip()
+                if "FOREIGN KEY" in reason and self.sqlite:  # SQLite names no key: find it
+                    reason += _broken_reference(connection, table, operation, row)
                 results[index] = WriteResult(
                     writes[index].key,
                     "failed",
                     cast_before(results[index]),
-                    error=f"{record}: {table.name} refused the {operation}: {error.orig}",
+                    error=f"{record}: {table.name} refused the {operation}: {reason}",
                 )
 
     def _statement(
@@ -269,6 +300,51 @@ class SqlAdapter:
         self.engine.dispose()
 
 
+def _broken_reference(
+    connection: Connection, table: sa.Table, operation: str, row: dict[str, Any]
+) -> str:
+    """Which reference a refused row breaks: a parent it names that does not exist, or (for a
+    delete) the child rows that still reference it."""
+    if operation == "delete":
+        keys = {name[2:]: value for name, value in row.items() if name.startswith("k_")}
+        inspector = sa.inspect(connection)
+        for child in inspector.get_table_names():
+            for reference in inspector.get_foreign_keys(child):
+                if reference["referred_table"] != table.name:
+                    continue
+                pairs = list(
+                    zip(
+                        reference["constrained_columns"], reference["referred_columns"], strict=True
+                    )
+                )
+                if not all(parent in keys for _, parent in pairs):
+                    continue
+                where = " AND ".join(f'"{column}" = :{column}' for column, _ in pairs)
+                count = connection.execute(
+                    sa.text(f'SELECT count(*) FROM "{child}" WHERE {where}'),
+                    {column: keys[parent] for column, parent in pairs},
+                ).scalar_one()
+                if count:
+                    named = ", ".join(column for column, _ in pairs)
+                    return f" (still referenced by {count} row(s) of {child}.{named})"
+        return ""
+    for constraint in table.foreign_key_constraints:
+        columns = [element.parent.name for element in constraint.elements]
+        if not all(name in row and row[name] is not None for name in columns):
+            continue
+        parent = constraint.elements[0].column.table
+        match = sa.and_(
+            *(element.column == row[element.parent.name] for element in constraint.elements)
+        )
+        if connection.execute(sa.select(sa.func.count()).select_from(parent).where(match)).scalar():
+            continue
+        values = ", ".join(f"{name} = {row[name]!r}" for name in columns)
+        targets = ", ".join(f"{parent.name}.{e.column.name}" for e in constraint.elements)
+        name = f" {constraint.name}" if constraint.name else ""
+        return f" (field {values} refers to {targets}, which has no such row: foreign key{name})"
+    return ""
+
+
 def cast_before(result: WriteResult | None) -> Record | None:
     return result.before if result is not None else None
 
@@ -281,6 +357,8 @@ def _take_the_write_lock_at_begin(engine: Engine) -> None:
     def _autocommit_driver(dbapi_connection: Any, _: Any) -> None:
         dbapi_connection.isolation_level = None
         dbapi_connection.execute("PRAGMA busy_timeout = 30000")
+        # SQLite leaves declared foreign keys unenforced unless asked, per connection.
+        dbapi_connection.execute("PRAGMA foreign_keys = ON")
 
     @sa.event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:

@@ -11,6 +11,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 from uuid import UUID
@@ -19,7 +20,16 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, StoredEvent, Transcoder
 
 from ledger.changes import Change, observed_drift, resolve
-from ledger.domain import Address, Batch, Checkpoint, Entity, batch_id, checkpoint_id, fold
+from ledger.domain import (
+    MOVE,
+    Address,
+    Batch,
+    Checkpoint,
+    Entity,
+    batch_id,
+    checkpoint_id,
+    fold,
+)
 from ledger.errors import (
     BatchClosed,
     CheckpointExists,
@@ -307,18 +317,27 @@ class Ledger(Application[UUID]):
         kind = "recorded" if point.kind == "time" else "effective"
         return Cutoff(kind, to_micros(cast(datetime, point.value)))
 
-    def history(self, address: Address) -> list[Action]:
-        """Every action on a record, oldest first."""
+    def history(self, address: Address, *, follow: bool = True) -> list[Action]:
+        """Every action on a record, oldest first; after a move to a key the system chose,
+        the actions at the new key follow (unless ``follow`` is false)."""
         positions = self.index.positions_of(address.entity_id)
         if not positions:
             raise NotFound(f"{address} has no recorded actions")
-        return [
+        actions = [
             _action_view(cast(Entity.Action, event), positions[event.originator_version][0])
             for event in self.events.get(address.entity_id)
         ]
+        moved_to = actions[-1].inputs.get("moved_to") if actions[-1].operation == MOVE else None
+        if follow and moved_to is not None:
+            actions += self.history(Address.parse(moved_to))
+        return actions
 
-    def state(self, address: Address, at: Point | None = None) -> EntityState:
-        """A record as it was at a point (now, if no point is given)."""
+    def state(
+        self, address: Address, at: Point | None = None, *, follow: bool = True
+    ) -> EntityState:
+        """A record as it was at a point (now, if no point is given). A record that had moved
+        to a key the system chose by then is shown at that key (``moved_from`` says so),
+        unless ``follow`` is false or the point is a version (versions are per address)."""
         entity_id = address.entity_id
         cutoff = self.cutoff(at)
         highest, count = self.index.versions_until(entity_id, cutoff)
@@ -333,14 +352,20 @@ class Ledger(Application[UUID]):
             return EntityState(str(address), False, {}, 0)
         if count == highest:
             entity = cast(Entity, self.repository.get(entity_id, version=highest))
-            fields, exists = entity.fields, entity.exists
+            fields, exists, moved_to = entity.fields, entity.exists, entity.moved_to
         else:
             # An effective-time cutoff can skip versions: fold just the actions within it.
-            fields, exists = {}, False
+            fields, exists, moved_to = {}, False, None
             for event in self._events_at_versions(entity_id, cutoff):
                 fields, exists = fold(fields, event.operation, event.before, event.after)
+                moved_to = event.inputs.get("moved_to") if event.operation == MOVE else None
+        if follow and moved_to is not None and (at is None or at.kind != "version"):
+            followed = self.state(Address.parse(moved_to), at)
+            return replace(followed, moved_from=(str(address), *followed.moved_from))
         position, recorded = self.index.position_of(entity_id, highest)
-        return EntityState(str(address), exists, fields, highest, position, from_micros(recorded))
+        return EntityState(
+            str(address), exists, fields, highest, position, from_micros(recorded), moved_to
+        )
 
     def _events_at_versions(self, entity_id: UUID, cutoff: Cutoff | None) -> list[Entity.Action]:
         versions = set(self.index.versions_within(entity_id, cast(Cutoff, cutoff)))

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from ledger.domain import OPERATIONS, Address, Entity, compensation_for
+from ledger.domain import MOVE, OPERATIONS, Address, Entity, compensation_for
 from ledger.errors import BeforeMismatch, InvalidChange
 from ledger.points import parse_time
 from ledger.transcoder import OrjsonTranscoder
@@ -90,10 +90,15 @@ class Change:
                 raise InvalidChange(f"missing required field {required!r}", field=required)
         entity = _text(data, "entity")
         assert entity is not None
+        operation = _text(data, "op") or ""
+        if operation not in OPERATIONS:  # a move is the ledger's to record, not submitted
+            raise InvalidChange(
+                f"{entity}: op {operation!r} is not one of {', '.join(OPERATIONS)}", field="op"
+            )
         effective = _text(data, "effective_at")
         return cls(
             address=Address.parse(entity),
-            operation=_text(data, "op") or "",
+            operation=operation,
             values=_object(data, "set"),
             unset=tuple(_text_list(data, "unset")),
             before=_object(data, "before") if "before" in data else None,
@@ -142,7 +147,9 @@ class Change:
 
 def _check_shape(change: Change) -> None:
     entity = str(change.address)
-    if change.operation not in OPERATIONS:
+    if change.operation == MOVE:
+        _check_move(change)
+    elif change.operation not in OPERATIONS:
         raise InvalidChange(
             f"{entity}: op {change.operation!r} is not one of {', '.join(OPERATIONS)}", field="op"
         )
@@ -162,6 +169,21 @@ def _check_shape(change: Change) -> None:
     check_value(change.before or {}, "before")
     check_value(change.inputs, "inputs")
     check_value(change.expected or {}, "expected", absent_fields=True)
+
+
+def _check_move(change: Change) -> None:
+    """A move names where the record now lives: another key of the same collection."""
+    entity = str(change.address)
+    target = change.inputs.get("moved_to")
+    if not isinstance(target, str):
+        raise InvalidChange(f"{entity}: a move needs inputs.moved_to", field="inputs")
+    moved = Address.parse(target)
+    if (moved.system, moved.collection) != (change.address.system, change.address.collection):
+        raise InvalidChange(
+            f"{entity}: a move stays in its collection, not {target!r}", field="inputs"
+        )
+    if change.values or change.unset or change.before:
+        raise InvalidChange(f"{entity}: a move takes no 'set', 'unset' or 'before'", field="set")
 
 
 def _text(data: dict[str, Any], key: str) -> str | None:
@@ -200,6 +222,10 @@ def resolve(change: Change, entity: Entity | None) -> dict[str, Any]:
         if given:
             raise InvalidChange(f"{name}: a create has no before-values", field="before")
         return _action(change, {}, dict(change.values))
+    if change.operation == MOVE:
+        if entity is not None and entity.exists:
+            raise InvalidChange(f"{name} exists, so it cannot have moved", field="op")
+        return _action(change, {}, {})
     touched = [*change.values, *change.unset]
     if entity is None and change.image is not ABSENT and change.image is not None:
         touched = list(change.image) if change.operation == "delete" else touched

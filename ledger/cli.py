@@ -279,15 +279,25 @@ def import_(db: str | None, as_json: bool, path: Path, keep_open: bool, **defaul
 @_verb("history")
 @click.argument("entity")
 def history(db: str | None, as_json: bool, entity: str) -> None:
-    """Every action on one record, oldest first."""
+    """Every action on one record, oldest first (then at its new key, if it moved)."""
     actions = _open(db).history(Address.parse(entity))
     _emit(
         as_json,
         [a.to_json() for a in actions],
         lambda: _table(
-            ["version", "position", "recorded_at", "operation", "batch", "workflow", "changed"],
+            [
+                "record",
+                "version",
+                "position",
+                "recorded_at",
+                "operation",
+                "batch",
+                "workflow",
+                "changed",
+            ],
             (
                 [
+                    a.entity,
                     a.version,
                     a.position,
                     a.recorded_at.isoformat(),
@@ -315,7 +325,11 @@ def state(db: str | None, as_json: bool, entity: str, at: str | None, version: i
 
     def human() -> None:
         status = "exists" if view.exists else "does not exist"
+        for old in view.moved_from:
+            click.echo(f"{old} moved to a key the system chose; following it")
         click.echo(f"{view.entity} v{view.version} ({status}) at position {view.position}")
+        if view.moved_to:
+            click.echo(f"it lives on as {view.moved_to}")
         _table(["field", "value"], ([n, v] for n, v in sorted(view.fields.items())))
 
     _emit(as_json, view.to_json(), human)

@@ -10,10 +10,12 @@ from typing import Any
 
 import click
 
+from adapters.protocol import Adapter
+from ledger.application import Ledger
 from ledger.cli import F, _common, _config_option, _emit, _errors_as_messages, _open, _table, main
 from ledger.config import load_contracts, open_adapters
 from ledger.errors import InvalidChange
-from ledger.rollback import POLICIES, RollbackPlan, Scope, apply, plan
+from ledger.rollback import MISSING_PARENT, POLICIES, RollbackPlan, Scope, apply, plan
 
 
 @main.group("rollback")
@@ -45,6 +47,14 @@ def _scope_options(command: F) -> F:
                 show_default=True,
                 help="What to do with records changed since by someone else.",
             ),
+            click.option(
+                "--missing-parent",
+                type=click.Choice(MISSING_PARENT),
+                default="skip",
+                show_default=True,
+                help="What to do with a record whose parent record is gone (where the system "
+                "knows relations): skip it and list it, or abort the whole plan.",
+            ),
         ]
     ):
         command = option(command)
@@ -68,6 +78,28 @@ def _scope(
     if workflow and not since and not batches:
         raise InvalidChange("--workflow needs --since (or --batch)", field="--workflow")
     return Scope(tuple(batches), workflow, since, system, collection)
+
+
+def _plan_now(
+    ledger: Ledger,
+    adapters: dict[str, Adapter],
+    config: str | None,
+    policy: str,
+    direction: str,
+    scope: dict[str, Any],
+) -> RollbackPlan:
+    """Plan a scope given as command options (``missing_parent`` among them)."""
+    options = dict(scope)
+    missing_parent = options.pop("missing_parent", "skip")
+    return plan(
+        ledger,
+        _scope(**options),
+        adapters,
+        policy=policy,
+        contracts=load_contracts(config),
+        direction=direction,
+        missing_parent=missing_parent,
+    )
 
 
 _HELP = {
@@ -95,14 +127,7 @@ def _plan(
     """Plan a scope with the configured systems and contracts; reads only."""
     adapters = open_adapters(config)
     try:
-        return plan(
-            _open(db),
-            _scope(**scope),
-            adapters,
-            policy=policy,
-            contracts=load_contracts(config),
-            direction=direction,
-        )
+        return _plan_now(_open(db), adapters, config, policy, direction, scope)
     finally:
         for adapter in adapters.values():
             adapter.close()
@@ -206,18 +231,12 @@ def _register(group: click.Group, direction: str) -> None:
         adapters = open_adapters(config)
         try:
             if saved is not None:
-                if any(scope.values()):
+                given = {k: v for k, v in scope.items() if k != "missing_parent"}
+                if any(given.values()):
                     raise InvalidChange("give --plan or a scope, not both", field="--plan")
                 chosen = RollbackPlan.loads(saved.read_bytes())
             else:
-                chosen = plan(
-                    ledger,
-                    _scope(**scope),
-                    adapters,
-                    policy=policy,
-                    contracts=load_contracts(config),
-                    direction=direction,
-                )
+                chosen = _plan_now(ledger, adapters, config, policy, direction, scope)
             with click.progressbar(
                 length=len(chosen.compensations), label="rolling back", file=sys.stderr
             ) as bar:
@@ -233,10 +252,7 @@ def _register(group: click.Group, direction: str) -> None:
             click.echo(f"rollback {chosen.id} (batch {chosen.batch}): {counts}")
             _table(
                 ["entity", "outcome", "reason / error"],
-                (
-                    [o["entity"], o["outcome"], o.get("reason") or o.get("error") or o.get("note")]
-                    for o in report.outcomes
-                ),
+                ([o["entity"], o["outcome"], _detail(o)] for o in report.outcomes),
             )
             for conflict in chosen.conflicts:
                 click.echo(
@@ -249,6 +265,12 @@ def _register(group: click.Group, direction: str) -> None:
         _emit(as_json, report.to_json(), human)
         if report.mismatches or any(o["outcome"] in ("skipped", "failed") for o in report.outcomes):
             sys.exit(3)
+
+
+def _detail(outcome: dict[str, Any]) -> str | None:
+    if "as" in outcome:
+        return f"as {outcome['as']} (a key the system chose)"
+    return outcome.get("reason") or outcome.get("error") or outcome.get("note")
 
 
 _register(rollback, "undo")

@@ -21,6 +21,9 @@ from ledger.values import ABSENT
 
 NAMESPACE: Final = UUID("6f1c1d1e-8f55-4f5b-9a51-0b7e4c3d2a10")
 OPERATIONS: Final = ("create", "update", "delete")
+# Recorded by the ledger, never submitted: a record created under a key the system chose
+# (a REST API assigning ids) lives on at that key; its requested key records a move there.
+MOVE: Final = "move"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -80,7 +83,7 @@ def fold(
     """Apply one action to a record's fields; returns the new fields and whether it exists."""
     if operation == "create":
         return dict(after), True
-    if operation == "delete":
+    if operation in ("delete", MOVE):
         return {}, False
     removed = {name for name in before if name not in after}
     folded = {name: value for name, value in fields.items() if name not in removed}
@@ -94,6 +97,8 @@ def compensation_for(operation: str, before: dict[str, Any], after: dict[str, An
         return {"operation": "delete", "expect": dict(after)}
     if operation == "delete":
         return {"operation": "create", "set": dict(before)}
+    if operation == MOVE:
+        return {"operation": "none"}  # the record's creation at its new key is what undoes
     return {
         "operation": "update",
         "set": dict(before),
@@ -105,11 +110,14 @@ def compensation_for(operation: str, before: dict[str, Any], after: dict[str, An
 class Entity(Aggregate):
     """One external record, as the ledger has seen it change."""
 
+    moved_to: str | None = None  # the address it lives on at, after a move (older snapshots)
+
     def __init__(self, address: str) -> None:
         self.address = address
         self.fields: dict[str, Any] = {}
         self.exists = False
         self.last_fingerprint: str | None = None
+        self.moved_to: str | None = None
 
     class Action(Aggregate.Event):
         """One workflow action on one record: what drove it, what it changed, how to undo it."""
@@ -134,6 +142,7 @@ class Entity(Aggregate):
                 entity.fields, self.operation, self.before, self.after
             )
             entity.last_fingerprint = self.fingerprint
+            entity.moved_to = self.inputs.get("moved_to") if self.operation == MOVE else None
 
         @property
         def delta(self) -> dict[str, tuple[Any, Any]]:

@@ -48,7 +48,7 @@ from ledger.transcoder import OrjsonTranscoder
 from ledger.values import ABSENT, same, to_display
 
 if TYPE_CHECKING:
-    from adapters.protocol import Adapter, Record, Write, WriteResult
+    from adapters.protocol import Adapter, Record, Relation, Write, WriteResult
 
 KINDS = ("missing_in_target", "unknown_to_ledger", "fields", "before_differs")
 POLICIES = ("ledger", "target")
@@ -789,6 +789,12 @@ class _PlanGuard:
 
     def write(self, collection: str, writes: Sequence[Write]) -> list[WriteResult]:
         return self.adapter.write(collection, [self._guarded(write) for write in writes])
+
+    def assigns_keys(self, collection: str) -> bool:
+        return self.adapter.assigns_keys(collection)
+
+    def relations(self, collection: str) -> tuple[Relation, ...]:
+        return self.adapter.relations(collection)
 
     def _guarded(self, write: Write) -> Write:
         correction = self.corrections.get(write.key)

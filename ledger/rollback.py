@@ -20,15 +20,16 @@ resumes after a crash, applies nothing twice, and can itself be inspected and ro
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
 import orjson
 
-from adapters.protocol import Adapter
+from adapters.protocol import Adapter, Relation
 from ledger.application import Ledger
 from ledger.changes import Change
 from ledger.domain import Address, Entity, fold
@@ -39,6 +40,7 @@ from ledger.transcoder import OrjsonTranscoder
 from ledger.values import ABSENT, same, to_display
 
 POLICIES = ("skip", "fields", "force", "abort")
+MISSING_PARENT = ("skip", "abort")  # a re-created record whose parent record is gone
 _CODEC = OrjsonTranscoder()
 
 
@@ -76,10 +78,12 @@ class Compensation:
     expected: dict[str, Any]  # what the target must still hold (compare-and-set)
     compensates: tuple[str, ...]  # fingerprints of the actions it undoes, newest first
     position: int  # the newest of those actions' log position: the order key
+    new_key: bool = False  # a re-create the system will store under a key of its choosing
 
     @property
     def kind(self) -> str:
-        return {"update": "restore", "create": "re-create", "delete": "delete"}[self.operation]
+        kind = {"update": "restore", "create": "re-create", "delete": "delete"}[self.operation]
+        return f"{kind} (new key)" if self.new_key else kind
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ class Conflict:
     """A record changed after the scope by someone else: the competing values and who made them."""
 
     entity: str
-    reason: str  # "later action" or "drift in the target"
+    reason: str  # "later action", "drift in the target" or "missing parent"
     fields: tuple[str, ...]
     competing: tuple[dict[str, Any], ...] = ()
 
@@ -133,6 +137,7 @@ class RollbackPlan:
     aborted: bool = False
     followups: tuple[FollowUp, ...] = ()
     direction: str = "undo"  # "undo" (a rollback) or "redo" (a replay)
+    missing_parent: str = "skip"
 
     @property
     def verb(self) -> str:
@@ -162,6 +167,7 @@ class RollbackPlan:
             "already_rolled_back": list(self.already_rolled_back),
             "followups": [asdict(f) for f in self.followups],
             "direction": self.direction,
+            "missing_parent": self.missing_parent,
         }
 
     def dumps(self) -> bytes:
@@ -190,6 +196,7 @@ class RollbackPlan:
             aborted=raw["aborted"],
             followups=tuple(FollowUp(**f) for f in raw["followups"]),
             direction=raw["direction"],
+            missing_parent=raw.get("missing_parent", "skip"),
         )
 
     def runbook(self) -> str:
@@ -197,13 +204,14 @@ class RollbackPlan:
         lines = [
             f"# {self.verb.capitalize()} {self.id}",
             "",
-            f"Scope: {self.scope.describe()}. Policy: `{self.policy}`. "
-            f"Planned at log position {self.position}.",
+            f"Scope: {self.scope.describe()}. Policy: `{self.policy}`; records whose parent is "
+            f"gone: `{self.missing_parent}`. Planned at log position {self.position}.",
             "",
         ]
         if self.aborted:
             lines += [
-                "**Aborted**: conflicts exist and the policy is `abort`; nothing will change.",
+                "**Aborted**: conflicts exist and the policy is `abort`, or a record's parent is "
+                "gone and the missing-parent policy is `abort`; nothing will change.",
                 "",
             ]
         lines += [f"## What will change ({len(self.compensations)} records, in this order)", ""]
@@ -221,6 +229,13 @@ class RollbackPlan:
                 lines.append(f"| {number} | {c.entity} | {c.kind} | {len(fields)} | {change} |")
         else:
             lines.append("Nothing.")
+        if any(c.new_key for c in self.compensations):
+            lines += [
+                "",
+                "Records marked *new key* come back under a key their system assigns; the "
+                "ledger records where each went, and `ledger history` / `ledger state` of the "
+                "old key follow it.",
+            ]
         lines += ["", f"## Conflicts ({len(self.conflicts)})", ""]
         if self.conflicts:
             lines += ["| record | why | fields | competing values |", "|---|---|---|---|"]
@@ -300,12 +315,20 @@ def plan(
     policy: str = "skip",
     contracts: dict[tuple[str, str], Contract] | None = None,
     direction: str = "undo",
+    missing_parent: str = "skip",
 ) -> RollbackPlan:
     """Compute the rollback of a scope (``direction="redo"``: its replay); reads only.
-    ``contracts`` are keyed by (system, collection)."""
+    ``contracts`` are keyed by (system, collection). ``missing_parent`` says what happens to a
+    record whose restored state references a parent record that is gone: ``skip`` it (listed
+    as a conflict) or ``abort`` the whole plan."""
     if policy not in POLICIES:
         raise InvalidChange(
             f"policy {policy!r} is not one of {', '.join(POLICIES)}", field="policy"
+        )
+    if missing_parent not in MISSING_PARENT:
+        raise InvalidChange(
+            f"missing-parent policy {missing_parent!r} is not one of {', '.join(MISSING_PARENT)}",
+            field="missing_parent",
         )
     if not scope.batches and scope.since is None:
         raise InvalidChange("a rollback scope needs batches or a --since point", field="scope")
@@ -378,9 +401,13 @@ def plan(
             if conflict is not None:
                 conflicts.append(conflict)
     compensations.sort(key=lambda c: c.position, reverse=True)
+    compensations, orphans = _order_by_relations(compensations, adapters)
     identity = orjson.dumps([asdict(scope), policy, position, direction])
     plan_id = hashlib.sha256(identity).hexdigest()[:12]
-    aborted = policy == "abort" and bool(conflicts)
+    aborted = (policy == "abort" and bool(conflicts)) or (
+        missing_parent == "abort" and bool(orphans)
+    )
+    conflicts += orphans
     return RollbackPlan(
         id=plan_id,
         scope=scope,
@@ -392,7 +419,137 @@ def plan(
         aborted=aborted,
         followups=tuple(followups),
         direction=direction,
+        missing_parent=missing_parent,
     )
+
+
+def _order_by_relations(
+    compensations: list[Compensation], adapters: dict[str, Adapter]
+) -> tuple[list[Compensation], list[Conflict]]:
+    """Where adapters know relations: drop (as conflicts) the records whose restored state
+    would reference a parent that is gone, then put parents' re-creations before their
+    children and children's deletions before their parents, keeping reverse log order
+    wherever relations do not decide. New keys are marked where the system assigns them."""
+    marked = []
+    relations: dict[tuple[str, str], tuple[Relation, ...]] = {}
+    for c in compensations:
+        address = Address.parse(c.entity)
+        where = (address.system, address.collection)
+        adapter = adapters[address.system]
+        if where not in relations:
+            relations[where] = adapter.relations(address.collection)
+        new_key = c.operation == "create" and adapter.assigns_keys(address.collection)
+        marked.append(replace(c, new_key=True) if new_key else c)
+    if not any(relations.values()):
+        return marked, []
+    references = {c.entity: _references(c, relations) for c in marked}
+    orphans = _orphans(marked, references, adapters)
+    kept = [c for c in marked if c.entity not in orphans]
+    return _topological(kept, references), list(orphans.values())
+
+
+def _references(
+    c: Compensation, relations: dict[tuple[str, str], tuple[Relation, ...]]
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """The parents the record will reference after the compensation (with the field), and
+    the parents it references now and stops referencing (by deletion or by the update)."""
+    address = Address.parse(c.entity)
+    after: list[tuple[str, str]] = []
+    before: list[str] = []
+    for relation in relations[(address.system, address.collection)]:
+        parent = f"{address.system}/{relation.parent}/"
+        if c.operation != "delete" and c.values.get(relation.field) is not None:
+            after.append((relation.field, parent + str(c.values[relation.field])))
+        changes = c.operation == "delete" or relation.field in (*c.values, *c.unset)
+        old = c.expected.get(relation.field, ABSENT)
+        if changes and old is not ABSENT and old is not None:
+            before.append(parent + str(old))
+    return after, before
+
+
+def _orphans(
+    compensations: list[Compensation],
+    references: dict[str, tuple[list[tuple[str, str]], list[str]]],
+    adapters: dict[str, Adapter],
+) -> dict[str, Conflict]:
+    """Records whose restored state references a parent that neither exists in its target
+    (and survives the plan) nor is re-created by it; found again until none is left, since
+    skipping a parent's re-creation orphans its children."""
+    by_entity = {c.entity: c for c in compensations}
+    wanted = {
+        parent
+        for after, _ in references.values()
+        for _, parent in after
+        if parent not in by_entity or by_entity[parent].operation == "update"
+    }
+    present = {
+        name
+        for name, record in _read_targets(adapters, map(Address.parse, wanted)).items()
+        if record is not None
+    }
+    orphans: dict[str, Conflict] = {}
+    while True:
+        found = False
+        for c in compensations:
+            if c.entity in orphans:
+                continue
+            for field_name, parent in references[c.entity][0]:
+                planned = by_entity.get(parent)
+                alive = (
+                    planned.operation == "create" and parent not in orphans
+                    if planned is not None and planned.operation != "update"
+                    else parent in present
+                )
+                if not alive:
+                    orphans[c.entity] = Conflict(
+                        c.entity,
+                        "missing parent",
+                        (field_name,),
+                        ({"field": field_name, "value": parent, "by": "parent record is gone"},),
+                    )
+                    found = True
+                    break
+        if not found:
+            return orphans
+
+
+def _topological(
+    compensations: list[Compensation],
+    references: dict[str, tuple[list[tuple[str, str]], list[str]]],
+) -> list[Compensation]:
+    """Parents re-created before children, children deleted before parents; otherwise the
+    given (reverse log) order. A cycle of references keeps the given order for its records."""
+    position = {c.entity: index for index, c in enumerate(compensations)}
+    successors: list[list[int]] = [[] for _ in compensations]
+    waiting = [0] * len(compensations)
+
+    def edge(first: int, then: int) -> None:
+        successors[first].append(then)
+        waiting[then] += 1
+
+    for index, c in enumerate(compensations):
+        after, before = references[c.entity]
+        for _, parent in after:
+            other = position.get(parent)
+            if other is not None and compensations[other].operation == "create":
+                edge(other, index)
+        for parent in before:
+            other = position.get(parent)
+            if other is not None and compensations[other].operation == "delete":
+                edge(index, other)
+    ready = [index for index, count in enumerate(waiting) if count == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        index = heapq.heappop(ready)
+        order.append(index)
+        for then in successors[index]:
+            waiting[then] -= 1
+            if waiting[then] == 0:
+                heapq.heappush(ready, then)
+    placed = set(order)
+    order += [index for index in range(len(compensations)) if index not in placed]
+    return [compensations[index] for index in order]
 
 
 def _held_by_contract(
@@ -456,6 +613,22 @@ def _state(history: Sequence[Entity.Action], upto: int) -> tuple[dict[str, Any],
     return fields, exists
 
 
+def _before_each_touch(
+    history: Sequence[Entity.Action], first_touch: dict[str, int]
+) -> dict[str, Any]:
+    """Each field's value (ABSENT: none) just before the version that first touched it."""
+    wanted: dict[int, list[str]] = {}
+    for name, version in first_touch.items():
+        wanted.setdefault(version, []).append(name)
+    fields, _ = _state(history, 0)
+    values: dict[str, Any] = {}
+    for event in history:
+        for name in wanted.get(event.originator_version, ()):
+            values[name] = fields.get(name, ABSENT)
+        fields, _ = fold(fields, event.operation, event.before, event.after)
+    return values
+
+
 def _plan_entity(
     address: Address,
     history: Sequence[Entity.Action],
@@ -468,8 +641,9 @@ def _plan_entity(
 ) -> Any:
     """The compensation and/or conflict for one record (or "already" if it was done before).
 
-    Undo restores the state from before the scope's earliest action; redo the state its latest
-    action left. The scope's own rollbacks and replays are not someone else's later actions."""
+    Undo restores each field the scope touched to its value before the scope first touched
+    it; redo the state the scope's latest action left. The scope's own rollbacks and replays
+    are not someone else's later actions."""
     versions = {version for version, _, _ in actions}
     earliest, latest = min(versions), max(versions)
     mine = "compensates" if direction == "undo" else "replays"
@@ -485,22 +659,38 @@ def _plan_entity(
         and set(history[-1].inputs.get(mine, ())) & scoped
     ):
         return "already"
-    if direction == "undo":
-        before, existed = _state(history, earliest - 1)
-    else:
-        before, existed = _state(history, latest)
-    now, exists = _state(history, len(history))
-    touched: set[str] = set()
+    # Each field is restored to what it held just before the scope first touched it, and only
+    # an outside change after that touch competes with the scope for it.
+    first_touch: dict[str, int] = {}
     for event in history:
         if event.originator_version in versions:
-            touched |= set(event.before) | set(event.after)
+            for name in (*event.before, *event.after):
+                first_touch.setdefault(name, event.originator_version)
+    touched = set(first_touch)
+    if direction == "undo":
+        before, existed = _state(history, earliest - 1)
+        if existed:
+            for name, value in _before_each_touch(history, first_touch).items():
+                if value is ABSENT:
+                    before.pop(name, None)
+                else:
+                    before[name] = value
+    else:
+        before, existed = _state(history, latest)
+        first_touch = dict.fromkeys(touched, latest)
+    now, exists = _state(history, len(history))
     entity = str(address)
     competing: list[dict[str, Any]] = []
     conflicted: set[str] = set()
     for event in later_others:
-        hit = (set(event.before) | set(event.after)) & touched
         if event.operation != "update":
-            hit = set(touched) | {"(record)"}
+            hit = touched | {"(record)"}
+        else:
+            hit = {
+                name
+                for name in (*event.before, *event.after)
+                if name in first_touch and event.originator_version > first_touch[name]
+            }
         if hit:
             conflicted |= hit
             for name in sorted(hit):
@@ -513,21 +703,22 @@ def _plan_entity(
                         "version": event.originator_version,
                     }
                 )
-    reason = "later action"
-    if not conflicted:
-        target = image if image is not None else None
-        differing = _drift(now if exists else None, target, touched)
-        if differing:
-            conflicted = differing
-            reason = "drift in the target"
-            for name in sorted(differing):
-                competing.append(
-                    {
-                        "field": name,
-                        "value": (target or {}).get(name, ABSENT),
-                        "by": "outside the ledger",
-                    }
-                )
+    reasons = ["later action"] if conflicted else []
+    # The target may have drifted too, on other fields (or on the same ones, again).
+    target = image if image is not None else None
+    differing = _drift(now if exists else None, target, touched) - conflicted
+    if differing:
+        conflicted |= differing
+        reasons.append("drift in the target")
+        for name in sorted(differing):
+            competing.append(
+                {
+                    "field": name,
+                    "value": (target or {}).get(name, ABSENT),
+                    "by": "outside the ledger",
+                }
+            )
+    reason = " and ".join(reasons)
     conflict = (
         Conflict(entity, reason, tuple(sorted(conflicted)), tuple(competing))
         if conflicted
@@ -657,6 +848,7 @@ def _moved_in_ledger(ledger: Ledger, rollback: RollbackPlan) -> set[str]:
     """Records with an action after the plan's position (other than this rollback's own)."""
     rows = ledger.index.actions_matching(after_position=rollback.position)
     mine = {f"{rollback.verb}:{rollback.id}:{c.entity}" for c in rollback.compensations}
+    mine |= {f"{fingerprint}:moved" for fingerprint in mine}  # re-created under a new key
     planned = {c.entity for c in rollback.compensations}
     return {
         f"{system}/{collection}/{key}"
@@ -670,6 +862,8 @@ def _describe(compensation: Compensation, outcome: Outcome) -> dict[str, Any]:
     if outcome.status in ("applied", "already_applied"):
         kind = {"update": "restored", "create": "re-created", "delete": "deleted"}
         result["outcome"] = kind[compensation.operation]
+        if outcome.moved_to is not None:
+            result["as"] = outcome.moved_to  # the key the system chose
         if outcome.status == "already_applied":
             result["note"] = "already applied by an earlier run of this rollback"
     elif outcome.status == "stale":
@@ -690,15 +884,15 @@ def verify(
 ) -> list[dict[str, Any]]:
     """Re-read every record the rollback wrote; list any that does not hold the planned state."""
     written = {
-        o["entity"]
+        o["entity"]: o.get("as", o["entity"])  # a record re-created under a new key is read there
         for o in report.outcomes
         if o["outcome"] in ("restored", "re-created", "deleted")
     }
     planned = [c for c in rollback.compensations if c.entity in written]
-    images = _read_targets(adapters, [Address.parse(c.entity) for c in planned])
+    images = _read_targets(adapters, [Address.parse(written[c.entity]) for c in planned])
     mismatches = []
     for compensation in planned:
-        record = images[compensation.entity]
+        record = images[written[compensation.entity]]
         if compensation.operation == "delete":
             wrong = [] if record is None else ["(record)"]
         elif record is None:

@@ -33,7 +33,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 import adapters.protocol as protocol
 from ledger.application import Ledger
 from ledger.changes import Change
-from ledger.domain import Address, Intent, intent_id
+from ledger.domain import MOVE, Address, Intent, intent_id
 from ledger.errors import (
     BatchClosed,
     CanaryLimit,
@@ -92,11 +92,20 @@ class Outcome:
     actual: Any = None
     error: str | None = None
 
+    @property
+    def moved_to(self) -> str | None:
+        """Where the record was created, when the system chose another key than the one asked."""
+        if self.receipt is None or self.receipt.action.entity == self.entity:
+            return None
+        return self.receipt.action.entity
+
     def to_json(self) -> dict[str, Any]:
         result: dict[str, Any] = {"entity": self.entity, "status": self.status}
         if self.receipt is not None:
             result["version"] = self.receipt.action.version
             result["position"] = self.receipt.action.position
+        if self.moved_to is not None:
+            result["moved_to"] = self.moved_to
         if self.status == "stale":
             result.update(
                 field=self.field,
@@ -375,6 +384,7 @@ def compare_and_set(change: Change) -> Write:
         dict(change.values),
         tuple(change.unset),
         expected,
+        token=change.fingerprint,
     )
 
 
@@ -429,11 +439,13 @@ def settle(
     """Record what the writes did, in one ledger transaction with their intents' settlement.
     ``declared`` are the intents as just saved (read again only if an attempt fails)."""
     outcomes: list[Outcome | None] = [None] * len(pairs)
-    applied: list[tuple[int, Change]] = []
+    applied: list[tuple[int | None, Change]] = []  # None: a move, recorded with its create
     for index, (change, result) in enumerate(pairs):
         name = str(change.address)
         landed = result.outcome == "stale" and holds(change, result.before)
-        if result.outcome == "applied" or landed:
+        if result.outcome == "applied" and result.assigned_key is not None:
+            applied.extend(_created_elsewhere(index, change, result.assigned_key))
+        elif result.outcome == "applied" or landed:
             image = result.before if result.outcome == "applied" else change.image
             applied.append((index, replace(change, image=image)))
         elif result.outcome == "stale":
@@ -462,9 +474,33 @@ def settle(
         return intents, {"pending_remove": [change.fingerprint for change, _ in pairs]}
 
     receipts = ledger.record_all([change for _, change in applied], settle=settlements)
-    for (index, change), receipt in zip(applied, receipts, strict=True):
-        outcomes[index] = Outcome(str(change.address), "applied", receipt)
+    for (owner, _), receipt in zip(applied, receipts, strict=True):
+        if owner is not None:
+            outcomes[owner] = Outcome(str(pairs[owner][0].address), "applied", receipt)
     return cast(list[Outcome], outcomes)
+
+
+def _created_elsewhere(index: int, change: Change, key: str) -> list[tuple[int | None, Change]]:
+    """A create the system stored under a key of its own choosing: the record is created at
+    that key (carrying this change's fingerprint), and its requested key records the move, so
+    history, point-in-time reads and later rollbacks of either address find the other."""
+    moved = Address(change.address.system, change.address.collection, key)
+    created = replace(
+        change,
+        address=moved,
+        image=None,
+        inputs={**change.inputs, "requested": str(change.address)},
+    )
+    marker = replace(
+        change,
+        operation=MOVE,
+        values={},
+        expected=None,
+        image=None,
+        inputs={**change.inputs, "moved_to": str(moved)},
+        fingerprint=f"{change.fingerprint}:moved",
+    )
+    return [(index, created), (None, marker)]
 
 
 def recover(

@@ -92,9 +92,11 @@ class EntityState:
     version: int
     position: int | None = None
     recorded_at: datetime | None = None
+    moved_to: str | None = None  # where it lives now, when shown at its old key
+    moved_from: tuple[str, ...] = ()  # the keys asked for, when a move was followed here
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        result = {
             "entity": self.entity,
             "exists": self.exists,
             "version": self.version,
@@ -102,6 +104,11 @@ class EntityState:
             "recorded_at": self.recorded_at.isoformat() if self.recorded_at else None,
             "fields": to_display(self.fields),
         }
+        if self.moved_to is not None:
+            result["moved_to"] = self.moved_to
+        if self.moved_from:
+            result["moved_from"] = list(self.moved_from)
+        return result
 
 
 @dataclass(frozen=True)

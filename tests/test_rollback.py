@@ -272,3 +272,21 @@ def test_a_field_absent_when_planned_and_set_before_apply_is_not_overwritten(led
     report = apply(ledger, RollbackPlan.loads(rollback.dumps()), {"crm": crm})
     assert report.counts == {"skipped": 1}
     assert crm.read("contacts", ["1"])["1"] == {"stage": "won"}
+
+
+def test_an_outside_edit_before_the_scope_touched_a_field_is_what_that_field_returns_to(
+    ledger, crm
+):
+    """Two batches in scope: the first changes the stage, then someone reassigns the owner,
+    then the second batch changes the owner. The owner goes back to the outside value (what it
+    held when the scope first touched it), not to the value from before the first batch, and
+    that edit is no conflict: it came before the scope touched the owner."""
+    run_batch(ledger, crm, "stage-sync", [Change(contact("1"), "update", values={"stage": "sql"})])
+    outside_edit(crm, "1", owner="eve")
+    run_batch(ledger, crm, "owner-sync", [Change(contact("1"), "update", values={"owner": "dara"})])
+
+    rollback = plan(ledger, Scope(batches=("stage-sync", "owner-sync")), {"crm": crm})
+
+    assert rollback.conflicts == ()
+    apply(ledger, rollback, {"crm": crm})
+    assert crm.read("contacts", ["1"])["1"] == {"stage": "lead", "owner": "eve"}
