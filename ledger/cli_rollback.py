@@ -15,7 +15,7 @@ from ledger.application import Ledger
 from ledger.cli import F, _common, _config_option, _emit, _errors_as_messages, _open, _table, main
 from ledger.config import load_contracts, open_adapters
 from ledger.errors import InvalidChange
-from ledger.rollback import MISSING_PARENT, POLICIES, RollbackPlan, Scope, apply, plan
+from ledger.rollback import MISSING_PARENT, ON_FAILURE, POLICIES, RollbackPlan, Scope, apply, plan
 
 
 @main.group("rollback")
@@ -218,6 +218,14 @@ def _register(group: click.Group, direction: str) -> None:
         help="A plan saved by `rollback plan --out`.",
     )
     @click.option("--actor", help="Who is rolling back.")
+    @click.option(
+        "--on-failure",
+        type=click.Choice(ON_FAILURE),
+        default="continue",
+        show_default=True,
+        help="When the target refuses a record: go on with the rest, or stop (apply again "
+        "to resume).",
+    )
     def apply_(
         db: str | None,
         as_json: bool,
@@ -225,6 +233,7 @@ def _register(group: click.Group, direction: str) -> None:
         policy: str,
         saved: Path | None,
         actor: str | None,
+        on_failure: str,
         **scope: Any,
     ) -> None:
         ledger = _open(db)
@@ -240,7 +249,14 @@ def _register(group: click.Group, direction: str) -> None:
             with click.progressbar(
                 length=len(chosen.compensations), label="rolling back", file=sys.stderr
             ) as bar:
-                report = apply(ledger, chosen, adapters, actor=actor, on_progress=bar.update)
+                report = apply(
+                    ledger,
+                    chosen,
+                    adapters,
+                    actor=actor,
+                    on_progress=bar.update,
+                    on_failure=on_failure,
+                )
         finally:
             for adapter in adapters.values():
                 adapter.close()
@@ -259,11 +275,13 @@ def _register(group: click.Group, direction: str) -> None:
                     f"conflict (left for review): {conflict.entity}: {conflict.reason} "
                     f"on {', '.join(conflict.fields)}"
                 )
+            if report.needs_attention:
+                click.echo(f"needs attention: {len(report.needs_attention)} record(s)")
             verdict = "verified" if not report.mismatches else f"MISMATCHES: {report.mismatches}"
             click.echo(f"verification: {verdict}")
 
         _emit(as_json, report.to_json(), human)
-        if report.mismatches or any(o["outcome"] in ("skipped", "failed") for o in report.outcomes):
+        if report.mismatches or report.needs_attention:
             sys.exit(3)
 
 

@@ -35,12 +35,13 @@ from ledger.changes import Change
 from ledger.domain import Address, Entity, fold
 from ledger.errors import InvalidChange
 from ledger.points import Point
-from ledger.runs import Outcome, Run, Target
+from ledger.runs import CHUNK_SIZE, Outcome, Run, Target
 from ledger.transcoder import OrjsonTranscoder
 from ledger.values import ABSENT, same, to_display
 
 POLICIES = ("skip", "fields", "force", "abort")
 MISSING_PARENT = ("skip", "abort")  # a re-created record whose parent record is gone
+ON_FAILURE = ("continue", "stop")  # when the target refuses a compensation
 _CODEC = OrjsonTranscoder()
 
 
@@ -281,7 +282,8 @@ def _show(value: Any) -> str:
 
 @dataclass
 class RollbackReport:
-    """One outcome per record — restored, re-created, deleted, skipped, failed — with counts."""
+    """One outcome per record — restored, re-created, deleted, skipped, failed (or not
+    attempted, after a stop on failure) — with counts."""
 
     plan: RollbackPlan
     outcomes: list[dict[str, Any]] = field(default_factory=list)
@@ -294,11 +296,17 @@ class RollbackReport:
             counts[outcome["outcome"]] = counts.get(outcome["outcome"], 0) + 1
         return counts
 
+    @property
+    def needs_attention(self) -> list[dict[str, Any]]:
+        """Records a person must look at: skipped (a conflict), failed, or not attempted."""
+        return [o for o in self.outcomes if o["outcome"] in ("skipped", "failed", "not attempted")]
+
     def to_json(self) -> dict[str, Any]:
         return {
             self.plan.verb: self.plan.id,
             "batch": self.plan.batch,
             "counts": self.counts,
+            "needs_attention": [o["entity"] for o in self.needs_attention],
             "outcomes": self.outcomes,
             "verification": {"mismatches": self.mismatches, "clean": not self.mismatches},
         }
@@ -787,8 +795,19 @@ def apply(
     *,
     actor: str | None = None,
     on_progress: Any = None,
+    on_failure: str = "continue",
 ) -> RollbackReport:
-    """Apply a plan's compensations newest first, each exactly once, then verify."""
+    """Apply a plan's compensations newest first, each exactly once, then verify.
+
+    A compensation the target refuses (``failed``) is listed as needing attention; the rest go
+    on (``on_failure="continue"``) or the rollback stops after the chunk holding it
+    (``"stop"``), leaving the others ``not attempted``. Either way the rollback's batch stays
+    open until nothing is left to do, so applying the plan again resumes it."""
+    if on_failure not in ON_FAILURE:
+        raise InvalidChange(
+            f"failure policy {on_failure!r} is not one of {', '.join(ON_FAILURE)}",
+            field="on_failure",
+        )
     report = RollbackReport(rollback)
     compensated = {c.entity for c in rollback.compensations}
     for conflict in rollback.conflicts:
@@ -834,11 +853,29 @@ def apply(
             groups[-1][1].append((compensation, change))
         else:
             groups.append((target, [(compensation, change)]))
-    for target, items in groups:
+    chunks = [
+        (target, items[start : start + CHUNK_SIZE])
+        for target, items in groups
+        for start in range(0, len(items), CHUNK_SIZE)
+    ]
+    stopped = False
+    for target, items in chunks:
+        if stopped:
+            report.outcomes.extend(
+                {
+                    "entity": compensation.entity,
+                    "outcome": "not attempted",
+                    "reason": "stopped after a failure (on-failure: stop); apply again to resume",
+                }
+                for compensation, _ in items
+            )
+            continue
         outcomes = run.apply(target, [change for _, change in items], on_progress=on_progress)
         for (compensation, _), outcome in zip(items, outcomes, strict=True):
             report.outcomes.append(_describe(compensation, outcome))
-    if run.counts["applied"]:
+        stopped = on_failure == "stop" and any(o.status == "failed" for o in outcomes)
+    unfinished = any(o["outcome"] in ("failed", "not attempted") for o in report.outcomes)
+    if run.counts["applied"] and not unfinished:
         ledger.close_batch(rollback.batch)
     report.mismatches = verify(rollback, adapters, report)
     return report

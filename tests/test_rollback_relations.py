@@ -6,6 +6,7 @@ not foresee names the record, the field and the reference."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -180,3 +181,59 @@ def test_a_parent_lost_after_planning_is_a_failure_naming_record_field_and_refer
     assert "account_id" in failed["error"]
     assert "contact_account" in failed["error"] or "accounts" in failed["error"]
     assert "c2" not in table(engine, "contacts")
+
+
+def lose_a_parent_after_planning(crm: Any, ledger: Ledger) -> Any:
+    """A cleanup deleted c2 (in a2) and renamed c1; the plan is made; then a2 is deleted, so the
+    re-creation of c2 will be refused by the foreign key while c1's restore is fine."""
+    engine, adapter = crm
+    with Run(ledger, "cleanup") as run:
+        run.delete(Target(adapter, "contacts"), "c2")
+        run.update(Target(adapter, "contacts"), "c1", {"name": "Ada (checked)"})
+    chosen = plan(ledger, Scope(batches=("cleanup",)), {"crm": adapter})
+    assert [c.entity for c in chosen.compensations] == ["crm/contacts/c1", "crm/contacts/c2"]
+    with engine.begin() as connection:
+        connection.execute(sa.text("DELETE FROM accounts WHERE id = 'a2'"))
+    return chosen
+
+
+def restore_a2(engine: sa.Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO accounts (id, name) VALUES ('a2', 'Bolt')"))
+
+
+def test_a_refused_record_needs_attention_the_rest_goes_on_and_applying_again_finishes(
+    crm: Any, ledger: Ledger
+) -> None:
+    engine, adapter = crm
+    chosen = lose_a_parent_after_planning(crm, ledger)
+
+    report = apply(ledger, chosen, {"crm": adapter})
+
+    assert report.counts == {"restored": 1, "failed": 1}
+    assert report.to_json()["needs_attention"] == ["crm/contacts/c2"]
+    assert ledger.batch_view(chosen.batch).status == "open"  # something is left to do
+    restore_a2(engine)
+    again = apply(ledger, chosen, {"crm": adapter})
+    assert again.counts == {"restored": 1, "re-created": 1}
+    assert again.needs_attention == []
+    assert table(engine, "contacts") == {"c1": ("Ada", "a1"), "c2": ("Bo", "a2")}
+    assert ledger.batch_view(chosen.batch).status == "closed"
+
+
+def test_stop_on_failure_leaves_the_rest_not_attempted_until_applied_again(
+    crm: Any, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, adapter = crm
+    chosen = lose_a_parent_after_planning(crm, ledger)
+    reversed_order = replace(chosen, compensations=chosen.compensations[::-1])  # c2 first
+    monkeypatch.setattr("ledger.rollback.CHUNK_SIZE", 1)  # one record per chunk
+
+    report = apply(ledger, reversed_order, {"crm": adapter}, on_failure="stop")
+
+    assert [o["outcome"] for o in report.outcomes] == ["failed", "not attempted"]
+    assert table(engine, "contacts")["c1"] == ("Ada (checked)", "a1")  # untouched
+    restore_a2(engine)
+    again = apply(ledger, reversed_order, {"crm": adapter}, on_failure="stop")
+    assert again.counts == {"re-created": 1, "restored": 1}
+    assert table(engine, "contacts") == {"c1": ("Ada", "a1"), "c2": ("Bo", "a2")}
