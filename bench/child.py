@@ -27,6 +27,9 @@ TASKS = {
     "seed_target": "bench.reconcile_tasks:seed_target",
     "ledger_reconcile": "bench.reconcile_tasks:ledger_reconcile",
     "raw_reconcile": "bench.reconcile_tasks:raw_reconcile",
+    "seed_rollback": "bench.rollback_tasks:seed_rollback",
+    "ledger_rollback": "bench.rollback_tasks:ledger_rollback",
+    "raw_rollback": "bench.rollback_tasks:raw_rollback",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import sqlite3
@@ -56,7 +57,7 @@ class Row:
             self.reference,
             ledger,
             _rate(self.reference_rate, self.unit),
-            "—" if self.ratio is None else f"{self.ratio:.2f}{TIMES}",
+            _ratio(self.ratio),
             "—" if self.rss is None else f"{self.rss[0]:.0f} / {self.rss[1]:.0f} MiB",
             self.target,
             {True: "yes", False: "**no**", None: "—"}[self.met],
@@ -65,6 +66,14 @@ class Row:
 
 def _rate(value: float | None, unit: str) -> str:
     return "—" if value is None else f"{value:,.0f} {unit}"
+
+
+def _ratio(value: float | None) -> str:
+    """Two decimals; a ratio under 0.01 keeps two significant digits instead of showing 0.00."""
+    if value is None:
+        return "—"
+    decimals = 2 if value >= 0.01 or value <= 0 else min(8, 1 - math.floor(math.log10(value)))
+    return f"{value:.{decimals}f}{TIMES}"
 
 
 def machine() -> dict[str, str]:

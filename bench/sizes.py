@@ -13,6 +13,7 @@ class Sizes:
     samples: int = 200  # workload 4: ledger samples per kind (time, version)
     replay: int = 20  # workload 4: of those, how many the full-replay reference also runs
     collection: tuple[int, ...] = (10_000, 100_000)  # workload 5: records in the collection
+    rollback: int = 100_000  # workload 6: changes in the batch rolled back
     reconcile: tuple[int, ...] = (100_000, 1_000_000)  # workload 7: rows of the table
     # workload 8: actions in one batch on PostgreSQL; 100,000 would hang (see the report), so
     # the default runs the largest size that passes and one that shows the hang.
@@ -34,7 +35,7 @@ class Sizes:
         lists = (sizes.collection, sizes.pg_batch, sizes.reconcile)
         if any(not sizes_ or min(sizes_) < 1 for sizes_ in lists):
             raise ValueError("--sizes: collection and pg_batch need sizes of at least 1")
-        if min(sizes.batch, sizes.single, sizes.samples) < 1 or sizes.history < 2:
+        if min(sizes.batch, sizes.single, sizes.samples, sizes.rollback) < 1 or sizes.history < 2:
             raise ValueError("--sizes: sizes must be at least 1 (history at least 2)")
         return replace(sizes, replay=max(1, min(sizes.replay, sizes.samples)))
 
@@ -53,6 +54,7 @@ QUICK = Sizes(
     samples=20,
     replay=10,
     collection=(100, 300),
+    rollback=300,
     reconcile=(100, 300),
     pg_batch=(300,),
 )

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import ROOT
-from bench.report import NOT_BUILT, Row
+from bench.report import Row
 from bench.sizes import Sizes
 
 ROWS = ("1", "2", "3", "4", "5", "6", "7", "8")
@@ -87,15 +87,16 @@ class Suite:
             self.log(f"seeding a SQLite ledger with {n:,} records (not timed)")
             db = self.path(f"seed-{n}.db")
             position = self.task("seed_ledger", db=db, n=n)["position"]
-            with sqlite3.connect(db) as connection:  # fold the WAL in, so a copy is whole
-                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            connection.close()
+            _fold_wal(db)
             self._seeds[n] = (db, position)
         return self._seeds[n]
 
     def copy(self, n: int) -> str:
         source, _ = self.seeded(n)
-        target = self.path(f"copy-{n}.db")
+        return self.copy_file(source, f"copy-{n}.db")
+
+    def copy_file(self, source: str, stem: str) -> str:
+        target = self.path(stem)
         shutil.copyfile(source, target)
         return target
 
@@ -289,13 +290,57 @@ class Suite:
             )
         return rows
 
-    # Placeholders and PostgreSQL ----------------------------------------------------------
+    # Workload 6 -------------------------------------------------------------------------
 
-    @staticmethod
-    def placeholders() -> list[Row]:
-        return [
-            Row("6", "roll back a bad batch", "—", "later milestone", status=NOT_BUILT),
-        ]
+    def row_6(self) -> list[Row]:
+        n = self.sizes.rollback
+        self.log(
+            f"workload 6: a {n:,}-row SQLite table, its ledger, and a bad batch of {n:,} updates "
+            "through the SQL adapter (not timed)"
+        )
+        ledger_db, target = self.path(f"rollback-{n}.db"), self.path(f"rollback-target-{n}.db")
+        seed = self.task("seed_rollback", db=ledger_db, target=target, n=n)
+        _fold_wal(ledger_db)
+        self.log(f"workload 6: the ledger plans and applies the rollback of {n:,} changes")
+        ledger = self.task(
+            "ledger_rollback",
+            db=self.copy_file(ledger_db, f"rollback-copy-{n}.db"),
+            target=self.copy_file(target, f"rollback-target-copy-{n}.db"),
+            n=n,
+        )
+        self.log("workload 6: raw sqlite3 UPDATE … WHERE id = ? of the same rows")
+        raw = self.task(
+            "raw_rollback", target=self.copy_file(target, f"rollback-target-raw-{n}.db"), n=n
+        )
+        if not ledger["digest"] == raw["digest"] == seed["digest"]:
+            raise BenchError(
+                "workload 6: the table after the rollback differs from the one before the bad "
+                "batch, or from the reference's"
+            )
+        row = _compared(
+            Row(
+                "6",
+                f"plan + apply the rollback of a {n:,}-change batch through the SQL adapter "
+                "(SQLite target), compensations recorded",
+                "raw `sqlite3` `UPDATE … WHERE id = ?` `executemany` restoring the same rows, "
+                "one transaction",
+                "≥ 20 % of raw",
+                unit="rows/s",
+            ),
+            ledger,
+            raw,
+        )
+        row.met = row.ratio is not None and row.ratio >= 0.2
+        row.notes.append(
+            f"plan {ledger['plan_seconds']:.2f} s ({n / ledger['plan_seconds']:,.0f} rows/s), "
+            f"apply {ledger['apply_seconds']:.2f} s ({n / ledger['apply_seconds']:,.0f} rows/s); "
+            f"{ledger['compensations']:,} compensations planned, all restored, verification "
+            f"clean, {ledger['recorded']:,} compensating actions recorded in the ledger; the "
+            "table then equals the one from before the bad batch, as does the reference's"
+        )
+        return [row]
+
+    # Workload 7 and PostgreSQL -----------------------------------------------------------
 
     def row_7(self) -> list[Row]:
         rows: list[Row] = []
@@ -394,6 +439,13 @@ class Suite:
             Row("8b", "row 4 (time) on PostgreSQL", "full replay", "reported", status=reason),
             Row("8c", "row 4 (version) on PostgreSQL", "full replay", "reported", status=reason),
         ]
+
+
+def _fold_wal(db: str) -> None:
+    """Fold a SQLite ledger's WAL into its file, so a copy of the file is whole."""
+    with sqlite3.connect(db) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
 
 
 def _compared(row: Row, ledger: dict[str, Any], reference: dict[str, Any]) -> Row:

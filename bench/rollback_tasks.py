@@ -1,0 +1,139 @@
+"""Workload 6: plan and apply the rollback of a bad batch through the SQL table adapter.
+
+The target is a SQLite `contacts` table (integer key). The ledger first records the table's
+rows as created, then a bad batch updates every row through the adapter (`Run.apply`); the
+rollback restores the rows' values from before that batch, one compensation per record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from typing import Any
+
+from adapters.sql import SqlAdapter, SqlCollection
+from bench.data import COLLECTION, SEED_BATCH, SYSTEM
+from ledger import Address, Change, open_ledger
+from ledger.rollback import Scope, apply, plan
+from ledger.runs import Target
+
+BAD_BATCH = "bad-batch"
+WORKFLOW = "lead-sync"
+SEED_CHUNK = 20_000
+# The columns the bad batch changes, so the ones each compensation restores.
+RESTORED = ("email", "stage", "score")
+RESTORE_SQL = f"UPDATE {COLLECTION} SET email = ?, stage = ?, score = ? WHERE id = ?"
+
+
+def target_values(i: int) -> dict[str, Any]:
+    """Row ``i`` as the target held it before the bad batch."""
+    return {
+        "name": f"Contact {i}",
+        "email": f"contact{i}@example.com",
+        "stage": "lead",
+        "score": i % 100,
+    }
+
+
+def bad_values(i: int) -> dict[str, Any]:
+    """What the bad batch writes to row ``i``: every restored column differs from before."""
+    return {"email": f"contact{i}@wrong.example", "stage": "customer", "score": 100 + i * 7 % 100}
+
+
+def _address(i: int) -> Address:
+    return Address(SYSTEM, COLLECTION, str(i))
+
+
+def _adapter(target: str) -> SqlAdapter:
+    return SqlAdapter(SYSTEM, f"sqlite:///{target}", {COLLECTION: SqlCollection(COLLECTION)})
+
+
+def table_digest(target: str) -> str:
+    """A digest of every row of the table, in key order (compared across tasks, untimed)."""
+    digest = hashlib.sha256()
+    connection = sqlite3.connect(target)
+    for row in connection.execute(f"SELECT * FROM {COLLECTION} ORDER BY id"):
+        digest.update(repr(row).encode())
+    connection.close()
+    return digest.hexdigest()
+
+
+def seed_rollback(db: str, target: str, n: int) -> dict[str, Any]:
+    """The table, the ledger's record of its N rows, then the bad batch through the adapter."""
+    connection = sqlite3.connect(target)
+    connection.execute(
+        f"CREATE TABLE {COLLECTION} (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT, "
+        "stage TEXT, score INTEGER)"
+    )
+    connection.executemany(
+        f"INSERT INTO {COLLECTION} (id, name, email, stage, score) VALUES (?, ?, ?, ?, ?)",
+        ((i, *target_values(i).values()) for i in range(n)),
+    )
+    connection.commit()
+    connection.close()
+    before = table_digest(target)
+    ledger = open_ledger(db)
+    for start in range(0, n, SEED_CHUNK):
+        ledger.record_all(
+            [
+                Change(_address(i), "create", values=target_values(i))
+                for i in range(start, min(n, start + SEED_CHUNK))
+            ],
+            batch=SEED_BATCH,
+        )
+    adapter = _adapter(target)
+    changes = [Change(_address(i), "update", values=bad_values(i)) for i in range(n)]
+    with ledger.batch(BAD_BATCH, workflow=WORKFLOW) as run:
+        outcomes = run.apply(Target(adapter, COLLECTION), changes)
+    adapter.close()
+    ledger.close()
+    assert [o.status for o in outcomes] == ["applied"] * n, run.counts
+    assert table_digest(target) != before
+    return {"digest": before}
+
+
+def ledger_rollback(db: str, target: str, n: int) -> dict[str, Any]:
+    """`plan` then `apply` of the bad batch's rollback; checked after the clock stops."""
+    ledger = open_ledger(db, create=False)
+    adapter = _adapter(target)
+    adapters: dict[str, Any] = {SYSTEM: adapter}
+    started = time.perf_counter()
+    rollback = plan(ledger, Scope(batches=(BAD_BATCH,)), adapters)
+    planned = time.perf_counter()
+    report = apply(ledger, rollback, adapters)
+    finished = time.perf_counter()
+    recorded = ledger.index.batch_count(rollback.batch)
+    adapter.close()
+    ledger.close()
+    assert report.counts == {"restored": n}, report.counts
+    assert not report.mismatches, report.mismatches[:5]
+    assert recorded == n, f"{recorded} compensations recorded, not {n}"
+    return {
+        "count": n,
+        "seconds": finished - started,
+        "plan_seconds": planned - started,
+        "apply_seconds": finished - planned,
+        "compensations": len(rollback.compensations),
+        "recorded": recorded,
+        "digest": table_digest(target),
+    }
+
+
+def raw_rollback(target: str, n: int) -> dict[str, Any]:
+    """Reference: raw sqlite3 restores the same rows, one `executemany`, one transaction.
+
+    Connected as the adapter's engine connects (autocommit driver, busy_timeout, the target's
+    default journal mode and synchronous setting) and begun as it begins a write (IMMEDIATE)."""
+    rows = [(*(target_values(i)[c] for c in RESTORED), i) for i in range(n)]
+    connection = sqlite3.connect(target, isolation_level=None)
+    connection.execute("PRAGMA busy_timeout = 30000")
+    started = time.perf_counter()
+    connection.execute("BEGIN IMMEDIATE")
+    cursor = connection.executemany(RESTORE_SQL, rows)
+    connection.execute("COMMIT")
+    seconds = time.perf_counter() - started
+    updated = cursor.rowcount
+    connection.close()
+    assert updated == n, f"{updated} rows updated, not {n}"
+    return {"count": n, "seconds": seconds, "digest": table_digest(target)}
