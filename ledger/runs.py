@@ -210,11 +210,8 @@ class Run:
             return change
         content = change.content_hash(batch=self.batch)
         self._occurrences[content] += 1
-        return replace(
-            change,
-            fingerprint=change.content_hash(
-                batch=self.batch, occurrence=self._occurrences[content]
-            ),
+        return change.evolve(
+            fingerprint=change.content_hash(batch=self.batch, occurrence=self._occurrences[content])
         )
 
     def _apply_chunk(self, target: Target, chunk: list[Change]) -> list[Outcome]:
@@ -236,7 +233,7 @@ class Run:
         images = target.adapter.read(target.collection, [chunk[i].address.key for i in todo])
         writes: dict[int, Write] = {}
         for index in todo:
-            change = replace(chunk[index], image=images[chunk[index].address.key])
+            change = chunk[index].evolve(image=images[chunk[index].address.key])
             chunk[index] = change
             refused = _early_refusal(change)
             if refused is not None:
@@ -271,7 +268,7 @@ class Run:
     def _refuse_if_closed(self, change: Change) -> None:
         """A closed batch takes no new action: refuse before anything reaches the target."""
         try:
-            closed = self.ledger.batch_view(self.batch).status == "closed"
+            closed = self.ledger._batch(self.batch).closed
         except NotFound:
             return
         if closed:
@@ -447,7 +444,7 @@ def settle(
             applied.extend(_created_elsewhere(index, change, result.assigned_key))
         elif result.outcome == "applied" or landed:
             image = result.before if result.outcome == "applied" else change.image
-            applied.append((index, replace(change, image=image)))
+            applied.append((index, change.evolve(image=image)))
         elif result.outcome == "stale":
             outcomes[index] = Outcome(
                 name, "stale", field=result.field, expected=result.expected, actual=result.actual

@@ -227,7 +227,7 @@ def test_stop_on_failure_leaves_the_rest_not_attempted_until_applied_again(
     engine, adapter = crm
     chosen = lose_a_parent_after_planning(crm, ledger)
     reversed_order = replace(chosen, compensations=chosen.compensations[::-1])  # c2 first
-    monkeypatch.setattr("ledger.rollback.CHUNK_SIZE", 1)  # one record per chunk
+    monkeypatch.setattr("ledger.rollback.APPLY_CHUNK", 1)  # one record per chunk
 
     report = apply(ledger, reversed_order, {"crm": adapter}, on_failure="stop")
 
