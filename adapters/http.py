@@ -258,6 +258,9 @@ class HttpAdapter:
                 break
         return results
 
+    def normalize(self, collection: str, values: Record) -> Record:
+        return values  # stored as given
+
     def assigns_keys(self, collection: str) -> bool:
         return self._route(collection).assigns_ids
 

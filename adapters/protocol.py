@@ -96,6 +96,14 @@ class Adapter(Protocol):
         does not stop the others. Raises `TransientError` only when nothing was applied."""
         ...
 
+    def normalize(self, collection: str, values: Record) -> Record:
+        """The values as the system will store them, where a conversion is lossless (an
+        integer for a float column, ISO text for a date column), so that the ledger records
+        what the target will hold and compares like with like; other values are left as they
+        are (a write refuses what does not fit). Returns ``values`` itself when nothing
+        needed converting."""
+        ...
+
     def assigns_keys(self, collection: str) -> bool:
         """Whether the system chooses the key of a created record itself (a REST API assigning
         ids on POST), so that a re-created record comes back under a new key."""

@@ -86,6 +86,18 @@ class SqlAdapter:
             self._tables[collection] = table
         return self._tables[collection]
 
+    def normalize(self, collection: str, values: Record) -> Record:
+        """Lossless conversions to the columns' types: JSON has no float/int distinction, no
+        Decimal and no dates, so changes arriving as JSON would otherwise not fit (or would
+        read back as another type than the ledger recorded)."""
+        table = self.table(collection)
+        converted = {
+            name: _converted(_python_type(table.c[name]), value) if name in table.c else value
+            for name, value in values.items()
+        }
+        unchanged = all(converted[name] is value for name, value in values.items())
+        return values if unchanged else converted
+
     def assigns_keys(self, collection: str) -> bool:
         return False  # a row is inserted with the key it is given
 
@@ -381,6 +393,20 @@ def _from_text(column: sa.Column[Any], text: str, key: str) -> Any:
         except ValueError:
             raise AdapterError(f"key {key!r}: {column.name} takes whole numbers") from None
     return text
+
+
+def _converted(kind: type | None, value: Any) -> Any:
+    """``value`` as a ``kind``, when that loses nothing; else unchanged."""
+    try:
+        if kind is float and type(value) is int and float(value) == value:
+            return float(value)
+        if kind is Decimal and type(value) in (int, float):
+            return Decimal(value) if type(value) is int else Decimal(repr(value))
+        if type(value) is str and kind in (date, datetime, time):
+            return kind.fromisoformat(value)
+    except (ValueError, OverflowError, ArithmeticError):
+        pass  # not what the column holds: the write refuses it, naming the field
+    return value
 
 
 _ACCEPTED: dict[type, tuple[type, ...]] = {

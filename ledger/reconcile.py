@@ -790,6 +790,9 @@ class _PlanGuard:
     def write(self, collection: str, writes: Sequence[Write]) -> list[WriteResult]:
         return self.adapter.write(collection, [self._guarded(write) for write in writes])
 
+    def normalize(self, collection: str, values: Record) -> Record:
+        return self.adapter.normalize(collection, values)
+
     def assigns_keys(self, collection: str) -> bool:
         return self.adapter.assigns_keys(collection)
 

@@ -199,7 +199,8 @@ class Run:
                         f"{change.address} is not in {target.adapter.system}/{target.collection}",
                         field="entity",
                     )
-            outcomes.extend(self._apply_chunk(target, [self._prepare(c) for c in chunk]))
+            prepared = [self._prepare(_typed(target, change)) for change in chunk]
+            outcomes.extend(self._apply_chunk(target, prepared))
             if on_progress is not None:
                 on_progress(len(chunk))
         return outcomes
@@ -329,6 +330,18 @@ class Run:
             reraise=True,
         )
         return cast("list[WriteResult]", retrying(target.adapter.write, target.collection, writes))
+
+
+def _typed(target: Target, change: Change) -> Change:
+    """The change with its values (and expected values) as the target will store them."""
+    adapter, collection = target.adapter, target.collection
+    values = adapter.normalize(collection, change.values) if change.values else change.values
+    expected = change.expected
+    if expected:
+        expected = adapter.normalize(collection, expected)
+    if values is change.values and expected is change.expected:
+        return change  # nothing converted (the usual case): no copy, no second check
+    return replace(change, values=values, expected=expected)
 
 
 def _chunks(changes: Iterator[Change], size: int) -> Iterator[list[Change]]:

@@ -39,11 +39,8 @@ class Flaky:
         )
         self.writes = 0
 
-    def read(self, collection, keys):
-        return self.adapter.read(collection, keys)
-
-    def scan(self, collection):
-        return self.adapter.scan(collection)
+    def __getattr__(self, name):  # read, scan, normalize, … as the wrapped adapter does
+        return getattr(self.adapter, name)
 
     def write(self, collection, writes):
         if self.edit:

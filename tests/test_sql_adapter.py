@@ -9,7 +9,10 @@ from adapter_contract import AdapterContract
 
 from adapters.protocol import Write
 from adapters.sql import SqlAdapter, SqlCollection
+from ledger import Address, Change, open_ledger
 from ledger.errors import ConfigurationError
+from ledger.reconcile import compare
+from ledger.runs import Run, Target
 
 
 def contacts_table(metadata):
@@ -172,3 +175,46 @@ def test_a_long_scan_on_sqlite_does_not_hold_the_write_lock(tmp_path):
     assert len(list(scan)) == 4
     other.close()
     adapter.close()
+
+
+def test_json_values_are_stored_and_recorded_as_the_columns_types(sql_url, tmp_path):
+    """JSON has no float/int distinction, no Decimal and no dates: a change arriving as JSON is
+    converted losslessly to the columns' types, so the ledger records exactly what the table
+    holds and reconciliation finds no drift; text that is no date is refused naming the field."""
+
+    def typed(metadata):
+        return sa.Table(
+            "contacts",
+            metadata,
+            sa.Column("id", sa.String, primary_key=True),
+            sa.Column("ratio", sa.Float),
+            sa.Column("amount", sa.Numeric(12, 2)),
+            sa.Column("born", sa.Date),
+        )
+
+    adapter = seeded(sql_url, {"1": {"ratio": 0.5}}, typed)
+    ledger = open_ledger(str(tmp_path / "ledger.db"))
+    changes = [
+        Change.from_json(
+            '{"entity": "crm/contacts/1", "op": "update", "expected": {"ratio": 0.5},'
+            ' "set": {"ratio": 2, "amount": 19.99, "born": "1990-05-17"}}'
+        ),
+        Change.from_json(
+            '{"entity": "crm/contacts/2", "op": "create", "set": {"born": "17/05/1990"}}'
+        ),
+    ]
+    with Run(ledger, "sync") as run:
+        applied, refused = run.apply(Target(adapter, "contacts"), changes)
+
+    assert (applied.status, refused.status) == ("applied", "failed")
+    assert "field 'born' takes date values, not str" in refused.error
+    stored = adapter.read("contacts", ["1"])["1"]
+    assert stored["ratio"] == 2.0 and type(stored["ratio"]) is float
+    assert stored["amount"] == Decimal("19.99") and stored["born"] == date(1990, 5, 17)
+    recorded = ledger.state(Address.parse("crm/contacts/1")).fields
+    assert {k: (type(v), v) for k, v in recorded.items()} == {
+        k: (type(v), v) for k, v in stored.items()
+    }
+    assert list(compare(ledger, adapter, "contacts")) == []
+    adapter.close()
+    ledger.close()
