@@ -7,6 +7,7 @@ import random
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
 from adapters.protocol import Write, WriteResult
 from adapters.sql import SqlAdapter, SqlCollection
@@ -49,11 +50,8 @@ class FlakyNetwork:
         self.adapter, self.system, self.rng = adapter, adapter.system, rng
         self.failures = 0
 
-    def read(self, collection: str, keys: list[str]) -> dict:
-        return self.adapter.read(collection, keys)
-
-    def scan(self, collection: str):  # type: ignore[no-untyped-def]
-        return self.adapter.scan(collection)
+    def __getattr__(self, name: str) -> Any:  # read, scan, normalize, … as the CRM does
+        return getattr(self.adapter, name)
 
     def write(self, collection: str, writes: list[Write]) -> list[WriteResult]:
         roll = self.rng.random()
