@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from crm_server import CrmServer
 
 from adapters.http import CollectionRoute, HttpAdapter
-from ledger import Address, Change, Ledger, Point, open_ledger
+from ledger import Address, Change, Ledger, Point
 from ledger.cli import main
 from ledger.reconcile import compare
 from ledger.rollback import Scope, apply, plan
@@ -41,13 +41,6 @@ def adapter(crm: CrmServer) -> Iterator[HttpAdapter]:
     http = HttpAdapter("crm", crm.url, {C: route}, retry_wait_initial=0.001, retry_wait_max=0.01)
     yield http
     http.close()
-
-
-@pytest.fixture
-def ledger(tmp_path: Any) -> Iterator[Ledger]:
-    opened = open_ledger(str(tmp_path / "ledger.db"))
-    yield opened
-    opened.close()
 
 
 def delete_three(ledger: Ledger, adapter: HttpAdapter) -> None:
@@ -190,7 +183,7 @@ def test_a_crash_after_the_post_neither_loses_nor_duplicates_the_record(
 
 
 def test_the_cli_shows_the_new_keys_and_follows_them(
-    tmp_path: Any, ledger: Ledger, adapter: HttpAdapter, crm: CrmServer
+    tmp_path: Any, db_url: str, ledger: Ledger, adapter: HttpAdapter, crm: CrmServer
 ) -> None:
     config = tmp_path / "ledger.toml"
     config.write_text(
@@ -198,7 +191,7 @@ def test_the_cli_shows_the_new_keys_and_follows_them(
         'collections.contacts = { path = "/contacts", assigns_ids = true }\n'
     )
     delete_three(ledger, adapter)
-    db = str(tmp_path / "ledger.db")
+    db = db_url
 
     def ledger_cli(*args: str) -> Any:
         return CliRunner().invoke(main, [*args, "--db", db], catch_exceptions=False)

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Ledger, open_ledger
+from ledger import Ledger
 from ledger.rollback import Scope, apply, plan
 from ledger.runs import Run, Target
 
@@ -55,13 +55,6 @@ def crm(sql_url: str) -> Iterator[tuple[sa.Engine, SqlAdapter]]:
     yield engine, adapter
     adapter.close()
     engine.dispose()
-
-
-@pytest.fixture
-def ledger(tmp_path: Any) -> Iterator[Ledger]:
-    opened = open_ledger(str(tmp_path / "ledger.db"))
-    yield opened
-    opened.close()
 
 
 def table(engine: sa.Engine, name: str) -> dict[str, tuple[Any, ...]]:
