@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.sqlite import (
+    SQLITE3_DEFAULT_LOCK_TIMEOUT,
     SQLiteApplicationRecorder,
     SQLiteConnection,
     SQLiteConnectionPool,
@@ -26,6 +27,7 @@ from eventsourcing.utils import Environment, EnvType
 from ledger.store import INDEX_TABLE, PENDING_TABLE, IndexedRecorder
 
 SYNCHRONOUS = "FULL"
+STATEMENT_CACHE = 128  # the sqlite3 module's default
 
 
 class DurableSQLiteConnectionPool(SQLiteConnectionPool):
@@ -43,6 +45,21 @@ class DurableSQLiteConnectionPool(SQLiteConnectionPool):
                 if "locked" not in str(error) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.01)
+        # The library opens its connections with cached_statements=True, a statement cache
+        # of one: each transaction's BEGIN evicts the statement before it, so every query
+        # and insert was compiled again. Reopen with a real cache (the library's connect has
+        # already switched the file to WAL, which is a property of the file).
+        opened = connection._sqlite_conn
+        connection._sqlite_conn = sqlite3.connect(
+            database=self.db_name,
+            uri=True,
+            check_same_thread=False,
+            isolation_level=None,
+            cached_statements=STATEMENT_CACHE,
+            timeout=self.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT,
+        )
+        connection._sqlite_conn.row_factory = opened.row_factory
+        opened.close()
         connection._sqlite_conn.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
         return connection
 
@@ -82,8 +99,10 @@ class SQLiteLedgerRecorder(IndexedRecorder, SQLiteApplicationRecorder):
 
     def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         with self.datastore.transaction(commit=False) as c:
-            c.execute(statement, list(params))
-            return [tuple(row) for row in c.fetchall()]
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None  # plain tuples, not the library's sqlite3.Row objects
+            cursor.execute(statement, list(params))
+            return cursor.fetchall()
 
     def _qualified(self, table: str) -> str:
         return table

@@ -21,7 +21,7 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, cast
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
@@ -254,9 +254,47 @@ class IndexedRecorder:
         limit: int,
     ) -> list[CollectionRow]:
         """The next page of a collection's actions in (key, version) order."""
+        return [
+            CollectionRow(key, self._uuid(db_id), version, position, topic, bytes(state))
+            for key, db_id, version, position, topic, state in self._collection_rows(
+                "a.key, a.entity_id, a.version, a.position, e.topic, e.state",
+                system,
+                collection,
+                cutoff,
+                after,
+                limit,
+            )
+        ]
+
+    def collection_states(
+        self,
+        system: str,
+        collection: str,
+        cutoff: Cutoff | None,
+        after: tuple[str, int] | None,
+        limit: int,
+    ) -> list[tuple[str, int, int, bytes]]:
+        """`collection_page` as plain (key, version, position, state) tuples: what folding a
+        collection needs, without an object and a parsed id per row."""
+        return cast(
+            list[tuple[str, int, int, bytes]],
+            self._collection_rows(
+                "a.key, a.version, a.position, e.state", system, collection, cutoff, after, limit
+            ),
+        )
+
+    def _collection_rows(
+        self,
+        columns: str,
+        system: str,
+        collection: str,
+        cutoff: Cutoff | None,
+        after: tuple[str, int] | None,
+        limit: int,
+    ) -> list[tuple[Any, ...]]:
         p = self.placeholder
         statement = (
-            f"SELECT a.key, a.entity_id, a.version, a.position, e.topic, e.state "
+            f"SELECT {columns} "
             f"FROM {self._qualified(INDEX_TABLE)} a "
             f"JOIN {self._qualified(self.events_table_name)} e "
             "ON e.originator_id = a.entity_id AND e.originator_version = a.version "
@@ -273,10 +311,7 @@ class IndexedRecorder:
             params.extend([after[0], after[0], after[1]])
         statement += f" ORDER BY a.key, a.version LIMIT {p}"
         params.append(limit)
-        return [
-            CollectionRow(key, self._uuid(db_id), version, position, topic, bytes(state))
-            for key, db_id, version, position, topic, state in self._rows(statement, params)
-        ]
+        return self._rows(statement, params)
 
     def batch_totals(self) -> dict[str, tuple[int, int, int]]:
         """Per batch: number of actions, first and last log position."""
@@ -374,3 +409,49 @@ class IndexedRecorder:
         for rows in found.values():
             rows.sort(key=lambda row: row.originator_version)
         return found
+
+    def latest_stored_events(
+        self, events_table: str, snapshots_table: str | None, entity_ids: Sequence[UUID]
+    ) -> tuple[dict[UUID, StoredEvent], dict[UUID, list[StoredEvent]]]:
+        """What rebuilds many aggregates: each one's latest snapshot (if any) and its events
+        after that snapshot, ordered by version. One statement (so one transaction, one
+        consistent read) per 500 aggregates, where the repository makes two per aggregate:
+        the ids are a VALUES list joined to each table, every row found by its key."""
+        snapshots: dict[UUID, StoredEvent] = {}
+        events: dict[UUID, list[StoredEvent]] = {}
+        p = self.placeholder
+        events_name = self._qualified(events_table)
+        for start in range(0, len(entity_ids), 500):
+            chunk = entity_ids[start : start + 500]
+            statement = f"WITH ids (id) AS (VALUES {', '.join([f'({p})'] * len(chunk))}) "
+            selected = "e.originator_id, e.originator_version, e.topic, e.state"
+            if snapshots_table is None:
+                statement += (
+                    f"SELECT 0, {selected} FROM ids JOIN {events_name} e "
+                    "ON e.originator_id = ids.id"
+                )
+            else:
+                snapshots_name = self._qualified(snapshots_table)
+                latest = (
+                    f"(SELECT MAX(s.originator_version) FROM {snapshots_name} s "
+                    "WHERE s.originator_id = ids.id)"
+                )
+                statement += (
+                    "SELECT 1, s.originator_id, s.originator_version, s.topic, s.state "
+                    f"FROM ids JOIN {snapshots_name} s "
+                    f"ON s.originator_id = ids.id AND s.originator_version = {latest} "
+                    f"UNION ALL SELECT 0, {selected} FROM ids JOIN {events_name} e "
+                    f"ON e.originator_id = ids.id AND e.originator_version > COALESCE({latest}, 0)"
+                )
+            for is_snapshot, db_id, version, topic, state in self._rows(
+                statement, [self._db_id(entity_id) for entity_id in chunk]
+            ):
+                entity_id = self._uuid(db_id)
+                stored = StoredEvent(entity_id, version, topic, bytes(state))
+                if is_snapshot:
+                    snapshots[entity_id] = stored
+                else:
+                    events.setdefault(entity_id, []).append(stored)
+        for rows in events.values():
+            rows.sort(key=lambda row: row.originator_version)
+        return snapshots, events

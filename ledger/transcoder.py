@@ -74,13 +74,36 @@ class OrjsonTranscoder(Transcoder):
         self.names[transcoding.name] = transcoding
 
     def encode(self, obj: Any) -> bytes:
-        return orjson.dumps(self._to_json(obj))
+        # orjson (3.12 on) hands back its whole working buffer, at least 4 KiB, whatever
+        # the length of the JSON; joining copies it into a bytes object of the right size,
+        # so a batch of stored events does not hold several times its size in memory.
+        return b"".join((orjson.dumps(self._to_json(obj)), b""))
 
     def decode(self, data: bytes) -> Any:
         return self._from_json(orjson.loads(data))
 
+    def decode_fields(self, data: bytes, names: tuple[str, ...]) -> tuple[Any, ...]:
+        """Some fields of an encoded dict, each exactly as `decode` would give it back,
+        without decoding the other fields."""
+        parsed = orjson.loads(data)
+        if type(parsed) is not dict or parsed.keys() == _TAG_KEYS:
+            decoded = self._from_json(parsed)
+            return tuple(decoded[name] for name in names)
+        fields = [parsed[name] for name in names]
+        for index, value in enumerate(fields):
+            kind = type(value)
+            if kind is dict or kind is list:
+                fields[index] = self._from_json(value)
+        return tuple(fields)
+
     def _to_json(self, obj: Any) -> Any:
+        """What orjson should write for a value: the value itself when it is already plain
+        JSON (the common case, so nothing is copied), else a copy with tags where needed."""
         kind = type(obj)
+        if kind is dict:
+            return self._dict_to_json(obj)
+        if kind is list:
+            return self._list_to_json(obj)
         if kind is str or kind is bool or obj is None:
             return obj
         if kind is int:
@@ -91,13 +114,6 @@ class OrjsonTranscoder(Transcoder):
             if not math.isfinite(obj):
                 raise InvalidValue(f"{obj!r} cannot be stored exactly; use null or a number")
             return obj
-        if kind is dict:
-            encoded = {_text_key(key): self._to_json(value) for key, value in obj.items()}
-            if len(obj) == 2 and obj.keys() == _TAG_KEYS:
-                return {"_type_": "dict", "_data_": encoded}
-            return encoded
-        if kind is list:
-            return [self._to_json(item) for item in obj]
         transcoding = self.types.get(kind) or self._clock_type(obj)
         if transcoding is None:
             raise TranscodingNotRegisteredError(
@@ -105,6 +121,43 @@ class OrjsonTranscoder(Transcoder):
                 "a custom transcoding for this type."
             )
         return {"_type_": transcoding.name, "_data_": self._to_json(transcoding.encode(obj))}
+
+    def _dict_to_json(self, obj: dict[Any, Any]) -> dict[str, Any]:
+        if len(obj) == 2 and obj.keys() == _TAG_KEYS:
+            return {"_type_": "dict", "_data_": self._rebuilt(obj)}
+        copy: dict[str, Any] | None = None
+        for key, value in obj.items():
+            if type(key) is not str:
+                return self._rebuilt(obj)
+            kind = type(value)
+            if kind is str or kind is bool or value is None:
+                continue
+            if kind is int and _INT64_MIN <= value <= _UINT64_MAX:
+                continue
+            encoded = self._dict_to_json(value) if kind is dict else self._to_json(value)
+            if encoded is not value:
+                if copy is None:
+                    copy = dict(obj)
+                copy[key] = encoded
+        return obj if copy is None else copy
+
+    def _rebuilt(self, obj: dict[Any, Any]) -> dict[str, Any]:
+        return {_text_key(key): self._to_json(value) for key, value in obj.items()}
+
+    def _list_to_json(self, obj: list[Any]) -> list[Any]:
+        copy: list[Any] | None = None
+        for index, item in enumerate(obj):
+            kind = type(item)
+            if kind is str or kind is bool or item is None:
+                continue
+            if kind is int and _INT64_MIN <= item <= _UINT64_MAX:
+                continue
+            encoded = self._to_json(item)
+            if encoded is not item:
+                if copy is None:
+                    copy = list(obj)
+                copy[index] = encoded
+        return obj if copy is None else copy
 
     def _clock_type(self, obj: Any) -> Transcoding | None:
         """Subclasses of datetime/date/time (e.g. freezegun's) are stored as the base type.
@@ -118,9 +171,15 @@ class OrjsonTranscoder(Transcoder):
         return None
 
     def _from_json(self, data: Any) -> Any:
+        """The value stored as freshly parsed JSON: tags are replaced in place, since
+        nothing else holds the parsed containers, and untagged ones are kept as they are."""
         kind = type(data)
         if kind is list:
-            return [self._from_json(item) for item in data]
+            for index, item in enumerate(data):
+                kind = type(item)
+                if kind is dict or kind is list:
+                    data[index] = self._from_json(item)
+            return data
         if kind is not dict:
             return data
         if len(data) == 2 and data.keys() == _TAG_KEYS:
@@ -132,9 +191,21 @@ class OrjsonTranscoder(Transcoder):
                     "Please register a custom transcoding for this type."
                 )
             if name == "dict":
-                return {key: self._from_json(value) for key, value in data["_data_"].items()}
+                return self._untagged(data["_data_"])
             return transcoding.decode(self._from_json(data["_data_"]))
-        return {key: self._from_json(value) for key, value in data.items()}
+        return self._untagged(data)
+
+    def _untagged(self, data: dict[str, Any]) -> dict[str, Any]:
+        for key, value in data.items():
+            kind = type(value)
+            if kind is dict:
+                if len(value) == 2 and value.keys() == _TAG_KEYS:
+                    data[key] = self._from_json(value)  # an existing key: same size
+                else:
+                    self._untagged(value)
+            elif kind is list:
+                self._from_json(value)
+        return data
 
 
 def _text_key(key: Any) -> str:

@@ -49,10 +49,58 @@ ABSENT: Final = _Absent()
 def check_value(value: Any, where: str, *, absent_fields: bool = False) -> None:
     """Refuse a value that could not be stored and read back exactly; `where` names it.
     With ``absent_fields``, a top-level field may be ABSENT (an expectation, not a value)."""
-    budget = [MAX_BYTES]
     if absent_fields and isinstance(value, dict):
         value = {key: item for key, item in value.items() if item is not ABSENT}
-    _check(value, where, 0, budget)
+    if 0 <= _cost(value, 0) <= MAX_BYTES:
+        return
+    _check(value, where, 0, [MAX_BYTES])  # the same walk, naming where the value is wrong
+
+
+_PLAIN: Final = frozenset((bool, int, type(None), date, datetime, time, UUID))
+
+
+def _cost(value: Any, depth: int) -> int:
+    """The size `_check` counts for a value, or -1 where it would refuse it: the common,
+    valid case walked once, without building the path of every item (`_check` does that
+    when something is wrong, to say where)."""
+    kind = type(value)
+    if kind is str or kind is bytes:
+        return len(value) + 2
+    if kind in _PLAIN:
+        return 8
+    if kind is dict:
+        if value and depth >= MAX_DEPTH:
+            return -1
+        total = 2
+        for key, item in value.items():
+            if type(key) is not str:
+                return -1
+            kind = type(item)
+            if kind is str:
+                total += len(key) + len(item) + 5
+            elif kind in _PLAIN:
+                total += len(key) + 11
+            else:
+                cost = _cost(item, depth + 1)
+                if cost < 0:
+                    return -1
+                total += len(key) + 3 + cost
+        return total
+    if kind is list:
+        if value and depth >= MAX_DEPTH:
+            return -1
+        total = 2
+        for item in value:
+            cost = _cost(item, depth + 1)
+            if cost < 0:
+                return -1
+            total += cost
+        return total
+    if kind is float:
+        return 8 if math.isfinite(value) else -1
+    if kind is Decimal:
+        return 16 if value.is_finite() else -1
+    return -1
 
 
 def _check(value: Any, where: str, depth: int, budget: list[int]) -> None:
