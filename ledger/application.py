@@ -402,20 +402,37 @@ class Ledger(Application[UUID]):
         if at is not None and at.kind == "version":
             raise InvalidChange("a collection has no version; use a time or a checkpoint")
         cutoff = self.cutoff(at) or Cutoff("position", self.recorder.max_notification_id() or 0)
+        key: str | None = None
+        fields: dict[str, Any] = {}
+        exists = False
+        last: tuple[int, int] = (0, 0)
+        for row_key, version, position, operation, before, values in self.collection_actions(
+            system, collection, cutoff
+        ):
+            if row_key != key:
+                if key is not None and (exists or deleted):
+                    yield self._collection_state(system, collection, key, exists, fields, last)
+                key, fields, exists = row_key, {}, False
+            fields, exists = fold(fields, operation, before, values)
+            last = (version, position)
+        if key is not None and (exists or deleted):
+            yield self._collection_state(system, collection, key, exists, fields, last)
+
+    def collection_actions(
+        self, system: str, collection: str, cutoff: Cutoff
+    ) -> Iterator[tuple[str, int, int, str, dict[str, Any], dict[str, Any]]]:
+        """What folding a collection needs — (key, version, position, operation, before,
+        after) of every action within the cutoff — in (key, version) order, page by page."""
         mapper, transcoder = self.mapper, self.mapper.transcoder
-        # A fold needs only each action's operation, before and after: read just those
-        # fields of the stored state, each decoded as the transcoder decodes it, unless a
-        # cipher or compressor is configured (then the library's mapper reads the event).
+        # Read just those fields of the stored state, each decoded as the transcoder decodes
+        # it, unless a cipher or compressor is configured (then the library's mapper reads
+        # the whole event).
         decode = None
         no_cipher_or_compressor = mapper.cipher is None and mapper.compressor is None
         if isinstance(transcoder, OrjsonTranscoder) and no_cipher_or_compressor:
             decode = transcoder.decode_fields
         names = ("operation", "before", "after")
         after: tuple[str, int] | None = None
-        key: str | None = None
-        fields: dict[str, Any] = {}
-        exists = False
-        last: tuple[int, int] = (0, 0)
         while True:
             page: list[tuple[Any, ...]]
             if decode is not None:
@@ -424,10 +441,6 @@ class Ledger(Application[UUID]):
                 rows = self.index.collection_page(system, collection, cutoff, after, PAGE_SIZE)
                 page = [(row.key, row.version, row.position, row) for row in rows]
             for row_key, version, position, state in page:
-                if row_key != key:
-                    if key is not None and (exists or deleted):
-                        yield self._collection_state(system, collection, key, exists, fields, last)
-                    key, fields, exists = row_key, {}, False
                 if decode is not None:
                     operation, before, values = decode(state, names)
                 else:
@@ -438,13 +451,10 @@ class Ledger(Application[UUID]):
                         ),
                     )
                     operation, before, values = event.operation, event.before, event.after
-                fields, exists = fold(fields, operation, before, values)
-                last = (version, position)
+                yield row_key, version, position, operation, before, values
             if len(page) < PAGE_SIZE:
-                break
+                return
             after = (page[-1][0], page[-1][1])
-        if key is not None and (exists or deleted):
-            yield self._collection_state(system, collection, key, exists, fields, last)
 
     @staticmethod
     def _collection_state(

@@ -240,20 +240,18 @@ def _actions(
 def _projection(ledger: Ledger, system: str, collection: str, cutoff: Cutoff) -> Iterator[_Known]:
     """The ledger's knowledge of each record that has actions within the cutoff, in key order."""
     for key, rows in itertools.groupby(
-        _actions(ledger, system, collection, cutoff), key=lambda row: row[0]
+        ledger.collection_actions(system, collection, cutoff), key=lambda row: row[0]
     ):
         state = _Known(key)
-        for _, _, event in rows:
-            state.fields, state.exists = fold(
-                state.fields, event.operation, event.before, event.after
-            )
-            if event.operation == "create":
-                state.known = set(event.after)
-            elif event.operation == "delete":
+        for _, version, _, operation, before, after in rows:
+            state.fields, state.exists = fold(state.fields, operation, before, after)
+            if operation == "create":
+                state.known = set(after)
+            elif operation == "delete":
                 state.known = set()
             else:
-                state.known |= event.before.keys() | event.after.keys()
-            state.version = event.originator_version
+                state.known |= before.keys() | after.keys()
+            state.version = version
         yield state
 
 
