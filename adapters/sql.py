@@ -12,7 +12,7 @@ database's own reason, and the others apply.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -136,14 +136,27 @@ class SqlAdapter:
             _from_text(column, part, key) for column, part in zip(columns, parts, strict=True)
         )
 
-    def _key_text(self, collection: str, row: sa.Row[Any]) -> str:
-        values = [row._mapping[name] for name in self.routes[collection].key]
-        return str(values[0]) if len(values) == 1 else join_key(values)
-
-    def _record(self, collection: str, row: sa.Row[Any]) -> Record:
+    def _row_reader(self, collection: str) -> Callable[[Sequence[Any]], tuple[str, Record]]:
+        """Turns a row of ``select(table)`` into (key text, record), by column position: a
+        scan of a million rows spends its time here."""
+        table = self.table(collection)
         keys = self.routes[collection].key
-        # Column names from reflection are str subclasses (quoted_name): store plain str.
-        return {str(name): value for name, value in row._mapping.items() if name not in keys}
+        names = [str(column.name) for column in table.c]  # plain str, not quoted_name
+        at_key = [names.index(name) for name in keys]
+        fields = [(index, name) for index, name in enumerate(names) if name not in keys]
+        if len(at_key) == 1:
+            (single,) = at_key
+
+            def read(row: Sequence[Any]) -> tuple[str, Record]:
+                return str(row[single]), {name: row[index] for index, name in fields}
+
+            return read
+
+        def read_composite(row: Sequence[Any]) -> tuple[str, Record]:
+            key = join_key([row[index] for index in at_key])
+            return key, {name: row[index] for index, name in fields}
+
+        return read_composite
 
     def _where_keys(self, collection: str, keys: Sequence[str]) -> Any:
         columns = self._key_columns(collection)
@@ -164,6 +177,7 @@ class SqlAdapter:
         self, connection: Connection, collection: str, keys: Sequence[str], *, lock: bool
     ) -> dict[str, Record]:
         table = self.table(collection)
+        reader = self._row_reader(collection)
         rows: dict[str, Record] = {}
         ordered = sorted(set(keys))
         for start in range(0, len(ordered), CHUNK):
@@ -173,7 +187,8 @@ class SqlAdapter:
             if lock and not self.sqlite:
                 query = query.order_by(*self._key_columns(collection)).with_for_update()
             for row in connection.execute(query):
-                rows[self._key_text(collection, row)] = self._record(collection, row)
+                key, record = reader(row)
+                rows[key] = record
         return rows
 
     def scan(self, collection: str) -> Iterator[tuple[str, Record]]:
@@ -182,12 +197,13 @@ class SqlAdapter:
         if not self.sqlite:  # byte order, as Python compares str (SQLite's default already)
             order = [expression.collate("C") for expression in order]
         query = sa.select(table).order_by(*order)
+        reader = self._row_reader(collection)
         with self._connect() as connection:
             result = connection.execution_options(stream_results=True, yield_per=1000).execute(
                 query
             )
             for row in result:
-                yield self._key_text(collection, row), self._record(collection, row)
+                yield reader(row)
 
     # Writes ------------------------------------------------------------------------------
 

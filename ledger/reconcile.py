@@ -210,12 +210,12 @@ def _differing(
     ours: Mapping[str, Any], theirs: Mapping[str, Any], names: Iterable[str], null_is_absent: bool
 ) -> dict[str, tuple[Any, Any]]:
     differing = {}
-    for name in sorted(names):
+    for name in names:
         a, b = ours.get(name, ABSENT), theirs.get(name, ABSENT)
         if same(a, b) or (null_is_absent and _nothing(a) and _nothing(b)):
             continue
         differing[name] = (a, b)
-    return differing
+    return {name: differing[name] for name in sorted(differing)} if differing else differing
 
 
 def _nothing(value: Any) -> bool:

@@ -59,6 +59,12 @@ BUILTIN_TRANSCODINGS: Final = (
 )
 
 
+# Every tag's key, as orjson writes it. A quote inside a JSON string is escaped, so these bytes
+# occur only as a key (or as the whole text of a string value, which just costs the slow path):
+# JSON without them holds no tag, and parses to the very value that was encoded.
+_TAG = b'"_type_"'
+
+
 class OrjsonTranscoder(Transcoder):
     """Encodes event state with orjson, faithfully for every type it knows."""
 
@@ -80,12 +86,17 @@ class OrjsonTranscoder(Transcoder):
         return b"".join((orjson.dumps(self._to_json(obj)), b""))
 
     def decode(self, data: bytes) -> Any:
-        return self._from_json(orjson.loads(data))
+        parsed = orjson.loads(data)
+        if _TAG not in data:
+            return parsed  # no tag anywhere: the parsed JSON is the value
+        return self._from_json(parsed)
 
     def decode_fields(self, data: bytes, names: tuple[str, ...]) -> tuple[Any, ...]:
         """Some fields of an encoded dict, each exactly as `decode` would give it back,
         without decoding the other fields."""
         parsed = orjson.loads(data)
+        if _TAG not in data and type(parsed) is dict:
+            return tuple(parsed[name] for name in names)
         if type(parsed) is not dict or parsed.keys() == _TAG_KEYS:
             decoded = self._from_json(parsed)
             return tuple(decoded[name] for name in names)
