@@ -360,12 +360,19 @@ class Ledger(Application[UUID]):
         unless ``follow`` is false or the point is a version (versions are per address)."""
         entity_id = address.entity_id
         cutoff = self.cutoff(at)
-        highest, count = self.index.versions_until(entity_id, cutoff)
+        found: tuple[int, int] | None = None
         if at is not None and at.kind == "version":
+            # One index seek: counting a long history's versions cost more than reading it.
             version = cast(int, at.value)
-            if version < 1 or version > highest:
+            found = self.index.find_position(entity_id, version) if version >= 1 else None
+            if found is None:
+                highest = self.index.versions_until(entity_id, None)[0]
+                if highest == 0:
+                    raise NotFound(f"{address} has no recorded actions")
                 raise NotFound(f"{address} has versions 1 to {highest}, not {version}")
             highest = count = version
+        else:
+            highest, count = self.index.versions_until(entity_id, cutoff)
         if highest == 0:
             if cutoff is None or self.index.versions_until(entity_id, None)[0] == 0:
                 raise NotFound(f"{address} has no recorded actions")
@@ -382,7 +389,7 @@ class Ledger(Application[UUID]):
         if follow and moved_to is not None and (at is None or at.kind != "version"):
             followed = self.state(Address.parse(moved_to), at)
             return replace(followed, moved_from=(str(address), *followed.moved_from))
-        position, recorded = self.index.position_of(entity_id, highest)
+        position, recorded = found or self.index.position_of(entity_id, highest)
         return EntityState(
             str(address), exists, fields, highest, position, from_micros(recorded), moved_to
         )

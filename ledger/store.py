@@ -229,12 +229,19 @@ class IndexedRecorder:
 
     def position_of(self, entity_id: UUID, version: int) -> tuple[int, int]:
         """One version's log position and recorded time (microseconds)."""
-        ((position, recorded),) = self._rows(
+        found = self.find_position(entity_id, version)
+        if found is None:
+            raise LookupError(f"entity {entity_id} has no version {version}")
+        return found
+
+    def find_position(self, entity_id: UUID, version: int) -> tuple[int, int] | None:
+        """`position_of`, or None when the entity has no such version (one index seek)."""
+        rows = self._rows(
             f"SELECT position, recorded_at FROM {self._qualified(INDEX_TABLE)} "
             f"WHERE entity_id = {self.placeholder} AND version = {self.placeholder}",
             [self._db_id(entity_id), version],
         )
-        return position, recorded
+        return (rows[0][0], rows[0][1]) if rows else None
 
     def positions_of(self, entity_id: UUID) -> dict[int, tuple[int, int]]:
         """Each version's log position and recorded time (microseconds)."""
