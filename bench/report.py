@@ -23,7 +23,6 @@ COLUMNS = (
     "target",
     "met?",
 )
-NOT_BUILT = "not yet built"
 TIMES = "\N{MULTIPLICATION SIGN}"
 
 

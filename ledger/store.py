@@ -377,44 +377,27 @@ class IndexedRecorder:
         return [(self._uuid(row[0]), *row[1:]) for row in rows]
 
     def stored_events_of(
-        self,
-        table: str,
-        entity_ids: Sequence[UUID],
-        *,
-        after: dict[UUID, int] | None = None,
-        latest_only: bool = False,
+        self, table: str, entity_ids: Sequence[UUID]
     ) -> dict[UUID, list[StoredEvent]]:
-        """The stored events of many aggregates (only those after a version, where ``after``
-        gives one; or, with ``latest_only``, the newest), ordered by version: a few queries
-        where the repository would make one or two per aggregate. Each aggregate's rows are
-        read by a range on the (id, version) key, so a long history costs only its tail."""
+        """Every stored event of many aggregates, ordered by version: one query per 200
+        aggregates where the event store would make one per aggregate."""
         found: dict[UUID, list[StoredEvent]] = {}
         name = self._qualified(table)
         p = self.placeholder
         columns = "originator_id, originator_version, topic, state"
         for start in range(0, len(entity_ids), 200):
-            parts: list[str] = []
-            params: list[Any] = []
-            for entity_id in entity_ids[start : start + 200]:
-                if latest_only:
-                    parts.append(
-                        f"SELECT * FROM (SELECT {columns} FROM {name} WHERE originator_id = {p} "
-                        "ORDER BY originator_version DESC LIMIT 1) latest"
-                    )
-                    params.append(self._db_id(entity_id))
-                else:
-                    parts.append(
-                        f"SELECT {columns} FROM {name} "
-                        f"WHERE originator_id = {p} AND originator_version > {p}"
-                    )
-                    params.extend([self._db_id(entity_id), (after or {}).get(entity_id, 0)])
-            for db_id, version, topic, state in self._rows(" UNION ALL ".join(parts), params):
+            page = entity_ids[start : start + 200]
+            statement = " UNION ALL ".join(
+                f"SELECT {columns} FROM {name} WHERE originator_id = {p}" for _ in page
+            )
+            rows = self._rows(statement, [self._db_id(entity_id) for entity_id in page])
+            for db_id, version, topic, state in rows:
                 entity_id = self._uuid(db_id)
                 found.setdefault(entity_id, []).append(
                     StoredEvent(entity_id, version, topic, bytes(state))
                 )
-        for rows in found.values():
-            rows.sort(key=lambda row: row.originator_version)
+        for events in found.values():
+            events.sort(key=lambda event: event.originator_version)
         return found
 
     def latest_stored_events(
