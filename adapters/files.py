@@ -90,6 +90,7 @@ from adapters.protocol import (
     WriteResult,
     apply_write,
     check_expected,
+    declared_relations,
     join_key,
     split_key,
 )
@@ -111,6 +112,7 @@ class CsvCollection:
     columns: Mapping[str, str] = field(default_factory=dict)
     empty: Literal["null", "text"] = "null"
     delimiter: str = ","
+    parents: Mapping[str, str] = field(default_factory=dict)  # field -> parent collection
 
     def __post_init__(self) -> None:
         for column, kind in self.columns.items():
@@ -131,6 +133,7 @@ class JsonLinesCollection:
 
     file: str | None = None
     key: str | tuple[str, ...] = "id"
+    parents: Mapping[str, str] = field(default_factory=dict)  # field -> parent collection
 
     def table(self, path: Path) -> _Table:
         return _JsonLinesTable(self, path)
@@ -217,7 +220,7 @@ class FileAdapter:
         return False  # a row is written under the key it is given
 
     def relations(self, collection: str) -> tuple[Relation, ...]:
-        return ()  # files declare no references between sheets
+        return declared_relations(self.system, self.collections, collection)
 
     def close(self) -> None:
         """Nothing stays open between calls."""

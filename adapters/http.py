@@ -85,8 +85,8 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -109,6 +109,7 @@ from adapters.protocol import (
     WriteResult,
     apply_write,
     check_expected,
+    declared_relations,
 )
 from ledger.errors import (
     AdapterError,
@@ -133,6 +134,7 @@ class CollectionRoute:
     id_field: str = "id"
     put_create: bool = False
     assigns_ids: bool = False
+    parents: Mapping[str, str] = field(default_factory=dict)  # field -> parent collection
     limit_param: str = "limit"
     after_param: str = "after"
     items_field: str = "items"
@@ -265,7 +267,7 @@ class HttpAdapter:
         return self._route(collection).assigns_ids
 
     def relations(self, collection: str) -> tuple[Relation, ...]:
-        return ()  # plain REST does not describe references
+        return declared_relations(self.system, self._routes, collection)
 
     def close(self) -> None:
         if self._owns_client:

@@ -14,11 +14,12 @@ before-image), so compensations are known rather than guessed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from urllib.parse import quote, unquote
 
+from ledger.errors import ConfigurationError
 from ledger.values import ABSENT, same
 
 Record = dict[str, Any]
@@ -72,6 +73,23 @@ class Relation:
 
     field: str
     parent: str
+
+
+def declared_relations(
+    system: str, routes: Mapping[str, Any], collection: str
+) -> tuple[Relation, ...]:
+    """The relations a collection declares in ``ledger.toml`` (``parents = {field =
+    "collection"}``, for systems that cannot describe their own), each parent checked to be a
+    collection of the same system."""
+    route = routes.get(collection)
+    parents: Mapping[str, str] = getattr(route, "parents", None) or {}
+    for name, parent in parents.items():
+        if parent not in routes:
+            raise ConfigurationError(
+                f"{system}/{collection}: parents.{name} names {parent!r}, which is not a "
+                f"collection of {system} (known: {', '.join(sorted(routes))})"
+            )
+    return tuple(Relation(name, parent) for name, parent in parents.items())
 
 
 class Adapter(Protocol):

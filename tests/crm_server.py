@@ -129,6 +129,11 @@ class CrmServer:
         with self._lock:
             self._store(collection, key, {**self._rows[collection][key], **fields})
 
+    def remove(self, collection: str, key: str) -> None:
+        """An outside delete, made in the CRM's own UI."""
+        with self._lock:
+            self._store(collection, key, None)
+
     def count(self, method: str) -> int:
         with self._lock:
             return sum(1 for seen, _ in self.hits if seen == method)

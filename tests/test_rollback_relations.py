@@ -11,9 +11,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from crm_server import CrmServer
 
 from adapters.sql import SqlAdapter, SqlCollection
 from ledger import Ledger
+from ledger.config import open_adapters
+from ledger.errors import ConfigurationError
 from ledger.rollback import Scope, apply, plan
 from ledger.runs import Run, Target
 
@@ -230,3 +233,51 @@ def test_stop_on_failure_leaves_the_rest_not_attempted_until_applied_again(
     again = apply(ledger, reversed_order, {"crm": adapter}, on_failure="stop")
     assert again.counts == {"re-created": 1, "restored": 1}
     assert table(engine, "contacts") == {"c1": ("Ada", "a1"), "c2": ("Bo", "a2")}
+
+
+def test_relations_declared_in_the_configuration_order_an_http_rollback_and_find_orphans(
+    tmp_path: Any, ledger: Ledger
+) -> None:
+    """A REST API does not describe its references, so they are declared per collection
+    (``parents = {account_id = "accounts"}``); the rollback then plans as it does for SQL."""
+    config = tmp_path / "ledger.toml"
+    with CrmServer() as server:
+        server.seed("accounts", {"a1": {"name": "Acme"}, "a2": {"name": "Bolt"}})
+        server.seed("contacts", {"c2": {"name": "Bo", "account_id": "a2"}})
+        config.write_text(
+            f'[systems.crm]\ntype = "http"\nbase_url = "{server.url}"\n'
+            'collections.accounts = { path = "/accounts" }\n'
+            'collections.contacts = { path = "/contacts", parents = { account_id = "accounts" } }\n'
+        )
+        adapters = open_adapters(str(config))
+        crm = adapters["crm"]
+        (relation,) = crm.relations("contacts")
+        assert (relation.field, relation.parent) == ("account_id", "accounts")
+        with Run(ledger, "import") as run:
+            run.create(Target(crm, "accounts"), "a9", {"name": "Nine"})
+            run.create(Target(crm, "contacts"), "c9", {"name": "Nia", "account_id": "a9"})
+            run.update(Target(crm, "accounts"), "a9", {"name": "Nine Ltd"})
+            run.delete(Target(crm, "contacts"), "c2")
+        server.remove("accounts", "a2")  # someone deletes account a2 in the CRM's own UI
+
+        chosen = plan(ledger, Scope(batches=("import",)), adapters)
+
+        assert [c.entity for c in chosen.compensations] == ["crm/contacts/c9", "crm/accounts/a9"]
+        assert [(c.entity, c.reason) for c in chosen.conflicts] == [
+            ("crm/contacts/c2", "missing parent")
+        ]
+        crm.close()
+
+
+def test_a_declared_parent_that_is_not_a_collection_is_a_configuration_error(
+    tmp_path: Any,
+) -> None:
+    config = tmp_path / "ledger.toml"
+    config.write_text(
+        '[systems.crm]\ntype = "http"\nbase_url = "http://127.0.0.1:9"\n'
+        'collections.contacts = { path = "/contacts", parents = { account_id = "acounts" } }\n'
+    )
+    crm = open_adapters(str(config))["crm"]
+    with pytest.raises(ConfigurationError, match=r"parents\.account_id names 'acounts'"):
+        crm.relations("contacts")
+    crm.close()
