@@ -500,19 +500,20 @@ def _orphans(
         if record is not None
     }
     orphans: dict[str, Conflict] = {}
+
+    def alive(parent: str) -> bool:
+        planned = by_entity.get(parent)
+        if planned is None or planned.operation == "update":
+            return parent in present  # the plan leaves it where it is
+        return planned.operation == "create" and parent not in orphans  # unless skipped
+
     while True:
         found = False
         for c in compensations:
             if c.entity in orphans:
                 continue
             for field_name, parent in references[c.entity][0]:
-                planned = by_entity.get(parent)
-                alive = (
-                    planned.operation == "create" and parent not in orphans
-                    if planned is not None and planned.operation != "update"
-                    else parent in present
-                )
-                if not alive:
+                if not alive(parent):
                     orphans[c.entity] = Conflict(
                         c.entity,
                         "missing parent",
