@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from ledger.domain import MOVE, OPERATIONS, Address, Entity, compensation_for
+from ledger.encoding import decode_value
 from ledger.errors import BeforeMismatch, InvalidChange
 from ledger.points import parse_time
 from ledger.transcoder import OrjsonTranscoder
@@ -100,11 +101,11 @@ class Change:
         return cls(
             address=Address.parse(entity),
             operation=operation,
-            values=_object(data, "set"),
+            values=_fields(data, "set"),
             unset=tuple(_text_list(data, "unset")),
-            before=_object(data, "before") if "before" in data else None,
-            expected=_object(data, "expected") if "expected" in data else None,
-            inputs=_object(data, "inputs"),
+            before=_fields(data, "before") if "before" in data else None,
+            expected=_fields(data, "expected") if "expected" in data else None,
+            inputs=_fields(data, "inputs"),
             sources=tuple(_text_list(data, "sources")),
             effective_at=parse_time(effective, "effective_at") if effective else None,
             **{key: _text(data, key) for key in _TEXT_KEYS},
@@ -214,6 +215,13 @@ def _object(data: dict[str, Any], key: str) -> dict[str, Any]:
             f"field {key!r} must be an object of field names to values, got {value!r}", field=key
         )
     return value
+
+
+def _fields(data: dict[str, Any], key: str) -> dict[str, Any]:
+    """An object of field names to values in the edge encoding (`ledger.encoding`)."""
+    return {
+        name: decode_value(value, f"{key}.{name}") for name, value in _object(data, key).items()
+    }
 
 
 def _text_list(data: dict[str, Any], key: str) -> list[str]:

@@ -21,9 +21,10 @@ from ledger.application import Ledger
 from ledger.bootstrap import DB_KEY, open_ledger, resolve_db
 from ledger.changes import Change, iter_changes, line_fingerprint
 from ledger.domain import Address
+from ledger.encoding import encode_value, parse_value
 from ledger.errors import InvalidChange, LedgerError
 from ledger.points import Point, parse_time
-from ledger.values import ABSENT, parse_json, to_display
+from ledger.values import ABSENT
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -97,7 +98,7 @@ def _cell(value: Any) -> str:
         return "-"
     if isinstance(value, str):
         return value
-    return orjson.dumps(to_display(value)).decode()
+    return orjson.dumps(encode_value(value)).decode()
 
 
 def _point(text: str | None) -> Point | None:
@@ -122,7 +123,7 @@ def _pairs(items: tuple[str, ...], option: str, as_json: bool) -> dict[str, Any]
             raise InvalidChange(f"{option} {item!r} must look like FIELD=VALUE", field=option)
         if name in result:
             raise InvalidChange(f"{option} names field {name!r} twice", field=option)
-        result[name] = parse_json(value, where=f"{option} {name}") if as_json else value
+        result[name] = parse_value(value, where=f"{option} {name}") if as_json else value
     return result
 
 
@@ -188,7 +189,7 @@ def _change_from_flags(flags: dict[str, Any]) -> Change:
         **_pairs(flags["before"], "--before", False),
         **_pairs(flags["before_json"], "--before-json", True),
     }
-    inputs = parse_json(flags["inputs"], where="--inputs") if flags["inputs"] else {}
+    inputs = parse_value(flags["inputs"], where="--inputs") if flags["inputs"] else {}
     if not isinstance(inputs, dict):
         raise InvalidChange("--inputs must be a JSON object", field="--inputs")
     return Change(

@@ -40,12 +40,13 @@ from eventsourcing.persistence import StoredEvent
 from ledger.application import Ledger
 from ledger.changes import Change
 from ledger.domain import Address, Entity, fold
+from ledger.encoding import encode_value
 from ledger.errors import AdapterError, BatchClosed, InvalidChange, NotFound
 from ledger.points import Point
 from ledger.runs import Outcome, Run, Target
 from ledger.store import Cutoff
 from ledger.transcoder import OrjsonTranscoder
-from ledger.values import ABSENT, same, to_display
+from ledger.values import ABSENT, same
 
 if TYPE_CHECKING:
     from adapters.protocol import Adapter, Record, Relation, Write, WriteResult
@@ -81,7 +82,7 @@ class Drift:
             # "absent in the ledger, null in the target".
             "fields": {
                 name: {
-                    side: to_display(value)
+                    side: encode_value(value)
                     for side, value in (("ledger", ours), ("target", theirs))
                     if value is not ABSENT
                 }
@@ -366,9 +367,9 @@ class Correction:
         return {
             "key": self.key,
             "operation": self.operation,
-            "set": to_display(self.values),
+            "set": encode_value(self.values),
             "unset": list(self.unset),
-            "expected": {f: to_display(v) for f, v in self.expected.items() if v is not ABSENT},
+            "expected": {f: encode_value(v) for f, v in self.expected.items() if v is not ABSENT},
             "expected_absent": sorted(f for f, v in self.expected.items() if v is ABSENT),
         }
 
@@ -388,9 +389,9 @@ class Adoption:
         return {
             "key": self.key,
             "operation": self.operation,
-            "set": to_display(self.values),
+            "set": encode_value(self.values),
             "unset": list(self.unset),
-            "before": {f: to_display(v) for f, v in self.before.items() if v is not ABSENT},
+            "before": {f: encode_value(v) for f, v in self.before.items() if v is not ABSENT},
         }
 
 

@@ -33,11 +33,12 @@ from adapters.protocol import Adapter, Relation
 from ledger.application import Ledger
 from ledger.changes import Change
 from ledger.domain import Address, Entity, fold
+from ledger.encoding import encode_value
 from ledger.errors import InvalidChange
 from ledger.points import Point
 from ledger.runs import Outcome, Run, Target
 from ledger.transcoder import OrjsonTranscoder
-from ledger.values import ABSENT, same, to_display
+from ledger.values import ABSENT, same
 
 POLICIES = ("skip", "fields", "force", "abort")
 MISSING_PARENT = ("skip", "abort")  # a re-created record whose parent record is gone
@@ -163,12 +164,12 @@ class RollbackPlan:
                 {
                     **asdict(c),
                     "kind": c.kind,
-                    "values": to_display(c.values),
-                    "expected": to_display(c.expected),
+                    "values": encode_value(c.values),
+                    "expected": encode_value(c.expected),
                 }
                 for c in self.compensations
             ],
-            "conflicts": [to_display(asdict(c)) for c in self.conflicts],
+            "conflicts": [encode_value(asdict(c)) for c in self.conflicts],
             "already_rolled_back": list(self.already_rolled_back),
             "followups": [asdict(f) for f in self.followups],
             "direction": self.direction,
@@ -281,7 +282,7 @@ class RollbackPlan:
 
 
 def _show(value: Any) -> str:
-    return "(absent)" if value is ABSENT else orjson.dumps(to_display(value)).decode()
+    return "(absent)" if value is ABSENT else orjson.dumps(encode_value(value)).decode()
 
 
 @dataclass
@@ -937,8 +938,8 @@ def _describe(compensation: Compensation, outcome: Outcome) -> dict[str, Any]:
             outcome="skipped",
             reason="changed in the target since the plan was made",
             field=outcome.field,
-            expected=to_display(outcome.expected),
-            actual=to_display(outcome.actual),
+            expected=encode_value(outcome.expected),
+            actual=encode_value(outcome.actual),
         )
     else:
         result.update(outcome="failed", error=outcome.error)

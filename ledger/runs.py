@@ -34,6 +34,7 @@ import adapters.protocol as protocol
 from ledger.application import Ledger
 from ledger.changes import Change
 from ledger.domain import MOVE, Address, Intent, intent_id
+from ledger.encoding import encode_value
 from ledger.errors import (
     BatchClosed,
     CanaryLimit,
@@ -42,7 +43,7 @@ from ledger.errors import (
     StaleWrite,
     TransientError,
 )
-from ledger.values import ABSENT, same, to_display
+from ledger.values import ABSENT, same
 from ledger.views import Receipt
 
 if TYPE_CHECKING:
@@ -109,8 +110,8 @@ class Outcome:
         if self.status == "stale":
             result.update(
                 field=self.field,
-                expected=to_display(self.expected),
-                actual=to_display(self.actual),
+                expected=encode_value(self.expected),
+                actual=encode_value(self.actual),
             )
         if self.error:
             result["error"] = self.error

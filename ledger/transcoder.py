@@ -21,7 +21,7 @@ import orjson
 from eventsourcing.persistence import Transcoder, Transcoding, TranscodingNotRegisteredError
 
 from ledger.errors import InvalidValue
-from ledger.values import ABSENT
+from ledger.values import ABSENT, JSON_NULL
 
 _INT64_MIN: Final = -(1 << 63)
 _UINT64_MAX: Final = (1 << 64) - 1
@@ -56,6 +56,8 @@ BUILTIN_TRANSCODINGS: Final = (
     _Tagged(dict, "dict", lambda d: d, lambda d: d),
     # A compare-and-set expectation that a field does not exist (never an external value).
     _Tagged(type(ABSENT), "absent", lambda _: None, lambda _: ABSENT),
+    # The JSON document null of a JSON column, kept apart from SQL NULL (None).
+    _Tagged(type(JSON_NULL), "json_null", lambda _: None, lambda _: JSON_NULL),
 )
 
 

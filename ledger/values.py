@@ -20,8 +20,6 @@ from ledger.errors import InvalidValue
 MAX_DEPTH: Final = 32
 MAX_BYTES: Final = 1 << 20
 
-_SCALARS = (str, bool, int, type(None), date, datetime, time, UUID, bytes)
-
 
 class _Absent:
     """The state of a field that does not exist, as distinct from a field holding null."""
@@ -46,6 +44,29 @@ class _Absent:
 ABSENT: Final = _Absent()
 
 
+class _JsonNull:
+    """The JSON document ``null`` held in a JSON column, as distinct from SQL NULL (``None``):
+    a rollback must restore the one the record held, and a change must be able to set either."""
+
+    _instance: _JsonNull | None = None
+
+    def __new__(cls) -> _JsonNull:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "<json null>"
+
+    def __reduce__(self) -> str:
+        return "JSON_NULL"
+
+
+JSON_NULL: Final = _JsonNull()
+
+_SCALARS = (str, bool, int, type(None), date, datetime, time, UUID, bytes, _JsonNull)
+
+
 def check_value(value: Any, where: str, *, absent_fields: bool = False) -> None:
     """Refuse a value that could not be stored and read back exactly; `where` names it.
     With ``absent_fields``, a top-level field may be ABSENT (an expectation, not a value)."""
@@ -56,7 +77,7 @@ def check_value(value: Any, where: str, *, absent_fields: bool = False) -> None:
     _check(value, where, 0, [MAX_BYTES])  # the same walk, naming where the value is wrong
 
 
-_PLAIN: Final = frozenset((bool, int, type(None), date, datetime, time, UUID))
+_PLAIN: Final = frozenset((bool, int, type(None), date, datetime, time, UUID, _JsonNull))
 
 
 def _cost(value: Any, depth: int) -> int:
@@ -208,20 +229,3 @@ def _exact_number(text: str) -> float | Decimal:
 
 def _refuse_constant(name: str) -> None:
     raise _InputRefused(f"{name} is not a number JSON can hold; send a finite number or null")
-
-
-def to_display(value: Any) -> Any:
-    """A JSON-friendly rendering of a stored value for people and scripts (not for storage)."""
-    if value is ABSENT:
-        return None
-    if isinstance(value, dict):
-        return {key: to_display(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_display(item) for item in value]
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, Decimal | UUID):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.hex()
-    return value

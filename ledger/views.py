@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from ledger.values import ABSENT, to_display
+from ledger.encoding import encode_value
+from ledger.values import ABSENT
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Action:
             "position": self.position,
             "operation": self.operation,
             "delta": {
-                name: [to_display(before), to_display(after)]
+                name: [encode_value(before), encode_value(after)]
                 for name, (before, after) in self.delta.items()
             },
             "absent": sorted(
@@ -57,8 +58,8 @@ class Action:
                 for name, (before, after) in self.delta.items()
                 if before is ABSENT or after is ABSENT
             ),
-            "compensation": to_display(self.compensation),
-            "inputs": to_display(self.inputs),
+            "compensation": encode_value(self.compensation),
+            "inputs": encode_value(self.inputs),
             "workflow": self.workflow,
             "workflow_version": self.workflow_version,
             "batch": self.batch,
@@ -102,7 +103,7 @@ class EntityState:
             "version": self.version,
             "position": self.position,
             "recorded_at": self.recorded_at.isoformat() if self.recorded_at else None,
-            "fields": to_display(self.fields),
+            "fields": encode_value(self.fields),
         }
         if self.moved_to is not None:
             result["moved_to"] = self.moved_to
@@ -124,7 +125,7 @@ class EntityDiff:
             "entity": self.entity,
             "change": self.change,
             "fields": {
-                name: [to_display(a), to_display(b)] for name, (a, b) in self.fields.items()
+                name: [encode_value(a), encode_value(b)] for name, (a, b) in self.fields.items()
             },
         }
 

@@ -46,7 +46,8 @@ def test_record_from_flags_and_read_it_back(run):
     )
     assert result.exit_code == 0, result.output
     receipt = json.loads(result.stdout)
-    assert receipt["delta"] == {"score": [None, 10], "zip": [None, "01234"]}
+    absent = {"$absent": True}  # created: the fields did not exist before
+    assert receipt["delta"] == {"score": [absent, 10], "zip": [absent, "01234"]}
     assert receipt["absent"] == ["score", "zip"]
     state = json.loads(run("state", "crm/contacts/1", "--json").stdout)
     assert state["fields"] == {"zip": "01234", "score": 10}

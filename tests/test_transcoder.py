@@ -89,3 +89,15 @@ def test_non_finite_floats_are_refused_not_nulled(number):
 def test_unknown_types_are_refused_with_the_library_message():
     with pytest.raises(TypeError, match="Please define and register"):
         transcoder.encode({"x": object()})
+
+
+def test_json_null_and_sql_null_are_stored_apart():
+    from ledger.values import JSON_NULL
+
+    transcoder = OrjsonTranscoder()
+    stored = transcoder.decode(
+        transcoder.encode({"sql": None, "json": JSON_NULL, "in": [JSON_NULL]})
+    )
+    assert stored["sql"] is None
+    assert stored["json"] is JSON_NULL
+    assert stored["in"] == [JSON_NULL]
