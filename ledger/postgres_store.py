@@ -21,6 +21,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from ledger.record_locks import advisory_record_locks
 from ledger.store import INDEX_TABLE, PENDING_TABLE, IndexedRecorder
 
 INSERT_CHUNK = 1000
@@ -101,6 +102,15 @@ class PostgresLedgerRecorder(IndexedRecorder, PostgresApplicationRecorder):
             curs.execute(_ABORT)
             raise
         return positions
+
+    @contextmanager
+    def lock_records(self, names: Sequence[str]) -> Iterator[None]:
+        # The library's connections are in autocommit mode, as session locks need.
+        with (
+            self.datastore.get_connection() as connection,
+            advisory_record_locks(connection, names),
+        ):
+            yield
 
     def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         with self.datastore.transaction(commit=False) as curs:

@@ -201,7 +201,10 @@ class Run:
                         field="entity",
                     )
             prepared = [self._prepare(_typed(target, change)) for change in chunk]
-            outcomes.extend(self._apply_chunk(target, prepared))
+            # From reading the target to settling in the ledger, no other run touches these
+            # records: it would take this run's unsettled writes for outside edits.
+            with self.ledger.index.lock_records([str(change.address) for change in chunk]):
+                outcomes.extend(self._apply_chunk(target, prepared))
             if on_progress is not None:
                 on_progress(len(chunk))
         return outcomes

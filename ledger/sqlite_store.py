@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 from uuid import UUID
 
@@ -24,6 +25,7 @@ from eventsourcing.sqlite import (
 )
 from eventsourcing.utils import Environment, EnvType
 
+from ledger.record_locks import file_record_locks
 from ledger.store import INDEX_TABLE, PENDING_TABLE, IndexedRecorder
 
 SYNCHRONOUS = "FULL"
@@ -96,6 +98,11 @@ class SQLiteLedgerRecorder(IndexedRecorder, SQLiteApplicationRecorder):
         positions = super()._insert_events(c, stored_events, **kwargs)
         self.write_derived_rows(c, stored_events, positions, kwargs)
         return positions
+
+    def lock_records(self, names: Sequence[str]) -> AbstractContextManager[None]:
+        name = self.datastore.pool.db_name
+        in_memory = ":memory:" in name or "mode=memory" in name
+        return file_record_locks(None if in_memory else name, names)
 
     def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         with self.datastore.transaction(commit=False) as c:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
@@ -98,6 +99,11 @@ class IndexedRecorder:
 
     placeholder: str = "?"
     events_table_name: str
+
+    @abstractmethod
+    def lock_records(self, names: Sequence[str]) -> AbstractContextManager[None]:
+        """Hold these records (addresses) against other runs, across threads and processes,
+        until the context ends (see `ledger.record_locks`)."""
 
     @abstractmethod
     def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
