@@ -186,6 +186,23 @@ class Ledger(Application[UUID]):
             for result in results
         ]
 
+    def refusals(self, changes: Sequence[Change]) -> list[InvalidChange | None]:
+        """What recording each change would refuse now (None: it would be recorded), checked
+        in order as `record_all` checks them but saving nothing, so a run can leave a refused
+        change unwritten instead of finding out after the target has it."""
+        session = _Session(self, {})
+        entity_ids = [change.address.entity_id for change in changes]
+        loaded = self._load_entities(entity_ids)
+        session.entities.update((entity_id, loaded[entity_id]) for entity_id in entity_ids)
+        found: list[InvalidChange | None] = []
+        for change, entity_id in zip(changes, entity_ids, strict=True):
+            try:
+                session.record(change, entity_id)
+                found.append(None)
+            except InvalidChange as error:
+                found.append(error)
+        return found
+
     def _open_batch(self, batches: dict[str, Batch], change: Change) -> Batch:
         name = cast(str, change.batch)
         if name not in batches:

@@ -37,6 +37,7 @@ from ledger.domain import MOVE, Address, Intent, intent_id
 from ledger.encoding import encode_value
 from ledger.errors import (
     BatchClosed,
+    BeforeMismatch,
     CanaryLimit,
     InvalidChange,
     NotFound,
@@ -245,6 +246,13 @@ class Run:
                 outcomes[index] = refused
             else:
                 writes[index] = compare_and_set(change)
+        # Whatever recording would refuse (a `before` contradicting the ledger, a create of a
+        # record the ledger knows) is refused now, before anything reaches the target.
+        checks = self.ledger.refusals([chunk[i] for i in writes]) if writes else []
+        for index, error in zip(list(writes), checks, strict=True):
+            if error is not None:
+                del writes[index]
+                outcomes[index] = _refusal(chunk[index], error)
         if writes:
             self._refuse_if_closed(chunk[next(iter(writes))])
         intents = self._declare([chunk[i] for i in writes])
@@ -382,6 +390,20 @@ def _early_refusal(change: Change) -> Outcome | None:
         if not same(actual, expected):
             return Outcome(name, "stale", field=field, expected=expected, actual=actual)
     return None
+
+
+def _refusal(change: Change, error: InvalidChange) -> Outcome:
+    """A change the ledger refuses: stale when its before-values contradict the ledger's."""
+    if isinstance(error, BeforeMismatch):
+        return Outcome(
+            str(change.address),
+            "stale",
+            field=error.field,
+            expected=error.given,
+            actual=error.expected,
+            error=error.reason,
+        )
+    return Outcome(str(change.address), "failed", error=error.reason)
 
 
 def compare_and_set(change: Change) -> Write:
