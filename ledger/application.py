@@ -21,7 +21,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Recording, StoredEvent, Transcoder
 
-from ledger.changes import Change, observed_drift, resolve
+from ledger.changes import Change, observed_drift, resolve, reused_fingerprint
 from ledger.domain import (
     MOVE,
     Address,
@@ -577,6 +577,22 @@ def _action_view(event: Entity.Action, position: int | None) -> Action:
     )
 
 
+def _retry_receipt(change: Change, action: Action) -> Receipt:
+    """The first receipt, for a change whose fingerprint is already recorded — refused when the
+    change does something else than that action."""
+    reused = reused_fingerprint(
+        change,
+        action.entity,
+        action.operation,
+        action.before,
+        action.after,
+        action.inputs.get("requested"),
+    )
+    if reused is not None:
+        raise reused
+    return Receipt(action, True)
+
+
 class _Session:
     """One attempt at recording a list of changes: the aggregates loaded and changed so far."""
 
@@ -611,7 +627,7 @@ class _Session:
             )
         if change.fingerprint in self.recorded:
             where = self.recorded[change.fingerprint]
-            return Receipt(self.ledger._action(where.entity_id, where.version), True)
+            return _retry_receipt(change, self.ledger._action(where.entity_id, where.version))
         entity = self.ledger._entity(self.entities, entity_id)
         version = entity.version if entity is not None else 0
         # The fingerprint a retry of the record's latest action would have (no record, no retry).
@@ -626,10 +642,10 @@ class _Session:
                 if earlier is not None
                 else self.ledger._action(entity.id, version)
             )
-            return Receipt(action, True)
+            return _retry_receipt(change, action)
         fingerprint = change.fingerprint_in(cast(str, change.batch), version)
         if fingerprint in self.recorded_now:
-            return Receipt(_action_view(self.recorded_now[fingerprint], None), True)
+            return _retry_receipt(change, _action_view(self.recorded_now[fingerprint], None))
         drift = observed_drift(change, entity)
         if drift is not None:
             self.record(drift, entity_id)  # adopt the outside edit the target shows, then act

@@ -23,7 +23,7 @@ import orjson
 
 from ledger.domain import MOVE, OPERATIONS, Address, Entity, compensation_for
 from ledger.encoding import decode_value
-from ledger.errors import BeforeMismatch, InvalidChange
+from ledger.errors import BeforeMismatch, FingerprintReused, InvalidChange
 from ledger.points import parse_time
 from ledger.transcoder import OrjsonTranscoder
 from ledger.values import ABSENT, check_value, parse_json, same
@@ -325,6 +325,39 @@ def _action(change: Change, before: dict[str, Any], after: dict[str, Any]) -> di
         "after": after,
         "compensation": compensation_for(change.operation, before, after),
     }
+
+
+def reused_fingerprint(
+    change: Change,
+    entity: str,
+    operation: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    requested: str | None = None,
+) -> FingerprintReused | None:
+    """The error for a change whose fingerprint already names an action that does something
+    else (``operation`` of ``entity``, created there when ``requested`` at another key); None
+    for a true retry. What the change does is compared (record, operation, values set and
+    unset), not its inputs or batch, which a retry may word differently."""
+    name = str(change.address)
+    if name not in (entity, requested):
+        differs = "record"
+    elif operation != change.operation:
+        differs = "operation"
+    elif operation != "delete" and not same(after, change.values):
+        differs = "values"
+    elif operation == "update" and {f for f in before if f not in after} != {
+        f for f in change.unset if f in before
+    }:
+        differs = "unset fields"
+    else:
+        return None
+    return FingerprintReused(
+        f"fingerprint {change.fingerprint!r} already names the {operation} of {entity}; "
+        f"this {change.operation} of {name} differs in its {differs}: give a new change a "
+        "fingerprint of its own",
+        field="fingerprint",
+    )
 
 
 def line_fingerprint(batch: str, line: int, raw: bytes) -> str:

@@ -3,7 +3,8 @@
     LedgerError
      ├── InvalidChange          a change or value is malformed; nothing was recorded
      │    ├── InvalidValue      a value cannot be stored exactly (NaN, too deep, too big)
-     │    └── BeforeMismatch    given before-values contradict the ledger's projection
+     │    ├── BeforeMismatch    given before-values contradict the ledger's projection
+     │    └── FingerprintReused an idempotency key already names a different action
      ├── ConcurrencyConflict    the entity kept moving under us; retry later
      ├── BatchClosed            an action was recorded into a closed batch
      ├── CanaryLimit            a canary batch reached its limit; the rest was not applied
@@ -67,6 +68,11 @@ class BeforeMismatch(InvalidChange):
             "to let the ledger fill it in",
             field=field,
         )
+
+
+class FingerprintReused(InvalidChange):
+    """An idempotency key sent again with different content: answering with the first
+    action's receipt would drop the new change silently (payment APIs refuse it too)."""
 
 
 class ConcurrencyConflict(LedgerError):

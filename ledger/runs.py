@@ -32,7 +32,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 # `adapters` first must find this module able to load while that one is half-initialised.
 import adapters.protocol as protocol
 from ledger.application import Ledger
-from ledger.changes import Change
+from ledger.changes import Change, reused_fingerprint
 from ledger.domain import MOVE, Address, Intent, intent_id
 from ledger.encoding import encode_value
 from ledger.errors import (
@@ -231,8 +231,20 @@ class Run:
         for index, change in enumerate(chunk):
             if change.fingerprint in done:
                 where = done[cast(str, change.fingerprint)]
-                receipt = Receipt(self.ledger._action(where.entity_id, where.version), True)
-                outcomes[index] = Outcome(str(change.address), "already_applied", receipt)
+                action = self.ledger._action(where.entity_id, where.version)
+                reused = reused_fingerprint(
+                    change,
+                    action.entity,
+                    action.operation,
+                    action.before,
+                    action.after,
+                    action.inputs.get("requested"),
+                )
+                if reused is not None:
+                    outcomes[index] = Outcome(str(change.address), "failed", error=reused.reason)
+                else:
+                    receipt = Receipt(action, True)
+                    outcomes[index] = Outcome(str(change.address), "already_applied", receipt)
             else:
                 todo.append(index)
         todo, beyond_limit = self._within_limit(chunk, todo)

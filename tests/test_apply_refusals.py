@@ -67,3 +67,30 @@ def test_a_line_whose_before_contradicts_the_ledger_is_refused_and_never_written
     ledger = open_ledger(env["LEDGER_DB"])
     assert ledger.index.pending() == []
     assert ledger.batch_view("b2").actions == 29
+
+
+def test_a_fingerprint_reused_for_another_record_in_a_run_is_refused_and_not_written(
+    tmp_path: Path,
+) -> None:
+    from adapters.sql import SqlAdapter, SqlCollection
+    from ledger import Address, Change
+    from ledger.runs import Run, Target
+
+    crm = tmp_path / "crm.db"
+    make_contacts(f"sqlite:///{crm}", 2, stage="lead").dispose()
+    ledger = open_ledger(str(tmp_path / "ledger.db"))
+    target = Target(
+        SqlAdapter("crm", f"sqlite:///{crm}", {"contacts": SqlCollection("contacts")}), "contacts"
+    )
+    first = Change(
+        Address("crm", "contacts", "00000"), "update", values={"stage": "sql"}, fingerprint="k"
+    )
+    reused = Change(
+        Address("crm", "contacts", "00001"), "update", values={"stage": "sql"}, fingerprint="k"
+    )
+    assert Run(ledger, "b1").apply(target, [first])[0].status == "applied"
+    (outcome,) = Run(ledger, "b1").apply(target, [reused])
+    assert outcome.status == "failed"
+    assert "fingerprint 'k' already names the update of crm/contacts/00000" in (outcome.error or "")
+    stages = dict(sqlite3.connect(crm).execute("SELECT id, stage FROM contacts").fetchall())
+    assert stages == {"00000": "sql", "00001": "lead"}

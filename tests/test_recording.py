@@ -12,6 +12,7 @@ from ledger import (
     BatchClosed,
     BeforeMismatch,
     Change,
+    FingerprintReused,
     InvalidChange,
     NotFound,
     open_ledger,
@@ -192,3 +193,36 @@ def test_a_large_batch_is_recorded_in_one_transaction(ledger):
     assert positions == sorted(positions) and len(set(positions)) == 20_000
     assert ledger.batch_view("big").actions == 20_000
     assert ledger.state(Address("crm", "contacts", "19999")).fields == {"n": 19_999}
+
+
+def test_a_fingerprint_reused_for_a_different_change_is_refused_naming_both(ledger):
+    ledger.record(create(ANN, n=0), batch="b1")
+    ledger.record(Change(ANN, "update", values={"n": 1}, fingerprint="k"), batch="b1")
+    events = event_count(ledger)
+    other = Address.parse("crm/contacts/other")
+    ledger.record(create(other, n=0), batch="b1")
+    events = event_count(ledger)
+    for reused, differs in [
+        (Change(ANN, "update", values={"n": 2}, fingerprint="k"), "values"),
+        (Change(other, "update", values={"n": 1}, fingerprint="k"), "record"),
+        (Change(ANN, "delete", fingerprint="k"), "operation"),
+    ]:
+        with pytest.raises(FingerprintReused) as refused:
+            ledger.record(reused, batch="b1")
+        assert "fingerprint 'k' already names the update of crm/contacts/1" in str(refused.value)
+        assert f"differs in its {differs}" in str(refused.value)
+    assert event_count(ledger) == events
+    assert ledger.state(ANN).fields == {"n": 1}
+
+
+def test_one_import_reusing_a_fingerprint_for_two_changes_records_neither(ledger):
+    ledger.record(create(ANN, n=0), batch="b1")
+    with pytest.raises(FingerprintReused):
+        ledger.record_all(
+            [
+                Change(ANN, "update", values={"n": 1}, fingerprint="same"),
+                Change(ANN, "update", values={"n": 2}, fingerprint="same"),
+            ],
+            batch="b2",
+        )
+    assert ledger.state(ANN).fields == {"n": 0}
