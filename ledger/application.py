@@ -8,6 +8,7 @@ action index (see `ledger.store`) is used to answer by time, checkpoint and coll
 from __future__ import annotations
 
 import gc
+import itertools
 import random
 import time
 import uuid
@@ -414,13 +415,18 @@ class Ledger(Application[UUID]):
             if cutoff is None or self.index.versions_until(entity_id, None)[0] == 0:
                 raise NotFound(f"{address} has no recorded actions")
             return EntityState(str(address), False, {}, 0)
-        if count == highest:
+        effective = cutoff is not None and cutoff.kind == "effective"
+        versions = []
+        if cutoff is not None and effective:
+            versions = self.index.versions_within(entity_id, cutoff)
+        if versions == list(range(1, highest + 1)) or (not effective and count == highest):
             entity = cast(Entity, self.repository.get(entity_id, version=highest))
             fields, exists, moved_to = entity.fields, entity.exists, entity.moved_to
         else:
-            # An effective-time cutoff can skip versions: fold just the actions within it.
+            # An effective-time cutoff can skip versions, or take them in another order (a
+            # backdated action recorded late): fold just those actions, in that order.
             fields, exists, moved_to = {}, False, None
-            for event in self._events_at_versions(entity_id, cutoff):
+            for event in self._events_at_versions(entity_id, versions):
                 fields, exists = fold(fields, event.operation, event.before, event.after)
                 moved_to = event.inputs.get("moved_to") if event.operation == MOVE else None
         if follow and moved_to is not None and (at is None or at.kind != "version"):
@@ -431,13 +437,13 @@ class Ledger(Application[UUID]):
             str(address), exists, fields, highest, position, from_micros(recorded), moved_to
         )
 
-    def _events_at_versions(self, entity_id: UUID, cutoff: Cutoff | None) -> list[Entity.Action]:
-        versions = set(self.index.versions_within(entity_id, cast(Cutoff, cutoff)))
-        return [
-            cast(Entity.Action, event)
+    def _events_at_versions(self, entity_id: UUID, versions: list[int]) -> list[Entity.Action]:
+        """These versions' actions, in the order given."""
+        events = {
+            event.originator_version: cast(Entity.Action, event)
             for event in self.events.get(entity_id)
-            if event.originator_version in versions
-        ]
+        }
+        return [events[version] for version in versions]
 
     def collection(
         self, system: str, collection: str, at: Point | None = None, *, deleted: bool = False
@@ -456,9 +462,9 @@ class Ledger(Application[UUID]):
             if row_key != key:
                 if key is not None and (exists or deleted):
                     yield self._collection_state(system, collection, key, exists, fields, last)
-                key, fields, exists = row_key, {}, False
+                key, fields, exists, last = row_key, {}, False, (0, 0)
             fields, exists = fold(fields, operation, before, values)
-            last = (version, position)
+            last = max(last, (version, position))
         if key is not None and (exists or deleted):
             yield self._collection_state(system, collection, key, exists, fields, last)
 
@@ -466,7 +472,20 @@ class Ledger(Application[UUID]):
         self, system: str, collection: str, cutoff: Cutoff
     ) -> Iterator[tuple[str, int, int, str, dict[str, Any], dict[str, Any]]]:
         """What folding a collection needs — (key, version, position, operation, before,
-        after) of every action within the cutoff — in (key, version) order, page by page."""
+        after) of every action within the cutoff — key by key, page by page, each key's actions
+        in the order they fold: by version, or for an effective-time cutoff by the time each
+        took effect (ties in recorded order)."""
+        rows = self._collection_actions(system, collection, cutoff)
+        if cutoff.kind == "effective":
+            yield from _in_effective_order(rows)
+        else:
+            yield from rows
+
+    def _collection_actions(
+        self, system: str, collection: str, cutoff: Cutoff
+    ) -> Iterator[tuple[Any, ...]]:
+        """`collection_actions` in (key, version) order; for an effective-time cutoff each row
+        also carries when the action took effect and when it was recorded."""
         mapper, transcoder = self.mapper, self.mapper.transcoder
         # Read just those fields of the stored state, each decoded as the transcoder decodes
         # it, unless a cipher or compressor is configured (then the library's mapper reads
@@ -475,7 +494,10 @@ class Ledger(Application[UUID]):
         no_cipher_or_compressor = mapper.cipher is None and mapper.compressor is None
         if isinstance(transcoder, OrjsonTranscoder) and no_cipher_or_compressor:
             decode = transcoder.decode_fields
-        names = ("operation", "before", "after")
+        effective = cutoff.kind == "effective"
+        names: tuple[str, ...] = ("operation", "before", "after")
+        if effective:
+            names += ("effective_at", "timestamp")
         after: tuple[str, int] | None = None
         while True:
             page: list[tuple[Any, ...]]
@@ -486,7 +508,7 @@ class Ledger(Application[UUID]):
                 page = [(row.key, row.version, row.position, row) for row in rows]
             for row_key, version, position, state in page:
                 if decode is not None:
-                    operation, before, values = decode(state, names)
+                    fields = decode(state, names)
                 else:
                     event = cast(
                         Entity.Action,
@@ -494,8 +516,10 @@ class Ledger(Application[UUID]):
                             StoredEvent(state.entity_id, version, state.topic, state.state)
                         ),
                     )
-                    operation, before, values = event.operation, event.before, event.after
-                yield row_key, version, position, operation, before, values
+                    fields = (event.operation, event.before, event.after)
+                    if effective:
+                        fields += (event.effective_at, event.timestamp)
+                yield (row_key, version, position, *fields)
             if len(page) < PAGE_SIZE:
                 return
             after = (page[-1][0], page[-1][1])
@@ -535,6 +559,17 @@ class Ledger(Application[UUID]):
                 x, y = next(left, None), next(right, None)
             if difference is not None:
                 yield difference
+
+
+def _in_effective_order(rows: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    """Rows of (key, version, position, operation, before, after, effective_at, recorded_at)
+    in key order, each key's actions reordered by when they took effect (the recorded time
+    when none was given), ties in recorded order: a backdated correction recorded late folds
+    where it belongs. One key's actions are held at a time."""
+    for _, actions in itertools.groupby(rows, key=lambda row: row[0]):
+        ordered = sorted(actions, key=lambda row: (row[6] or row[7], row[1]))
+        for row in ordered:
+            yield row[:6]
 
 
 def _diff(a: EntityState, b: EntityState) -> EntityDiff | None:

@@ -224,11 +224,12 @@ class IndexedRecorder:
         return highest or 0, count
 
     def versions_within(self, entity_id: UUID, cutoff: Cutoff) -> list[int]:
-        """Every version of an entity within the cutoff (for cutoffs that skip versions)."""
+        """Every version of an entity within an effective-time cutoff, in the order they took
+        effect (ties in recorded order)."""
         rows = self._rows(
             f"SELECT a.version FROM {self._qualified(INDEX_TABLE)} a "
             f"WHERE a.entity_id = {self.placeholder} AND {cutoff.condition(self.placeholder)} "
-            "ORDER BY a.version",
+            "ORDER BY COALESCE(a.effective_at, a.recorded_at), a.version",
             [self._db_id(entity_id), cutoff.value],
         )
         return [version for (version,) in rows]

@@ -177,3 +177,29 @@ def test_long_histories_read_from_snapshots_with_the_same_result(ledger):
     assert ledger.snapshots.get(ANN.entity_id) != []
     for version in (1, 99, 100, 101, 200, 250):
         assert ledger.state(ANN, at(f"version:{version}")).fields == {"n": version - 1}
+
+
+def test_a_backdated_correction_recorded_late_folds_where_it_took_effect(ledger):
+    from datetime import UTC, datetime
+
+    from ledger import Address, Change, Point
+
+    deal = Address.parse("crm/deals/1")
+    ledger.record(
+        Change(deal, "create", values={"a": 0}, effective_at=datetime(2025, 1, 1, tzinfo=UTC)),
+        batch="b",
+    )
+    ledger.record(
+        Change(deal, "update", values={"a": 1}, effective_at=datetime(2026, 1, 1, tzinfo=UTC)),
+        batch="b",
+    )
+    ledger.record(
+        Change(deal, "update", values={"a": 2}, effective_at=datetime(2025, 6, 1, tzinfo=UTC)),
+        batch="b",
+    )
+    at = Point.parse("effective:2026-02-01T00:00:00Z")
+    assert ledger.state(deal, at).fields == {"a": 1}
+    assert [s.fields for s in ledger.collection("crm", "deals", at)] == [{"a": 1}]
+    between = Point.parse("effective:2025-07-01T00:00:00Z")
+    assert ledger.state(deal, between).fields == {"a": 2}
+    assert ledger.state(deal).fields == {"a": 2}  # now, in recorded order: the latest action

@@ -146,3 +146,61 @@ def test_state_at_time_t_is_the_fold_of_changes_recorded_at_or_before_t(fresh_db
             state = ledger.state(Address("crm", "contacts", key), Point("time", moment))
             assert (state.fields if state.exists else None) == expected.get(key)
     ledger.close()
+
+
+def fold_as_effective(changes, effective, moment):
+    """The reference for effective time: the changes effective at or before `moment`, folded in
+    order of effective time (ties in recorded order); an update to a record that does not
+    exist at that point of the order brings it into existence with the fields it names."""
+    within = [
+        change
+        for _, _, change in sorted(
+            (when, number, change)
+            for number, (change, when) in enumerate(zip(changes, effective, strict=True))
+            if when <= moment
+        )
+    ]
+    model: dict[str, dict] = {}
+    for operation, key, values, unset in within:
+        if operation == "delete":
+            model.pop(key, None)
+        elif operation == "create":
+            model[key] = dict(values)
+        else:
+            kept = {f: v for f, v in model.get(key, {}).items() if f not in unset}
+            model[key] = {**kept, **values}
+    return model
+
+
+@PROPERTY
+@given(steps=histories(), days=st.lists(st.integers(0, 4), min_size=25, max_size=25))
+def test_state_at_effective_time_folds_the_changes_effective_by_then_in_effective_order(
+    fresh_db, steps, days
+):
+    ledger = open_ledger(fresh_db())
+    applied, effective = [], []
+    for step in steps:
+        if step[0] != "change":
+            continue
+        operation, key, values, unset = step[1]
+        when = START + timedelta(days=days[len(applied)])
+        ledger.record(
+            Change(
+                Address("crm", "contacts", key),
+                operation,
+                values=values,
+                unset=unset,
+                effective_at=when,
+            ),
+            batch="b",
+        )
+        applied.append(step[1])
+        effective.append(when)
+    for day in range(-1, 5):
+        moment = START + timedelta(days=day, hours=1)
+        expected = fold_as_effective(applied, effective, moment)
+        assert collection_at(ledger, Point("effective", moment)) == expected
+        for key in {c[1] for c in applied}:
+            state = ledger.state(Address("crm", "contacts", key), Point("effective", moment))
+            assert (state.fields if state.exists else None) == expected.get(key)
+    ledger.close()
