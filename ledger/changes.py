@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from ledger.domain import MOVE, OPERATIONS, Address, Entity, compensation_for
+from ledger.domain import MOVE, OPERATIONS, TRACK, Address, Entity, compensation_for
 from ledger.encoding import decode_value
 from ledger.errors import BeforeMismatch, FingerprintReused, InvalidChange
 from ledger.points import parse_time
@@ -162,6 +162,9 @@ def _check_shape(change: Change) -> None:
     entity = str(change.address)
     if change.operation == MOVE:
         _check_move(change)
+    elif change.operation == TRACK:
+        if change.unset or change.before:
+            raise InvalidChange(f"{entity}: a track takes no 'unset' or 'before'", field="set")
     elif change.operation not in OPERATIONS:
         raise InvalidChange(
             f"{entity}: op {change.operation!r} is not one of {', '.join(OPERATIONS)}", field="op"
@@ -246,11 +249,11 @@ def resolve(change: Change, entity: Entity | None) -> dict[str, Any]:
         if entity is not None and entity.exists:
             raise InvalidChange(f"{name} exists, so it cannot have moved", field="op")
         return _action(change, {}, {})
+    if change.operation == TRACK:
+        known = entity.fields if entity is not None and entity.exists else {}
+        return _action(change, dict(known), dict(change.values))
     touched = [*change.values, *change.unset]
-    if entity is None and change.image is not ABSENT and change.image is not None:
-        touched = list(change.image) if change.operation == "delete" else touched
-        before = {f: change.image[f] for f in touched if f in change.image}
-    elif entity is None:
+    if entity is None:
         before = _before_of_new_record(change, name, touched, given)
     elif not entity.exists:
         raise InvalidChange(f"{name} was deleted; record a create to bring it back", field="op")
@@ -273,8 +276,21 @@ def observed_drift(change: Change, entity: Entity | None) -> Change | None:
     """An outside edit the target shows but the ledger does not know, as a change to adopt
     (actor ``external``) before recording the workflow's own action on that record."""
     image = change.image
-    if image is ABSENT or entity is None:
+    if image is ABSENT:
         return None
+    if entity is None:
+        # First seen: the whole record as the system holds it, once, so that every later
+        # view of it (as of any point, a rollback's "before", reconciliation) is whole.
+        if image is None:
+            return None
+        return Change(
+            change.address,
+            TRACK,
+            values=dict(image),
+            batch=OBSERVED_BATCH,
+            actor="external",
+            trigger="first seen",
+        )
     seen: dict[str, Any] = {"batch": OBSERVED_BATCH, "actor": "external", "trigger": "observed"}
     if not entity.exists:
         return Change(change.address, "create", values=dict(image), **seen) if image else None

@@ -577,4 +577,5 @@ def recover_(db: str | None, as_json: bool, config: str | None, batch: str | Non
 
 # Command groups that live in their own modules register themselves on `main`.
 import ledger.cli_reconcile  # noqa: E402
-import ledger.cli_rollback  # noqa: E402, F401
+import ledger.cli_rollback  # noqa: E402
+import ledger.cli_track  # noqa: E402, F401

@@ -24,6 +24,10 @@ OPERATIONS: Final = ("create", "update", "delete")
 # Recorded by the ledger, never submitted: a record created under a key the system chose
 # (a REST API assigning ids) lives on at that key; its requested key records a move there.
 MOVE: Final = "move"
+# Recorded by the ledger, never submitted: the whole record as the ledger first saw it in its
+# system (a run's first touch, or `ledger track`). It changes nothing in the system, so it has
+# nothing to compensate and no rollback scope contains it.
+TRACK: Final = "track"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -81,7 +85,7 @@ def fold(
     fields: dict[str, Any], operation: str, before: dict[str, Any], after: dict[str, Any]
 ) -> tuple[dict[str, Any], bool]:
     """Apply one action to a record's fields; returns the new fields and whether it exists."""
-    if operation == "create":
+    if operation == "create" or operation == TRACK:
         return dict(after), True
     if operation in ("delete", MOVE):
         return {}, False
@@ -99,6 +103,8 @@ def compensation_for(operation: str, before: dict[str, Any], after: dict[str, An
         return {"operation": "create", "set": dict(before)}
     if operation == MOVE:
         return {"operation": "none"}  # the record's creation at its new key is what undoes
+    if operation == TRACK:
+        return {"operation": "none"}  # seeing a record changed nothing in its system
     return {
         "operation": "update",
         "set": dict(before),

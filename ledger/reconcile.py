@@ -39,7 +39,7 @@ from eventsourcing.persistence import StoredEvent
 
 from ledger.application import Ledger
 from ledger.changes import Change
-from ledger.domain import Address, Entity, fold
+from ledger.domain import TRACK, Address, Entity, fold
 from ledger.encoding import encode_value
 from ledger.errors import AdapterError, BatchClosed, InvalidChange, NotFound
 from ledger.points import Point
@@ -246,7 +246,7 @@ def _projection(ledger: Ledger, system: str, collection: str, cutoff: Cutoff) ->
         state = _Known(key)
         for _, version, _, operation, before, after in rows:
             state.fields, state.exists = fold(state.fields, operation, before, after)
-            if operation == "create":
+            if operation in ("create", TRACK):
                 state.known = set(after)
             elif operation == "delete":
                 state.known = set()

@@ -375,7 +375,8 @@ class IndexedRecorder:
         if after is not None:
             conditions.append(f"NOT ({after.condition(p)})")
             params.append(after.value)
-        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        conditions.append("a.operation <> 'track'")  # seeing a record changed nothing
+        where = f" WHERE {' AND '.join(conditions)}"
         rows = self._rows(
             "SELECT a.entity_id, a.version, a.position, a.fingerprint, a.system, a.collection, "
             f"a.key FROM {self._qualified(INDEX_TABLE)} a{where} ORDER BY a.position",

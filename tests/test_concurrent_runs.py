@@ -92,8 +92,9 @@ def test_two_runs_of_one_batch_record_each_write_once_and_adopt_nothing(
     ]
     for i in range(20):
         history = ledger.history(Address("crm", "contacts", f"{i:05d}"))
-        assert [(a.batch, a.actor, a.after) for a in history] == [
-            ("lead-sync-1", None, {"stage": "customer"})
+        assert [(a.operation, a.batch, a.actor, a.after) for a in history] == [
+            ("track", "observed", "external", {"stage": "lead"}),  # first seen, whole
+            ("update", "lead-sync-1", None, {"stage": "customer"}),
         ]
     assert ledger.index.pending() == []
 

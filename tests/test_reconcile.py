@@ -118,13 +118,16 @@ def test_fields_the_ledger_never_touched_are_compared_only_with_all_fields(ledge
     ]
 
 
-def test_a_record_first_touched_by_an_update_is_compared_on_the_fields_it_touched(ledger):
+def test_a_record_first_touched_by_an_update_is_known_whole_so_every_field_is_compared(ledger):
     crm = MemoryAdapter("crm", {"contacts": {"7": {"stage": "lead", "email": "a@x", "n": 1}}})
     Run(ledger, "sync").update(Target(crm, "contacts"), "7", {"stage": "mql"})
-    outside(crm, "7", email="b@x")
     assert drifts(ledger, crm) == []
+    outside(crm, "7", email="b@x")
+    assert drifts(ledger, crm) == [Drift("7", "fields", {"email": ("a@x", "b@x")}, 2)]
     outside(crm, "7", stage="sql")
-    assert drifts(ledger, crm) == [Drift("7", "fields", {"stage": ("mql", "sql")}, 1)]
+    assert drifts(ledger, crm) == [
+        Drift("7", "fields", {"email": ("a@x", "b@x"), "stage": ("mql", "sql")}, 2)
+    ]
 
 
 def test_tracked_only_leaves_out_records_the_ledger_never_saw_but_not_deleted_ones(ledger, crm):

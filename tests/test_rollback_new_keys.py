@@ -95,6 +95,7 @@ def test_deleted_records_come_back_under_new_keys_and_the_ledger_maps_them(
     # History of the old key ends with the move, then continues at the new key.
     history = ledger.history(Address.parse("crm/contacts/2"))
     assert [(a.entity, a.operation) for a in history] == [
+        ("crm/contacts/2", "track"),
         ("crm/contacts/2", "delete"),
         ("crm/contacts/2", "move"),
         (new_keys["crm/contacts/2"], "create"),
@@ -209,4 +210,4 @@ def test_the_cli_shows_the_new_keys_and_follows_them(
     assert "crm/contacts/3 moved to a key the system chose; following it" in state.output
     assert "Cy" in state.output
     history = ledger_cli("history", "crm/contacts/3", "--json")
-    assert [a["operation"] for a in json.loads(history.stdout)] == ["delete", "move", "create"]
+    assert [a["operation"] for a in json.loads(history.stdout)] == ["track", "delete", "move", "create"]

@@ -141,7 +141,8 @@ def test_plan_then_apply_from_the_cli(workspace):
         capture_output=True,
         text=True,
     )
-    assert len(json.loads(history.stdout)) == 2  # the batch's action and one compensation
+    operations = [a["operation"] for a in json.loads(history.stdout)]
+    assert operations == ["track", "update", "update"]  # first seen, the batch, its rollback
     replayed = subprocess.run(
         [*LEDGER, "replay", "apply", "--batch", "b1", "--json"],
         env=env,

@@ -1,0 +1,136 @@
+"""Bringing existing data under the ledger: a baseline of a whole collection (`ledger track`).
+
+The ledger knows a record from the first time a run touches it (whole, since then); a
+collection it has never seen is empty to it, so "as of before the batch" would show nothing.
+Tracking reads the whole collection once, streamed in key order, and records a `track` action
+for every record the ledger does not yet know whole — the record exactly as the system holds
+it, changing nothing there. Afterwards every as-of view of the collection is the whole table.
+
+A record the ledger knows with other values than the system holds (or knows as deleted, or
+holds but the system lacks) is drift: tracking leaves it alone and counts it, since adopting
+it silently would hide an outside edit; `ledger reconcile` is the tool for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ledger.application import Ledger
+from ledger.changes import Change
+from ledger.domain import TRACK, Address
+from ledger.values import ABSENT, same
+from ledger.views import EntityState
+
+if TYPE_CHECKING:
+    from adapters.protocol import Adapter, Record
+
+CHUNK = 1000
+SAMPLES = 20
+
+
+@dataclass(frozen=True)
+class TrackReport:
+    """What a baseline did: records now known whole, those already were, drift left alone."""
+
+    system: str
+    collection: str
+    batch: str
+    tracked: int
+    already_whole: int
+    drifted: int
+    drift_samples: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "system": self.system,
+            "collection": self.collection,
+            "batch": self.batch,
+            "tracked": self.tracked,
+            "already_whole": self.already_whole,
+            "drifted": self.drifted,
+            "drift_samples": list(self.drift_samples),
+        }
+
+
+def track(
+    ledger: Ledger,
+    adapter: Adapter,
+    collection: str,
+    *,
+    batch: str | None = None,
+    actor: str | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> TrackReport:
+    """Record every record of a collection the ledger does not know whole, in chunks of
+    `CHUNK` (each one transaction), streaming both sides so memory does not grow."""
+    system = adapter.system
+    name = batch or f"track-{system}-{collection}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    counts = {"tracked": 0, "already_whole": 0, "drifted": 0}
+    samples: list[str] = []
+    pending: list[Change] = []
+
+    def flush() -> None:
+        if pending:
+            ledger.record_all(pending, batch=name, actor=actor, trigger="track")
+            counts["tracked"] += len(pending)
+            pending.clear()
+
+    for key, known, record in _merged(
+        ledger.collection(system, collection, deleted=True), adapter.scan(collection)
+    ):
+        if on_progress is not None:
+            on_progress(1)
+        verdict = _verdict(known, record)
+        if verdict == "track":
+            address = Address(system, collection, key)
+            pending.append(Change(address, TRACK, values=dict(record or {})))
+            if len(pending) >= CHUNK:
+                flush()
+        elif verdict == "drifted":
+            counts["drifted"] += 1
+            if len(samples) < SAMPLES:
+                samples.append(f"{system}/{collection}/{key}")
+        else:
+            counts["already_whole"] += 1
+    flush()
+    return TrackReport(system, collection, name, drift_samples=tuple(samples), **counts)
+
+
+def _verdict(known: EntityState | None, record: Record | None) -> str:
+    """``track`` a record the ledger does not know whole (and does not contradict), leave it
+    ``whole``, or report it ``drifted``."""
+    if record is None:
+        return "drifted" if known is not None and known.exists else "whole"
+    if known is None:
+        return "track"
+    if not known.exists:
+        return "drifted"  # the ledger says deleted (or moved), the system has it
+    if any(not same(value, record.get(name, ABSENT)) for name, value in known.fields.items()):
+        return "drifted"
+    return "track" if set(record) - set(known.fields) else "whole"
+
+
+def _merged(
+    ledger_side: Iterator[EntityState], system_side: Iterator[tuple[str, Record]]
+) -> Iterator[tuple[str, EntityState | None, Record | None]]:
+    """The two key-ordered streams side by side: (key, the ledger's state, the record)."""
+    prefix_length = None
+    known = next(ledger_side, None)
+    found = next(system_side, None)
+    while known is not None or found is not None:
+        known_key = None
+        if known is not None:
+            prefix_length = prefix_length or known.entity.index("/", known.entity.index("/") + 1)
+            known_key = known.entity[prefix_length + 1 :]
+        if found is None or (known_key is not None and known_key < found[0]):
+            yield known_key or "", known, None
+            known = next(ledger_side, None)
+        elif known_key is None or found[0] < known_key:
+            yield found[0], None, found[1]
+            found = next(system_side, None)
+        else:
+            yield found[0], known, found[1]
+            known, found = next(ledger_side, None), next(system_side, None)
