@@ -455,26 +455,32 @@ class Ledger(Application[UUID]):
         key: str | None = None
         fields: dict[str, Any] = {}
         exists = False
-        last: tuple[int, int] = (0, 0)
-        for row_key, version, position, operation, before, values in self.collection_actions(
-            system, collection, cutoff
-        ):
+        last: tuple[int, int, int] = (0, 0, 0)
+        for (
+            row_key,
+            version,
+            position,
+            recorded,
+            operation,
+            before,
+            values,
+        ) in self.collection_actions(system, collection, cutoff):
             if row_key != key:
                 if key is not None and (exists or deleted):
                     yield self._collection_state(system, collection, key, exists, fields, last)
-                key, fields, exists, last = row_key, {}, False, (0, 0)
+                key, fields, exists, last = row_key, {}, False, (0, 0, 0)
             fields, exists = fold(fields, operation, before, values)
-            last = max(last, (version, position))
+            last = max(last, (version, position, recorded))
         if key is not None and (exists or deleted):
             yield self._collection_state(system, collection, key, exists, fields, last)
 
     def collection_actions(
         self, system: str, collection: str, cutoff: Cutoff
-    ) -> Iterator[tuple[str, int, int, str, dict[str, Any], dict[str, Any]]]:
-        """What folding a collection needs — (key, version, position, operation, before,
-        after) of every action within the cutoff — key by key, page by page, each key's actions
-        in the order they fold: by version, or for an effective-time cutoff by the time each
-        took effect (ties in recorded order)."""
+    ) -> Iterator[tuple[str, int, int, int, str, dict[str, Any], dict[str, Any]]]:
+        """What folding a collection needs — (key, version, position, recorded_at in
+        microseconds, operation, before, after) of every action within the cutoff — key by
+        key, page by page, each key's actions in the order they fold: by version, or for an
+        effective-time cutoff by the time each took effect (ties in recorded order)."""
         rows = self._collection_actions(system, collection, cutoff)
         if cutoff.kind == "effective":
             yield from _in_effective_order(rows)
@@ -505,8 +511,8 @@ class Ledger(Application[UUID]):
                 page = self.index.collection_states(system, collection, cutoff, after, PAGE_SIZE)
             else:
                 rows = self.index.collection_page(system, collection, cutoff, after, PAGE_SIZE)
-                page = [(row.key, row.version, row.position, row) for row in rows]
-            for row_key, version, position, state in page:
+                page = [(row.key, row.version, row.position, row.recorded_at, row) for row in rows]
+            for row_key, version, position, recorded, state in page:
                 if decode is not None:
                     fields = decode(state, names)
                 else:
@@ -519,7 +525,7 @@ class Ledger(Application[UUID]):
                     fields = (event.operation, event.before, event.after)
                     if effective:
                         fields += (event.effective_at, event.timestamp)
-                yield (row_key, version, position, *fields)
+                yield (row_key, version, position, recorded, *fields)
             if len(page) < PAGE_SIZE:
                 return
             after = (page[-1][0], page[-1][1])
@@ -531,9 +537,17 @@ class Ledger(Application[UUID]):
         key: str,
         exists: bool,
         fields: dict[str, Any],
-        last: tuple[int, int],
+        last: tuple[int, int, int],
     ) -> EntityState:
-        return EntityState(f"{system}/{collection}/{key}", exists, fields, last[0], last[1])
+        version, position, recorded = last
+        return EntityState(
+            f"{system}/{collection}/{key}",
+            exists,
+            fields,
+            version,
+            position,
+            from_micros(recorded),
+        )
 
     def diff(self, address: Address, a: Point | None, b: Point | None) -> EntityDiff | None:
         """How a record differs between two points; None when it is the same."""
@@ -562,14 +576,15 @@ class Ledger(Application[UUID]):
 
 
 def _in_effective_order(rows: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
-    """Rows of (key, version, position, operation, before, after, effective_at, recorded_at)
+    """Rows of (key, version, position, recorded, operation, before, after, effective_at,
+    timestamp)
     in key order, each key's actions reordered by when they took effect (the recorded time
     when none was given), ties in recorded order: a backdated correction recorded late folds
     where it belongs. One key's actions are held at a time."""
     for _, actions in itertools.groupby(rows, key=lambda row: row[0]):
-        ordered = sorted(actions, key=lambda row: (row[6] or row[7], row[1]))
+        ordered = sorted(actions, key=lambda row: (row[7] or row[8], row[1]))
         for row in ordered:
-            yield row[:6]
+            yield row[:7]
 
 
 def _diff(a: EntityState, b: EntityState) -> EntityDiff | None:

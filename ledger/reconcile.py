@@ -244,7 +244,7 @@ def _projection(ledger: Ledger, system: str, collection: str, cutoff: Cutoff) ->
         ledger.collection_actions(system, collection, cutoff), key=lambda row: row[0]
     ):
         state = _Known(key)
-        for _, version, _, operation, before, after in rows:
+        for _, version, _, _, operation, before, after in rows:
             state.fields, state.exists = fold(state.fields, operation, before, after)
             if operation in ("create", TRACK):
                 state.known = set(after)

@@ -90,6 +90,7 @@ class CollectionRow:
     entity_id: UUID
     version: int
     position: int
+    recorded_at: int  # microseconds since the epoch
     topic: str
     state: bytes
 
@@ -269,9 +270,9 @@ class IndexedRecorder:
     ) -> list[CollectionRow]:
         """The next page of a collection's actions in (key, version) order."""
         return [
-            CollectionRow(key, self._uuid(db_id), version, position, topic, bytes(state))
-            for key, db_id, version, position, topic, state in self._collection_rows(
-                "a.key, a.entity_id, a.version, a.position, e.topic, e.state",
+            CollectionRow(key, self._uuid(db_id), version, position, recorded, topic, bytes(state))
+            for key, db_id, version, position, recorded, topic, state in self._collection_rows(
+                "a.key, a.entity_id, a.version, a.position, a.recorded_at, e.topic, e.state",
                 system,
                 collection,
                 cutoff,
@@ -287,13 +288,18 @@ class IndexedRecorder:
         cutoff: Cutoff | None,
         after: tuple[str, int] | None,
         limit: int,
-    ) -> list[tuple[str, int, int, bytes]]:
-        """`collection_page` as plain (key, version, position, state) tuples: what folding a
-        collection needs, without an object and a parsed id per row."""
+    ) -> list[tuple[str, int, int, int, bytes]]:
+        """`collection_page` as plain (key, version, position, recorded_at, state) tuples:
+        what folding a collection needs, without an object and a parsed id per row."""
         return cast(
-            list[tuple[str, int, int, bytes]],
+            list[tuple[str, int, int, int, bytes]],
             self._collection_rows(
-                "a.key, a.version, a.position, e.state", system, collection, cutoff, after, limit
+                "a.key, a.version, a.position, a.recorded_at, e.state",
+                system,
+                collection,
+                cutoff,
+                after,
+                limit,
             ),
         )
 
