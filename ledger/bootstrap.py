@@ -5,9 +5,10 @@ PostgreSQL URL (``postgresql://user:password@host:5432/dbname?schema=ledger``).
 
 The store is configured from that setting alone: `store_env` builds the eventsourcing
 library's whole environment and `Ledger` does not read the process environment (where
-``LEDGER_SQLITE_DBNAME`` would redirect the ledger to another file). A database is opened
+``LEDGER_SQLITE_DBNAME`` would redirect the ledger to another file). A SQLite file is opened
 only when it is new or empty, or already holds a ledger: never a CRM database given by
-mistake.
+mistake. On PostgreSQL, where a ledger may share its application's database, every command
+but ``ledger init`` refuses a schema that holds no ledger.
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ def _check_sqlite(db: str, create: bool) -> None:
 
 def _check_postgres(db: str, env: dict[str, str], create: bool) -> None:
     """Reach the server once, failing fast with its own reason (the library's pool would retry
-    for its whole timeout and hide it), and look at what the schema holds."""
+    for its whole timeout and hide it), and see whether the schema holds a ledger."""
     import psycopg
     from psycopg import sql
 
@@ -180,7 +181,7 @@ def _check_postgres(db: str, env: dict[str, str], create: bool) -> None:
             tables = sorted(str(row[0]) for row in rows)
     except psycopg.Error as error:
         raise StoreUnavailable(store_failure(db, error)) from None
-    _refuse_other_tables(db, tables)
+    # Other tables may share the schema: a ledger kept in its application's database.
     if not create and INDEX_TABLE not in tables:
         raise ConfigurationError(
             f"no ledger in {shown(db)!r} (schema {schema!r}); run `ledger init` or set {DB_KEY}"
@@ -188,10 +189,10 @@ def _check_postgres(db: str, env: dict[str, str], create: bool) -> None:
 
 
 def _refuse_other_tables(db: str, tables: list[str]) -> None:
-    """A ledger's store is empty or holds the ledger's tables; anything else is someone's data."""
+    """A ledger file is empty or holds the ledger's tables; anything else is someone's data."""
     if tables and INDEX_TABLE not in tables:
         listed = ", ".join(tables[:3]) + (", …" if len(tables) > 3 else "")
         raise ConfigurationError(
-            f"{DB_KEY} / --db {shown(db)!r} holds tables that are not a ledger's ({listed}); "
-            "give the ledger a database (or, on PostgreSQL, a ?schema=) of its own"
+            f"{DB_KEY} / --db {db!r} holds tables that are not a ledger's ({listed}); "
+            "give the ledger a file of its own"
         )

@@ -55,14 +55,12 @@ def test_a_new_empty_or_existing_ledger_file_is_opened(tmp_path):
         assert "ledger_actions" in tables(path)
 
 
-def test_a_postgres_schema_holding_other_tables_is_refused(postgres_url):
-    import psycopg
-
-    with psycopg.connect(postgres_url, autocommit=True) as connection:
-        connection.execute("CREATE TABLE contacts (id int PRIMARY KEY)")
-    with pytest.raises(ConfigurationError, match=r"not a ledger's \(contacts\).*\?schema="):
-        open_ledger(postgres_url)
-    open_ledger(postgres_url + "?schema=ledger").close()  # a schema of its own
+def test_only_init_creates_a_ledger_in_a_postgres_schema(postgres_url):
+    url = postgres_url + "?schema=ledger"
+    with pytest.raises(ConfigurationError, match=r"no ledger in .*schema 'ledger'.*ledger init"):
+        open_ledger(url, create=False)
+    open_ledger(url).close()  # init: creates the schema and the ledger's tables
+    open_ledger(url, create=False).close()
 
 
 def closed_port():
