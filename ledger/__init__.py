@@ -4,6 +4,7 @@ Record every workflow action with its before- and after-values, inspect any reco
 collection at any point in time, and (in later releases) roll back safely.
 """
 
+from ledger import _library  # noqa: F401  (first: the library imported on our terms)
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
 from ledger.changes import Change
@@ -22,6 +23,7 @@ from ledger.errors import (
     LedgerError,
     NotFound,
     StaleWrite,
+    StoreUnavailable,
     TargetRejected,
     TransientError,
     UnknownCheckpoint,
@@ -58,6 +60,7 @@ __all__ = [
     "Receipt",
     "Run",
     "StaleWrite",
+    "StoreUnavailable",
     "System",
     "Target",
     "TargetRejected",

@@ -21,6 +21,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Recording, StoredEvent, Transcoder
+from eventsourcing.utils import Environment, EnvType
 
 from ledger.changes import Change, observed_drift, resolve, reused_fingerprint
 from ledger.domain import (
@@ -60,6 +61,16 @@ class Ledger(Application[UUID]):
 
     name = "Ledger"
     snapshotting_intervals: ClassVar = {Entity: 100}
+
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        """The settings given (`ledger.bootstrap.store_env`) and nothing else: the library
+        would add ``os.environ``, where a stray ``LEDGER_SQLITE_DBNAME`` redirects the store
+        and ``POSTGRES_ENABLE_DB_FUNCTIONS`` stores events without their index rows."""
+        settings = dict(type(self).env)
+        if type(self).is_snapshotting_enabled or type(self).snapshotting_intervals:
+            settings["IS_SNAPSHOTTING_ENABLED"] = "y"
+        settings.update(env or {})
+        return Environment(name, settings)
 
     def construct_transcoder(self) -> Transcoder:
         return OrjsonTranscoder()

@@ -2,20 +2,34 @@
 
 ``--db`` / ``LEDGER_DB`` is either a SQLite file path (the default, ``./ledger.db``) or a
 PostgreSQL URL (``postgresql://user:password@host:5432/dbname?schema=ledger``).
+
+The store is configured from that setting alone: `store_env` builds the eventsourcing
+library's whole environment and `Ledger` does not read the process environment (where
+``LEDGER_SQLITE_DBNAME`` would redirect the ledger to another file). A SQLite file is opened
+only when it is new or empty, or already holds a ledger: never a CRM database given by
+mistake. On PostgreSQL, where a ledger may share its application's database, every command
+but ``ledger init`` refuses a schema that holds no ledger.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
+from contextlib import closing
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+
+from eventsourcing.persistence import PersistenceError
 
 from ledger.application import Ledger
-from ledger.errors import ConfigurationError
+from ledger.errors import ConfigurationError, StoreUnavailable
+from ledger.store import INDEX_TABLE
 
 DB_KEY = "LEDGER_DB"
 DEFAULT_DB = "ledger.db"
 LOCK_TIMEOUT_SECONDS = "30"
+CONNECT_TIMEOUT_SECONDS = "5"  # a PostgreSQL server that does not answer fails fast
+URL_OPTIONS = ("schema", "connect_timeout")
 
 
 def resolve_db(db: str | None = None) -> str:
@@ -26,13 +40,22 @@ def resolve_db(db: str | None = None) -> str:
     return value
 
 
+def shown(db: str) -> str:
+    """A database setting as it may be printed: a URL without its password."""
+    parts = urlsplit(db)
+    if "://" not in db or parts.password is None:
+        return db
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def store_env(db: str) -> dict[str, str]:
     """The eventsourcing environment for a database setting; a bad one names the setting."""
     if db.startswith(("postgresql://", "postgres://")):
         return _postgres_env(db)
     if "://" in db:
         raise ConfigurationError(
-            f"{DB_KEY} / --db {db!r}: only SQLite paths and postgresql:// URLs are supported"
+            f"{DB_KEY} / --db {shown(db)!r}: only SQLite paths and postgresql:// URLs are supported"
         )
     return {
         "PERSISTENCE_MODULE": "ledger.sqlite_store:Factory",
@@ -45,11 +68,18 @@ def _postgres_env(url: str) -> dict[str, str]:
     parts = urlsplit(url)
     dbname = unquote(parts.path.lstrip("/"))
     if not dbname:
-        raise ConfigurationError(f"{DB_KEY} / --db {url!r} names no database (…/dbname)")
+        raise ConfigurationError(f"{DB_KEY} / --db {shown(url)!r} names no database (…/dbname)")
     query = parse_qs(parts.query)
-    unknown = sorted(set(query) - {"schema"})
+    unknown = sorted(set(query) - set(URL_OPTIONS))
     if unknown:
-        raise ConfigurationError(f"{DB_KEY} / --db: unknown URL option {unknown[0]!r}")
+        raise ConfigurationError(
+            f"{DB_KEY} / --db: unknown URL option {unknown[0]!r}; known: {', '.join(URL_OPTIONS)}"
+        )
+    timeout = query.get("connect_timeout", [CONNECT_TIMEOUT_SECONDS])[0]
+    if not timeout.isdigit() or int(timeout) < 1:
+        raise ConfigurationError(
+            f"{DB_KEY} / --db: connect_timeout={timeout!r} must be a whole number of seconds"
+        )
     return {
         "PERSISTENCE_MODULE": "ledger.postgres_store:Factory",
         "POSTGRES_DBNAME": dbname,
@@ -59,6 +89,7 @@ def _postgres_env(url: str) -> dict[str, str]:
         "POSTGRES_PASSWORD": unquote(parts.password or ""),
         "POSTGRES_SCHEMA": query.get("schema", ["public"])[0],
         "POSTGRES_LOCK_TIMEOUT": LOCK_TIMEOUT_SECONDS,
+        "POSTGRES_CONNECT_TIMEOUT": timeout,
         "POSTGRES_POOL_SIZE": "2",
     }
 
@@ -68,9 +99,100 @@ def open_ledger(db: str | None = None, *, create: bool = True) -> Ledger:
     db = resolve_db(db)
     env = store_env(db)
     if "SQLITE_DBNAME" in env:
-        path = Path(db)
-        if not create and not path.exists():
+        _check_sqlite(db, create)
+    else:
+        _check_postgres(db, env, create)
+    try:
+        return Ledger(env=env)
+    except (PersistenceError, sqlite3.Error) as error:
+        raise StoreUnavailable(store_failure(db, error)) from None
+
+
+def store_failure(db: str, error: BaseException) -> str:
+    """One line for a failure of the ledger's own database, with what to do about it."""
+    text = str(error).strip()
+    reason = text.splitlines()[0] if text else type(error).__name__
+    lowered = reason.lower()
+    if "locked" in lowered:
+        advice = "another process is writing to it; try again when it has finished"
+    elif "readonly" in lowered or "read-only" in lowered:
+        advice = "the ledger cannot write to it: check the file's permissions and its folder's"
+    elif "unable to open" in lowered:
+        advice = "check that the file and its folder can be read and written"
+    else:
+        advice = "check that the database is up and reachable, then run the command again"
+    return f"the ledger's database {shown(db)}: {reason}; {advice}"
+
+
+def _check_sqlite(db: str, create: bool) -> None:
+    path = Path(db)
+    if not path.exists():
+        if not create:
             raise ConfigurationError(f"no ledger at {db!r}; run `ledger init` or set {DB_KEY}")
         if not path.parent.is_dir():
             raise ConfigurationError(f"{DB_KEY} / --db {db!r}: directory {path.parent} missing")
-    return Ledger(env=env)
+        return
+    if not path.is_file():
+        raise ConfigurationError(f"{DB_KEY} / --db {db!r} is a folder, not a ledger file")
+    if path.stat().st_size == 0:
+        return
+    try:
+        uri = path.absolute().as_uri() + "?mode=ro"
+        with closing(sqlite3.connect(uri, uri=True)) as connection:
+            rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            tables = sorted(row[0] for row in rows)
+    except sqlite3.OperationalError as error:
+        raise StoreUnavailable(store_failure(db, error)) from None
+    except sqlite3.DatabaseError:
+        raise ConfigurationError(
+            f"{DB_KEY} / --db {db!r} is not a SQLite database; give the ledger a file of its own"
+        ) from None
+    _refuse_other_tables(db, tables)
+
+
+def _check_postgres(db: str, env: dict[str, str], create: bool) -> None:
+    """Reach the server once, failing fast with its own reason (the library's pool would retry
+    for its whole timeout and hide it), and see whether the schema holds a ledger."""
+    import psycopg
+    from psycopg import sql
+
+    schema = env["POSTGRES_SCHEMA"]
+    try:
+        with psycopg.connect(
+            host=env["POSTGRES_HOST"],
+            port=env["POSTGRES_PORT"],
+            dbname=env["POSTGRES_DBNAME"],
+            user=env["POSTGRES_USER"],
+            password=env["POSTGRES_PASSWORD"],
+            connect_timeout=int(env["POSTGRES_CONNECT_TIMEOUT"]),
+            autocommit=True,
+        ) as connection:
+            found = connection.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]
+            ).fetchone()
+            if found is None and create:
+                connection.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
+                )
+            rows = connection.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                [schema],
+            )
+            tables = sorted(str(row[0]) for row in rows)
+    except psycopg.Error as error:
+        raise StoreUnavailable(store_failure(db, error)) from None
+    # Other tables may share the schema: a ledger kept in its application's database.
+    if not create and INDEX_TABLE not in tables:
+        raise ConfigurationError(
+            f"no ledger in {shown(db)!r} (schema {schema!r}); run `ledger init` or set {DB_KEY}"
+        )
+
+
+def _refuse_other_tables(db: str, tables: list[str]) -> None:
+    """A ledger file is empty or holds the ledger's tables; anything else is someone's data."""
+    if tables and INDEX_TABLE not in tables:
+        listed = ", ".join(tables[:3]) + (", …" if len(tables) > 3 else "")
+        raise ConfigurationError(
+            f"{DB_KEY} / --db {db!r} holds tables that are not a ledger's ({listed}); "
+            "give the ledger a file of its own"
+        )

@@ -1,14 +1,18 @@
 """The `ledger` command: a thin layer over the library, tables for people and --json for machines.
 
-Library errors become a one-line message and exit code 1 here, and only here.
+Library errors, and the failures a user can meet and fix (a database unreachable, locked or
+read-only, input that is not UTF-8), become a one-line message and exit code 1 here, and
+only here. Every command exits with a code of the one table in `ledger.cli_exit`.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import sqlite3
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from itertools import islice
 from pathlib import Path
@@ -16,17 +20,20 @@ from typing import Any, TypeVar
 
 import click
 import orjson
+from eventsourcing.persistence import PersistenceError
 
 from ledger.application import Ledger
-from ledger.bootstrap import DB_KEY, open_ledger, resolve_db
+from ledger.bootstrap import DB_KEY, open_ledger, resolve_db, store_failure
 from ledger.changes import Change, iter_changes, line_fingerprint
+from ledger.cli_exit import Exit
 from ledger.domain import Address
 from ledger.encoding import encode_value, parse_value
-from ledger.errors import InvalidChange, LedgerError
+from ledger.errors import CanaryLimit, InvalidChange, LedgerError, StaleWrite
 from ledger.points import Point, parse_time
 from ledger.values import ABSENT
 
 F = TypeVar("F", bound=Callable[..., Any])
+BATCH_OPTIONS = ("batch", "workflow", "workflow_version", "actor", "trigger")
 
 
 def _common(command: F) -> F:
@@ -46,11 +53,112 @@ def _errors_as_messages(command: F) -> F:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            _refuse_undecodable(kwargs)
             return command(*args, **kwargs)
         except LedgerError as error:
             raise click.ClickException(str(error)) from None
+        except _database_failures() as error:
+            raise click.ClickException(_explained(error, kwargs.get("db"))) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _database_failures() -> tuple[type[Exception], ...]:
+    """The database failures a user can fix (unreachable, locked, read-only); anything else is
+    a bug and keeps its traceback. The ledger's store fails through the eventsourcing library
+    (or raw sqlite3/psycopg while connecting), targets through SQLAlchemy: each is looked
+    for only if it was loaded."""
+    failures: list[type[Exception]] = [PersistenceError, sqlite3.Error]
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None:
+        failures.append(psycopg.Error)
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is not None:
+        failures += [sa_exc.OperationalError, sa_exc.InterfaceError]
+    return tuple(failures)
+
+
+def _explained(error: Exception, db: str | None) -> str:
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is None or not isinstance(error, sa_exc.DBAPIError):
+        return store_failure(resolve_db(db), error)
+    reason = str(error.orig or error).strip().splitlines()[0]
+    return (
+        f"a target database failed: {reason}; nothing more was written: run the command again "
+        "when the database is free and reachable (a rerun settles any write left unconfirmed "
+        "first; see `ledger recover`)"
+    )
+
+
+def _refuse_undecodable(arguments: dict[str, Any]) -> None:
+    """Command-line text that is not UTF-8 (Python keeps such bytes as lone surrogates, which
+    nothing can store) is refused naming the option."""
+    for name, value in arguments.items():
+        for text in value if isinstance(value, tuple) else (value,):
+            if isinstance(text, str):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    option = name.rstrip("_").replace("_", "-")
+                    raise InvalidChange(
+                        f"--{option} {text!r} is not UTF-8 text", field=option
+                    ) from None
+
+
+def _utf8(data: bytes, where: str, line: int | None = None) -> str:
+    """Input text, decoded strictly: a byte that is not UTF-8 is refused naming where it is."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidChange(
+            f"{where} is not UTF-8 text (byte {data[error.start]:#04x} at column "
+            f"{error.start + 1}); save it as UTF-8",
+            line=line,
+        ) from None
+
+
+def _read_lines(path: Path) -> tuple[bytes, list[bytes]]:
+    """A JSON Lines file, every line checked to be UTF-8."""
+    try:
+        content = path.read_bytes()
+    except OSError as error:
+        raise InvalidChange(f"{path} cannot be read: {error.strerror}") from None
+    lines = content.splitlines()
+    for number, line in enumerate(lines, start=1):
+        _utf8(line, str(path), number)
+    return content, lines
+
+
+class _LedgerCommands(click.Group):
+    """Usage mistakes exit 1 (click's default is 2): 2 means done, with items left for review."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        with _usage_errors_exit_1():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _usage_errors_exit_1():
+            return super().invoke(ctx)
+
+
+class _UsageError(click.UsageError):
+    exit_code = Exit.ERROR
+
+
+@contextmanager
+def _usage_errors_exit_1() -> Iterator[None]:
+    try:
+        yield
+    except click.UsageError as error:
+        if isinstance(error, _UsageError):
+            raise
+        raise _UsageError(error.format_message(), error.ctx) from None
 
 
 def _verb(name: str) -> Callable[[F], F]:
@@ -62,7 +170,7 @@ def _verb(name: str) -> Callable[[F], F]:
     return register
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_LedgerCommands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="changeledger")
 def main() -> None:
     """changeledger: record every automation action, inspect any point in time."""
@@ -141,7 +249,9 @@ def _pairs(items: tuple[str, ...], option: str, as_json: bool) -> dict[str, Any]
 @click.option("--inputs", metavar="JSON", help="The inputs that drove the action (a JSON object).")
 @click.option("--workflow")
 @click.option("--workflow-version")
-@click.option("--batch", help="Batch (run) id; a new batch is opened when omitted.")
+@click.option(
+    "--batch", help="Batch (run) id [default: one of its own, named for the change (retry-safe)]."
+)
 @click.option("--actor")
 @click.option("--trigger")
 @click.option("--source", multiple=True, help="Id of a source record used (repeatable).")
@@ -149,9 +259,7 @@ def _pairs(items: tuple[str, ...], option: str, as_json: bool) -> dict[str, Any]
 @click.option("--fingerprint", help="Idempotency key; derived from the change when omitted.")
 def record(db: str | None, as_json: bool, change_json: str | None, **flags: Any) -> None:
     """Record one change, from flags or a JSON object (CHANGE_JSON, or - for stdin)."""
-    batch_defaults = {
-        k: flags[k] for k in ("workflow", "workflow_version", "batch", "actor", "trigger")
-    }
+    batch_defaults = {k: flags[k] for k in BATCH_OPTIONS}
     if change_json is not None:
         described = [
             k
@@ -174,12 +282,61 @@ def record(db: str | None, as_json: bool, change_json: str | None, **flags: Any)
             raise InvalidChange(
                 f"give the change either as JSON or as flags, not both (--{described[0]})"
             )
-        text = sys.stdin.read() if change_json == "-" else change_json
-        change = Change.from_json(text)
+        if change_json == "-":
+            change_json = _utf8(sys.stdin.buffer.read(), "stdin")
+        change = Change.from_json(change_json)
+        _refuse_contradictions([change], batch_defaults)
     else:
         change = _change_from_flags(flags)
-    receipt = _open(db).record(change, **batch_defaults)
+    ledger = _open(db)
+    change = change.with_defaults(**batch_defaults)
+    if change.batch is None:
+        change = change.evolve(batch=_batch_of_its_own(ledger, change))
+    receipt = ledger.record(change)
     _emit(as_json, receipt.to_json(), lambda: _print_receipt(receipt))
+
+
+def _batch_of_its_own(ledger: Ledger, change: Change) -> str:
+    """The batch of a change recorded without one: named for the change and the version of the
+    record it applies to, so the same command run again after it succeeded (a retry) finds
+    the first run's action, the record's latest, and records nothing twice."""
+
+    def named(based_on: int) -> str:
+        digest = change.content_hash(
+            based_on=based_on,
+            workflow=change.workflow,
+            workflow_version=change.workflow_version,
+            actor=change.actor,
+            trigger=change.trigger,
+            sources=list(change.sources),
+            effective_at=change.effective_at.isoformat() if change.effective_at else None,
+        )
+        return "record-" + digest.removeprefix("sha256:")[:16]
+
+    version = ledger.index.versions_until(change.address.entity_id, None)[0]
+    if version:
+        latest = named(version - 1)
+        if ledger.index.find_fingerprints([change.fingerprint_in(latest, version - 1)]):
+            return latest
+    return named(version)
+
+
+def _refuse_contradictions(
+    changes: Sequence[Change], options: dict[str, Any], lines: Sequence[int] | None = None
+) -> None:
+    """A change that names another batch, workflow, actor… than an option given for all of
+    them is refused naming its line, before anything is recorded or written."""
+    for number, change in enumerate(changes):
+        for name, given in options.items():
+            own = getattr(change, name)
+            if given is not None and own is not None and own != given:
+                option = name.replace("_", "-")
+                raise InvalidChange(
+                    f"{change.address}: the change says {name} {own!r} but --{option} says "
+                    f"{given!r}; remove one of them",
+                    line=lines[number] if lines is not None else None,
+                    field=name,
+                )
 
 
 def _change_from_flags(flags: dict[str, Any]) -> Change:
@@ -235,11 +392,12 @@ def _print_delta(delta: dict[str, tuple[Any, Any]]) -> None:
 @click.option("--keep-open", is_flag=True, help="Leave the batch open for more actions.")
 def import_(db: str | None, as_json: bool, path: Path, keep_open: bool, **defaults: Any) -> None:
     """Record a JSON Lines file of changes, all or nothing, as one batch."""
-    content = path.read_bytes()
-    lines = content.splitlines()
+    content, lines = _read_lines(path)
     numbered = [(n, line) for n, line in enumerate(lines, start=1) if line.strip()]
     if not numbered:
         raise InvalidChange(f"{path} holds no changes")
+    parsed = list(iter_changes(lines))
+    _refuse_contradictions(parsed, defaults, [n for n, _ in numbered])
     if defaults["batch"] is None:
         defaults["batch"] = "import-" + hashlib.sha256(content).hexdigest()[:16]
     changes = [
@@ -248,7 +406,7 @@ def import_(db: str | None, as_json: bool, path: Path, keep_open: bool, **defaul
         else replace(
             change, fingerprint=line_fingerprint(change.batch or defaults["batch"], n, raw)
         )
-        for change, (n, raw) in zip(iter_changes(lines), numbered, strict=True)
+        for change, (n, raw) in zip(parsed, numbered, strict=True)
     ]
     ledger = _open(db)
     with click.progressbar(
@@ -262,8 +420,10 @@ def import_(db: str | None, as_json: bool, path: Path, keep_open: bool, **defaul
             **defaults,
         )
     new = sum(1 for receipt in receipts if not receipt.duplicate)
+    batches = sorted({receipt.action.batch for receipt in receipts})
     summary = {
-        "batch": defaults["batch"],
+        "batch": batches[0] if len(batches) == 1 else None,
+        "batches": batches,
         "recorded": new,
         "already_recorded": len(receipts) - new,
         "closed": not keep_open,
@@ -272,7 +432,7 @@ def import_(db: str | None, as_json: bool, path: Path, keep_open: bool, **defaul
         as_json,
         summary,
         lambda: click.echo(
-            f"batch {summary['batch']}: {new} recorded, {len(receipts) - new} already recorded"
+            f"batch {', '.join(batches)}: {new} recorded, {len(receipts) - new} already recorded"
         ),
     )
 
@@ -495,48 +655,81 @@ def apply(
 
     Every write is compare-and-set: a record someone changed since it was read (or whose
     `expected` values no longer hold) is refused as stale, never overwritten. Exit code 3
-    when any change was refused."""
+    when any change was refused, 2 when a canary stopped with changes left."""
     from ledger.config import open_adapter
-    from ledger.runs import Run, Target
+    from ledger.runs import Outcome, Run, Target
 
-    lines = path.read_bytes().splitlines()
+    _, lines = _read_lines(path)
+    numbered = [n for n, line in enumerate(lines, start=1) if line.strip()]
     changes = list(iter_changes(lines))
-    wrong = next((c for c in changes if c.address.system != system), None)
-    if wrong is not None:
-        raise InvalidChange(f"{wrong.address} is not in system {system!r}", field="entity")
+    for change, number in zip(changes, numbered, strict=True):
+        if change.address.system != system:
+            raise InvalidChange(
+                f"{change.address} is not in system {system!r}", line=number, field="entity"
+            )
+    _refuse_contradictions(changes, defaults, numbered)
     adapter = open_adapter(system, config)
-    ledger = _open(db)
-    run = Run(ledger, defaults.pop("batch"), limit=limit, stop_on_stale=stop_on_stale, **defaults)
-    outcomes = []
+    outcomes: list[Outcome] = []
+    stopped: CanaryLimit | StaleWrite | None = None
     try:
+        ledger = _open(db)
+        batch = defaults.pop("batch")
+        run = Run(ledger, batch, limit=limit, stop_on_stale=stop_on_stale, **defaults)
         with click.progressbar(
             length=len(changes), label=f"applying {path.name}", file=sys.stderr
         ) as bar:
             for collection, group in _by_collection(changes):
                 outcomes += run.apply(Target(adapter, collection), group, on_progress=bar.update)
+    except (CanaryLimit, StaleWrite) as error:
+        stopped = error  # the run counted what it did before it stopped
     finally:
         adapter.close()
-    if not keep_open and (run.counts["applied"] or run.counts["already_applied"]):
-        ledger.close_batch(run.batch)
     refused = [o for o in outcomes if o.status in ("stale", "failed")]
+    if isinstance(stopped, StaleWrite):
+        refused.append(
+            Outcome(stopped.record, "stale", None, stopped.field, stopped.expected, stopped.actual)
+        )
+    left = len(changes) - sum(run.counts.values())
+    done = run.counts["applied"] + run.counts["already_applied"]
+    # A batch with refused or unapplied lines stays open, so the fixed lines can join it.
+    closed = not keep_open and not refused and not left and done > 0
+    if closed:
+        ledger.close_batch(batch)
     summary = {
-        "batch": run.batch,
+        "batch": batch,
         "counts": dict(run.counts),
         "refused": [o.to_json() for o in refused],
+        "left": left,
+        "stopped": {CanaryLimit: "canary limit", StaleWrite: "stale"}.get(type(stopped)),
+        "closed": closed,
     }
 
     def human() -> None:
         counts = ", ".join(f"{n} {status}" for status, n in sorted(run.counts.items()))
-        click.echo(f"batch {run.batch}: {counts}")
+        click.echo(f"batch {batch}: {counts or 'nothing applied'}")
         if refused:
             _table(
                 ["entity", "status", "field", "expected", "actual", "error"],
                 ([o.entity, o.status, o.field, o.expected, o.actual, o.error] for o in refused),
             )
+        if isinstance(stopped, CanaryLimit):
+            click.echo(
+                f"stopped at the canary limit of {limit} action(s): {left} change(s) left; "
+                "run the file again with a higher --limit, or none, to apply them"
+            )
+        elif isinstance(stopped, StaleWrite):
+            click.echo(f"stopped at the first refused write (--stop-on-stale): {left} left")
+        if (refused or left) and not keep_open and done:
+            click.echo(
+                f"batch {batch} stays open: run the fixed lines into it again "
+                f"(`ledger close {batch}` gives up on the rest)"
+            )
 
     _emit(as_json, summary, human)
     if refused:
-        sys.exit(3)
+        sys.exit(Exit.REFUSED)
+    if left:
+        sys.exit(Exit.REVIEW)
 
 
 def _by_collection(changes: list[Change]) -> Iterator[tuple[str, list[Change]]]:

@@ -1,8 +1,8 @@
 """`ledger reconcile`: drift between the ledger and a system, its correction, and baselines.
 
 Exit codes in the manner of ``terraform plan -detailed-exitcode``, so cron and CI can act on
-them: 0 clean, 2 drift (found, planned, or left after applying), 1 error. Usage mistakes
-exit 1 here too (click's default is 2), so that 2 always means drift.
+them (the table of every command, `ledger.cli_exit`): 0 clean, 2 drift (found, planned, or
+left after applying), 3 some corrections refused or failed, 1 error.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from ledger.cli import _common, _config_option, _emit, _errors_as_messages, _open, _table, main
+from ledger.cli_exit import Exit
 from ledger.errors import InvalidChange
 from ledger.points import Point
 from ledger.reconcile import (
@@ -32,24 +33,8 @@ from ledger.reconcile import (
 )
 from ledger.values import ABSENT
 
-CLEAN, ERROR, DRIFT = 0, 1, 2
 
-
-class _UsageError(click.UsageError):
-    exit_code = ERROR
-
-
-class _DriftExitCodes(click.Command):
-    """A usage mistake exits 1, not click's 2: 2 means drift."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as error:
-            raise _UsageError(error.format_message(), error.ctx) from None
-
-
-@main.command("reconcile", cls=_DriftExitCodes)
+@main.command("reconcile")
 @_common
 @_errors_as_messages
 @_config_option
@@ -105,7 +90,8 @@ def reconcile(
     """Compare SYSTEM/COLLECTION in the ledger with the system itself; plan or apply the
     corrections under a policy; capture a baseline before a batch and check it after.
 
-    Exit code 0: clean; 2: drift found (or left after --apply); 1: error."""
+    Exit code 0: clean; 2: drift found (or left after --apply); 3: some corrections were
+    refused or failed; 1: error."""
     from ledger.config import open_adapter
 
     system, sep, collection = target.partition("/")
@@ -137,7 +123,7 @@ def reconcile(
             )
             found = Report.of(comparison, samples)
             _emit(as_json, found.to_json(), lambda: _print_report(found))
-            sys.exit(CLEAN if found.clean else DRIFT)
+            sys.exit(Exit.DONE if found.clean else Exit.REVIEW)
         if options["from_"] is not None:
             made = ReconcilePlan.loads(options["from_"].read_bytes())
             if (made.system, made.collection) != (system, collection):
@@ -160,11 +146,13 @@ def reconcile(
             if options["out"] is not None:
                 options["out"].write_bytes(made.dumps())
             _emit(as_json, made.to_json(), lambda: _print_plan(made, samples))
-            sys.exit(CLEAN if made.report.clean else DRIFT)
+            sys.exit(Exit.DONE if made.report.clean else Exit.REVIEW)
         result = apply(ledger, adapter, made)
         payload = {**result.to_json(), "plan": made.to_json()}
         _emit(as_json, payload, lambda: _print_result(result))
-        sys.exit(CLEAN if result.verification.clean else DRIFT)
+        if result.refused:
+            sys.exit(Exit.REFUSED)
+        sys.exit(Exit.DONE if result.verification.clean else Exit.REVIEW)
     finally:
         adapter.close()
 

@@ -3,12 +3,14 @@
 ```toml
 [systems.crm]                       # a SQL database (any SQLAlchemy URL)
 type = "sql"
-url = "sqlite:///crm.db"
+url = "sqlite:///crm.db"            # relative paths are relative to this file's folder
 collections.contacts = { table = "contacts", key = ["id"] }
 ```
 
-The file is ``--config``, else ``$LEDGER_CONFIG``, else ``./ledger.toml``. A bad setting is
-refused naming its key (``systems.crm.url``) and what was expected.
+The file is ``--config``, else ``$LEDGER_CONFIG``, else ``./ledger.toml``. The whole file is
+checked when it is read: an unknown or mistyped setting anywhere is refused naming its key
+(``systems.crm.collections.orders.keys is not a setting``) and what was expected, so a typo
+never falls back to a default silently.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import dataclasses
 import os
 import re
 import tomllib
-from collections.abc import Callable
+import types
+import typing
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from adapters.protocol import Adapter
 from ledger.errors import ConfigurationError
@@ -28,6 +32,8 @@ from ledger.rollback import REPAIRS, Contract
 
 CONFIG_KEY = "LEDGER_CONFIG"
 DEFAULT_CONFIG = "ledger.toml"
+TARGET_CONNECT_TIMEOUT = "10"  # seconds; a PostgreSQL target that does not answer fails fast
+CONTRACT_SETTINGS = ("protected", "window", "repair", "owner")
 
 
 def config_path(path: str | None = None) -> Path:
@@ -35,7 +41,7 @@ def config_path(path: str | None = None) -> Path:
 
 
 def load_systems(path: str | None = None) -> dict[str, dict[str, Any]]:
-    """The ``[systems]`` table of the configuration file, checked for shape."""
+    """The ``[systems]`` table of the configuration file, every setting in it checked."""
     location = config_path(path)
     if not location.is_file():
         raise ConfigurationError(
@@ -43,20 +49,43 @@ def load_systems(path: str | None = None) -> dict[str, dict[str, Any]]:
             f"table (see docs/adapters.md), or point --config / {CONFIG_KEY} at one"
         )
     try:
-        data = tomllib.loads(location.read_text())
+        content = location.read_bytes()
+        data = tomllib.loads(content.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        line = content.count(b"\n", 0, error.start) + 1
+        raise ConfigurationError(
+            f"{location} is not UTF-8 text (line {line}: byte {content[error.start]:#04x}); "
+            "save it as UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigurationError(f"{location} is not valid TOML: {error}") from None
+    except OSError as error:
+        raise ConfigurationError(f"{location} cannot be read: {error.strerror}") from None
+    unknown = sorted(set(data) - {"systems"})
+    if unknown:
+        raise ConfigurationError(
+            f"{location}: {unknown[0]} is not a setting; systems go in [systems.NAME] tables"
+        )
     systems = data.get("systems")
     if not isinstance(systems, dict) or not systems:
         raise ConfigurationError(f"{location}: no [systems.NAME] table")
     for name, settings in systems.items():
         if not isinstance(settings, dict) or "type" not in settings:
             raise ConfigurationError(f"{location}: systems.{name}.type is missing")
-        if settings["type"] not in BUILDERS:
+        kind = KINDS.get(settings["type"])
+        if kind is None:
             raise ConfigurationError(
                 f"{location}: systems.{name}.type {settings['type']!r} is not one of "
-                f"{', '.join(sorted(BUILDERS))}"
+                f"{', '.join(sorted(KINDS))}"
             )
+        _check_settings(f"systems.{name}", settings, {"type": str, **kind.settings})
+        missing = [key for key in kind.required if key not in settings]
+        if missing:
+            raise ConfigurationError(f"systems.{name}.{missing[0]} is missing")
+        kind.routes(name, settings)
+        for collection, route in settings.get("collections", {}).items():
+            if "rollback" in route:
+                _contract(f"systems.{name}.collections.{collection}.rollback", route["rollback"])
     return systems
 
 
@@ -67,26 +96,100 @@ def open_adapter(name: str, path: str | None = None) -> Adapter:
         raise ConfigurationError(
             f"no system {name!r} in {config_path(path)}; configured: {', '.join(sorted(systems))}"
         )
-    settings = dict(systems[name])
-    return BUILDERS[settings.pop("type")](name, settings, config_path(path).parent)
+    settings = systems[name]
+    kind = KINDS[settings["type"]]
+    return kind.build(
+        name, settings, kind.routes(name, settings), config_path(path).absolute().parent
+    )
 
 
 def open_adapters(path: str | None = None) -> dict[str, Adapter]:
     return {name: open_adapter(name, path) for name in load_systems(path)}
 
 
-def _setting(system: str, settings: dict[str, Any], key: str, kind: type) -> Any:
-    if key not in settings:
-        raise ConfigurationError(f"systems.{system}.{key} is missing")
-    value = settings[key]
-    if not isinstance(value, kind):
-        raise ConfigurationError(f"systems.{system}.{key} must be a {kind.__name__}, not {value!r}")
-    return value
+def load_contracts(path: str | None = None) -> dict[tuple[str, str], Contract]:
+    """The rollback contracts declared per collection (``collections.NAME.rollback``)."""
+    return {
+        (system, name): _contract(
+            f"systems.{system}.collections.{name}.rollback", route["rollback"]
+        )
+        for system, settings in load_systems(path).items()
+        for name, route in settings.get("collections", {}).items()
+        if "rollback" in route
+    }
+
+
+# Checking settings against the types they must have ---------------------------------------
+
+
+def _check_settings(where: str, table: dict[str, Any], expected: Mapping[str, Any]) -> None:
+    """Every key of ``table`` is one of ``expected`` and holds a value of its type."""
+    unknown = sorted(set(table) - set(expected))
+    if unknown:
+        raise ConfigurationError(
+            f"{where}.{unknown[0]} is not a setting; expected some of: "
+            f"{', '.join(sorted(expected))}"
+        )
+    for key, value in table.items():
+        if not _fits(value, expected[key]):
+            raise ConfigurationError(
+                f"{where}.{key} must be {_described(expected[key])}, not {value!r}"
+            )
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arm) for arm in args)
+    if origin is Literal:
+        return value in args
+    if origin is tuple:
+        return isinstance(value, list | tuple) and all(_fits(item, args[0]) for item in value)
+    if origin in (dict, Mapping):
+        return isinstance(value, dict) and all(
+            _fits(k, args[0]) and _fits(v, args[1]) for k, v in value.items()
+        )
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is type(None):
+        return value is None
+    return isinstance(value, hint)
+
+
+def _described(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_described(arm) for arm in args if arm is not type(None))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(arg) for arg in args)
+    if origin is tuple:
+        return "a list of " + _described(args[0])
+    if origin in (dict, Mapping):
+        return "a table of " + _described(args[1])
+    names = {str: "text", bool: "true or false", int: "a whole number", float: "a number"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _route(where: str, route_class: type, route: dict[str, Any]) -> Any:
+    """A collection's table built as `route_class(**route)`, checked against its fields."""
+    hints = typing.get_type_hints(route_class)
+    _check_settings(
+        where,
+        route,
+        {f.name: hints[f.name] for f in dataclasses.fields(route_class)},
+    )
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in route.items()}
+    try:
+        return route_class(**given)
+    except ConfigurationError as error:
+        raise ConfigurationError(f"{where}.{error}") from None
 
 
 def _collections(system: str, settings: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each collection's adapter settings (its ``rollback`` contract is read separately)."""
-    collections = _setting(system, settings, "collections", dict)
+    collections = settings["collections"]
     for name, route in collections.items():
         if not isinstance(route, dict):
             raise ConfigurationError(f"systems.{system}.collections.{name} must be a table")
@@ -96,35 +199,23 @@ def _collections(system: str, settings: dict[str, Any]) -> dict[str, dict[str, A
     }
 
 
-def load_contracts(path: str | None = None) -> dict[tuple[str, str], Contract]:
-    """The rollback contracts declared per collection (``collections.NAME.rollback``)."""
-    contracts = {}
-    for system, settings in load_systems(path).items():
-        for name, route in settings.get("collections", {}).items():
-            declared = route.get("rollback") if isinstance(route, dict) else None
-            if declared is None:
-                continue
-            where = f"systems.{system}.collections.{name}.rollback"
-            unknown = sorted(set(declared) - {"protected", "window", "repair", "owner"})
-            if unknown:
-                raise ConfigurationError(
-                    f"{where}.{unknown[0]} is not a setting; expected protected, window, "
-                    "repair or owner"
-                )
-            repair = declared.get("repair")
-            if repair is not None and repair not in REPAIRS:
-                raise ConfigurationError(
-                    f"{where}.repair {repair!r} is not one of {', '.join(REPAIRS)}"
-                )
-            contracts[(system, name)] = Contract(
-                protected=tuple(declared.get("protected", ())),
-                window=_duration(declared["window"], f"{where}.window")
-                if "window" in declared
-                else None,
-                repair=repair,
-                owner=declared.get("owner"),
-            )
-    return contracts
+def _contract(where: str, declared: Any) -> Contract:
+    if not isinstance(declared, dict):
+        raise ConfigurationError(f"{where} must be a table of {', '.join(CONTRACT_SETTINGS)}")
+    _check_settings(
+        where,
+        declared,
+        {"protected": tuple[str, ...], "window": str, "repair": str, "owner": str},
+    )
+    repair = declared.get("repair")
+    if repair is not None and repair not in REPAIRS:
+        raise ConfigurationError(f"{where}.repair {repair!r} is not one of {', '.join(REPAIRS)}")
+    return Contract(
+        protected=tuple(declared.get("protected", ())),
+        window=_duration(declared["window"], f"{where}.window") if "window" in declared else None,
+        repair=repair,
+        owner=declared.get("owner"),
+    )
 
 
 def _duration(text: Any, key: str) -> timedelta:
@@ -135,71 +226,123 @@ def _duration(text: Any, key: str) -> timedelta:
     return timedelta(**{{"d": "days", "h": "hours", "m": "minutes"}[unit]: amount})
 
 
-def _sql(system: str, settings: dict[str, Any], base: Path) -> Adapter:
-    from adapters.sql import SqlAdapter, SqlCollection
-
-    url = _setting(system, settings, "url", str)
-    collections = {}
-    for name, route in _collections(system, settings).items():
-        key = route.get("key", ["id"])
-        key = [key] if isinstance(key, str) else key
-        collections[name] = SqlCollection(
-            table=route.get("table", name), key=tuple(key), schema=route.get("schema")
-        )
-    return SqlAdapter(system, url, collections)
+# The adapters -------------------------------------------------------------------------------
 
 
-def _routes(system: str, settings: dict[str, Any], route_class: type) -> dict[str, Any]:
-    """Each collection's table built as `route_class(**table)`; an unknown key is named."""
-    known = {f.name for f in dataclasses.fields(route_class)}
+def _sql_routes(system: str, settings: dict[str, Any]) -> dict[str, Any]:
+    from adapters.sql import SqlCollection
+
     routes = {}
     for name, route in _collections(system, settings).items():
-        unknown = sorted(set(route) - known)
-        if unknown:
-            raise ConfigurationError(
-                f"systems.{system}.collections.{name}.{unknown[0]} is not a setting; "
-                f"expected some of: {', '.join(sorted(known))}"
-            )
-        routes[name] = route_class(**route)
+        route = {"table": name, **route}
+        if isinstance(route.get("key"), str):
+            route["key"] = [route["key"]]
+        routes[name] = _route(f"systems.{system}.collections.{name}", SqlCollection, route)
     return routes
 
 
-def _http(system: str, settings: dict[str, Any], base: Path) -> Adapter:
-    from adapters.http import CollectionRoute, HttpAdapter
+def _sql(system: str, settings: dict[str, Any], routes: dict[str, Any], base: Path) -> Adapter:
+    import sqlalchemy as sa
 
-    headers = settings.get("headers", {})
-    if not isinstance(headers, dict):
-        raise ConfigurationError(f"systems.{system}.headers must be a table of header names")
+    from adapters.sql import SqlAdapter
+
+    where = f"systems.{system}.url"
+    try:
+        url = sa.engine.make_url(settings["url"])
+    except sa.exc.ArgumentError:
+        raise ConfigurationError(f"{where} is not a database URL (see docs/adapters.md)") from None
+    url = _sqlite_file(url, base, where) if url.get_backend_name() == "sqlite" else url
+    if url.drivername in ("postgresql", "postgres"):
+        # SQLAlchemy's default PostgreSQL driver is psycopg2; the ledger installs psycopg 3.
+        url = url.set(drivername="postgresql+psycopg")
+    if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
+        url = url.update_query_dict({"connect_timeout": TARGET_CONNECT_TIMEOUT})
+    try:
+        return SqlAdapter(system, url.render_as_string(hide_password=False), routes)
+    except (ImportError, sa.exc.ArgumentError) as error:
+        raise ConfigurationError(
+            f"{where}: {error}; for PostgreSQL use postgresql:// or postgresql+psycopg:// "
+            "(the psycopg 3 driver installed with the ledger)"
+        ) from None
+
+
+def _sqlite_file(url: Any, base: Path, where: str) -> Any:
+    """A SQLite target is a file that exists, found from the configuration file's folder."""
+    database = url.database
+    if not database or database == ":memory:" or url.query.get("uri") in ("true", "1"):
+        return url
+    path = base / database
+    if not path.is_file():
+        raise ConfigurationError(
+            f"{where}: no SQLite database at {path}; a target must exist (the ledger does not "
+            "create one), and a relative path is relative to the configuration file's folder"
+        )
+    return url.set(database=str(path))
+
+
+def _http_routes(system: str, settings: dict[str, Any]) -> dict[str, Any]:
+    from adapters.http import CollectionRoute
+
+    return {
+        name: _route(f"systems.{system}.collections.{name}", CollectionRoute, route)
+        for name, route in _collections(system, settings).items()
+    }
+
+
+def _http(system: str, settings: dict[str, Any], routes: dict[str, Any], base: Path) -> Adapter:
+    from adapters.http import HttpAdapter
+
     return HttpAdapter(
         system,
-        _setting(system, settings, "base_url", str),
-        _routes(system, settings, CollectionRoute),
-        headers={name: os.path.expandvars(str(value)) for name, value in headers.items()},
+        settings["base_url"],
+        routes,
+        headers={
+            name: os.path.expandvars(value) for name, value in settings.get("headers", {}).items()
+        },
         timeout=float(settings.get("timeout", 10.0)),
     )
 
 
-def _files(system: str, settings: dict[str, Any], base: Path) -> Adapter:
-    from adapters.files import CsvCollection, FileAdapter, JsonLinesCollection
+def _files_routes(system: str, settings: dict[str, Any]) -> dict[str, Any]:
+    from adapters.files import CsvCollection, JsonLinesCollection
 
     formats = {"csv": CsvCollection, "jsonl": JsonLinesCollection}
-    collections: dict[str, Any] = {}
+    routes = {}
     for name, route in _collections(system, settings).items():
+        where = f"systems.{system}.collections.{name}"
         route = dict(route)
         kind = route.pop("format", "csv")
         if kind not in formats:
-            raise ConfigurationError(
-                f"systems.{system}.collections.{name}.format must be csv or jsonl, not {kind!r}"
-            )
-        if isinstance(route.get("key"), list):
-            route["key"] = tuple(route["key"])
-        collections[name] = _routes(system, {"collections": {name: route}}, formats[kind])[name]
-    directory = base / _setting(system, settings, "directory", str)
-    return FileAdapter(system, directory, collections)
+            raise ConfigurationError(f"{where}.format must be csv or jsonl, not {kind!r}")
+        routes[name] = _route(where, formats[kind], route)
+    return routes
 
 
-BUILDERS: dict[str, Callable[[str, dict[str, Any], Path], Adapter]] = {
-    "sql": _sql,
-    "http": _http,
-    "files": _files,
+def _files(system: str, settings: dict[str, Any], routes: dict[str, Any], base: Path) -> Adapter:
+    from adapters.files import FileAdapter
+
+    return FileAdapter(system, base / settings["directory"], routes)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Kind:
+    """One ``type`` of system: its settings with their types, its collections, its adapter."""
+
+    settings: dict[str, Any]
+    required: tuple[str, ...]
+    routes: Callable[[str, dict[str, Any]], dict[str, Any]]
+    build: Callable[[str, dict[str, Any], dict[str, Any], Path], Adapter]
+
+
+KINDS: dict[str, _Kind] = {
+    "sql": _Kind({"url": str, "collections": dict}, ("url", "collections"), _sql_routes, _sql),
+    "http": _Kind(
+        {"base_url": str, "headers": dict[str, str], "timeout": float, "collections": dict},
+        ("base_url", "collections"),
+        _http_routes,
+        _http,
+    ),
+    "files": _Kind(
+        {"directory": str, "collections": dict}, ("directory", "collections"), _files_routes, _files
+    ),
 }

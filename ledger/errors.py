@@ -12,6 +12,8 @@
      │    └── UnknownCheckpoint
      ├── CheckpointExists       a checkpoint name is already taken
      ├── ConfigurationError     a bad setting, naming its key
+     ├── StoreUnavailable       the ledger's own database cannot be reached, opened or
+     │                          written (unreachable, locked, read-only)
      └── AdapterError           a target system refused or failed a read or write
           ├── StaleWrite        compare-and-set refused: the target no longer holds the
           │                     expected value (names record, field, expected, actual)
@@ -101,6 +103,10 @@ class CheckpointExists(LedgerError):
 
 class ConfigurationError(LedgerError):
     """A setting is missing or malformed; the message names its key."""
+
+
+class StoreUnavailable(LedgerError):
+    """The ledger's own database cannot be used right now; the message says why and what to do."""
 
 
 class AdapterError(LedgerError):

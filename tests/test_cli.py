@@ -166,3 +166,55 @@ def test_every_command_has_help_and_is_documented():
         assert command.help, name
         assert re.search(rf"^## `ledger {name}", documented, re.MULTILINE), name
         assert CliRunner().invoke(main, [name, "--help"]).exit_code == 0
+
+
+def test_import_refuses_a_line_naming_another_batch_than_the_option(run, tmp_path):
+    path = lines(
+        tmp_path / "changes.jsonl",
+        {"entity": "crm/contacts/1", "op": "create", "set": {"n": 1}},
+        {"entity": "crm/contacts/2", "op": "create", "set": {"n": 2}, "batch": "X"},
+    )
+    result = run("import", path, "--batch", "Y")
+    assert result.exit_code == 1
+    assert "line 2: crm/contacts/2: the change says batch 'X' but --batch says 'Y'" in result.output
+    assert json.loads(run("batches", "--json").stdout) == []
+    workflow = lines(
+        tmp_path / "w.jsonl",
+        {"entity": "crm/contacts/1", "op": "create", "set": {"n": 1}, "workflow": "sync"},
+    )
+    refused = run("import", workflow, "--workflow", "other")
+    assert "line 1: crm/contacts/1: the change says workflow 'sync'" in refused.output
+
+
+def test_import_reports_the_batches_its_lines_name(run, tmp_path):
+    path = lines(
+        tmp_path / "changes.jsonl",
+        {"entity": "crm/contacts/1", "op": "create", "set": {"n": 1}, "batch": "X"},
+    )
+    summary = json.loads(run("import", path, "--json").stdout)
+    assert (summary["batch"], summary["batches"], summary["recorded"]) == ("X", ["X"], 1)
+    assert "batch X: 0 recorded, 1 already recorded" in run("import", path, "--batch", "X").output
+
+
+def test_record_refuses_a_change_naming_another_batch_than_the_option(run):
+    change = {"entity": "crm/contacts/1", "op": "create", "set": {"n": 1}, "batch": "X"}
+    result = run("record", json.dumps(change), "--batch", "Y")
+    assert result.exit_code == 1 and "batch 'X' but --batch says 'Y'" in result.output
+
+
+def test_a_retried_record_without_a_batch_records_nothing_twice(run):
+    create = ("record", "--entity", "crm/contacts/1", "--op", "create", "--set", "stage=lead")
+    update = ("record", "--entity", "crm/contacts/1", "--op", "update", "--set", "stage=sql")
+    back = ("record", "--entity", "crm/contacts/1", "--op", "update", "--set", "stage=lead")
+    first = json.loads(run(*create, "--json").stdout)
+    retry = run(*create)
+    assert retry.exit_code == 0 and retry.output.startswith("already recorded: create")
+    assert json.loads(run(*update, "--json").stdout)["version"] == 2
+    assert run(*update).output.startswith("already recorded: update crm/contacts/1 v2")
+    # The same change made again after another one is a new action, in a batch of its own.
+    assert json.loads(run(*back, "--json").stdout)["version"] == 3
+    assert json.loads(run(*update, "--json").stdout)["version"] == 4
+    history = json.loads(run("history", "crm/contacts/1", "--json").stdout)
+    assert [a["version"] for a in history] == [1, 2, 3, 4]
+    assert history[0]["batch"] == first["batch"] and first["batch"].startswith("record-")
+    assert len({a["batch"] for a in history}) == 4

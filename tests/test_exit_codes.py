@@ -1,0 +1,211 @@
+"""One exit-code table for every command (ledger/cli_exit.py, docs/cli.md): 0 done, 1 error
+(usage mistakes too), 2 done with items left for review, 3 some writes refused or failed."""
+
+import contextlib
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from ledger.cli import main
+from ledger.cli_exit import Exit
+
+DOCS = Path(__file__).parent.parent / "docs" / "cli.md"
+
+
+@pytest.fixture
+def ws(tmp_path):
+    """A CRM whose contacts 1-3 the ledger knows (contact 1 set to 'sql' by batch `seed`)."""
+    with contextlib.closing(sqlite3.connect(tmp_path / "crm.db")) as db:
+        db.execute("CREATE TABLE contacts (id TEXT PRIMARY KEY, stage TEXT)")
+        db.executemany("INSERT INTO contacts VALUES (?, 'lead')", [("1",), ("2",), ("3",)])
+        db.commit()
+    (tmp_path / "ledger.toml").write_text(
+        '[systems.crm]\ntype = "sql"\nurl = "sqlite:///crm.db"\n'
+        'collections.contacts = { key = "id" }\n'
+    )
+    runner = CliRunner(
+        env={
+            "LEDGER_DB": str(tmp_path / "ledger.db"),
+            "LEDGER_CONFIG": str(tmp_path / "ledger.toml"),
+        }
+    )
+
+    def invoke(*args):
+        return runner.invoke(main, [str(a) for a in args])
+
+    invoke("init")
+    lines = [
+        {"entity": f"crm/contacts/{k}", "op": "update", "set": {"stage": "lead"}} for k in "23"
+    ]
+    lines.insert(0, {"entity": "crm/contacts/1", "op": "update", "set": {"stage": "sql"}})
+    assert (
+        invoke(
+            "apply", jsonl(tmp_path / "seed.jsonl", *lines), "--system", "crm", "--batch", "seed"
+        ).exit_code
+        == 0
+    )
+    return invoke, tmp_path
+
+
+def jsonl(path, *changes):
+    path.write_text("".join(json.dumps(c) + "\n" for c in changes))
+    return path
+
+
+def outside_edit(tmp_path, key, stage):
+    with contextlib.closing(sqlite3.connect(tmp_path / "crm.db")) as db:
+        db.execute("UPDATE contacts SET stage = ? WHERE id = ?", (stage, key))
+        db.commit()
+
+
+def update(key, stage, **extra):
+    return {"entity": f"crm/contacts/{key}", "op": "update", "set": {"stage": stage}, **extra}
+
+
+def apply_stale(invoke, tmp_path):
+    path = jsonl(
+        tmp_path / "c.jsonl", update("2", "x"), update("3", "y", expected={"stage": "mql"})
+    )
+    return invoke("apply", path, "--system", "crm", "--batch", "b")
+
+
+def reconcile_refused(invoke, tmp_path):
+    outside_edit(tmp_path, "1", "customer")
+    plan = tmp_path / "plan.bin"
+    invoke("reconcile", "crm/contacts", "--plan", "--policy", "ledger", "--out", plan)
+    outside_edit(tmp_path, "1", "churned")  # moved again since the plan
+    return invoke("reconcile", "crm/contacts", "--apply", "--from", plan)
+
+
+CASES = {
+    # command: [(what happens, run(invoke, tmp_path), expected code)]
+    "init": [("done", lambda i, t: i("init"), Exit.DONE)],
+    "record": [
+        ("recorded", lambda i, t: i("record", "--entity", "crm/c/1", "--op", "create"), Exit.DONE),
+        ("bad input", lambda i, t: i("record", "--entity", "crm/c", "--op", "create"), Exit.ERROR),
+    ],
+    "import": [
+        ("recorded", lambda i, t: i("import", jsonl(t / "i.jsonl", update("1", "a"))), Exit.DONE),
+        ("bad line", lambda i, t: i("import", jsonl(t / "i.jsonl", {"op": "x"})), Exit.ERROR),
+    ],
+    "history": [
+        ("shown", lambda i, t: i("history", "crm/contacts/1"), Exit.DONE),
+        ("unknown record", lambda i, t: i("history", "crm/contacts/9"), Exit.ERROR),
+    ],
+    "state": [
+        ("shown", lambda i, t: i("state", "crm/contacts/1"), Exit.DONE),
+        ("bad point", lambda i, t: i("state", "crm/contacts/1", "--at", "nope"), Exit.ERROR),
+    ],
+    "collection": [
+        ("shown", lambda i, t: i("collection", "crm/contacts"), Exit.DONE),
+        ("bad name", lambda i, t: i("collection", "crm"), Exit.ERROR),
+    ],
+    "diff": [
+        ("shown", lambda i, t: i("diff", "crm/contacts", "position:1"), Exit.DONE),
+        ("bad point", lambda i, t: i("diff", "crm/contacts", "nope"), Exit.ERROR),
+    ],
+    "checkpoint": [
+        ("named", lambda i, t: i("checkpoint", "c1"), Exit.DONE),
+        ("taken", lambda i, t: (i("checkpoint", "c1"), i("checkpoint", "c1"))[1], Exit.ERROR),
+    ],
+    "checkpoints": [("shown", lambda i, t: i("checkpoints"), Exit.DONE)],
+    "batches": [("shown", lambda i, t: i("batches"), Exit.DONE)],
+    "close": [
+        ("closed", lambda i, t: i("close", "seed"), Exit.DONE),
+        ("unknown batch", lambda i, t: i("close", "nope"), Exit.ERROR),
+    ],
+    "apply": [
+        (
+            "applied",
+            lambda i, t: i(
+                "apply", jsonl(t / "a.jsonl", update("2", "x")), "--system", "crm", "--batch", "b"
+            ),
+            Exit.DONE,
+        ),
+        (
+            "canary stopped with changes left",
+            lambda i, t: i(
+                "apply",
+                jsonl(t / "a.jsonl", update("2", "x"), update("3", "y")),
+                "--system",
+                "crm",
+                "--batch",
+                "b",
+                "--limit",
+                "1",
+            ),
+            Exit.REVIEW,
+        ),
+        ("a write refused", apply_stale, Exit.REFUSED),
+        (
+            "unknown system",
+            lambda i, t: i(
+                "apply", jsonl(t / "a.jsonl", update("2", "x")), "--system", "erp", "--batch", "b"
+            ),
+            Exit.ERROR,
+        ),
+    ],
+    "recover": [("nothing to settle", lambda i, t: i("recover"), Exit.DONE)],
+    "reconcile": [
+        ("clean", lambda i, t: i("reconcile", "crm/contacts"), Exit.DONE),
+        (
+            "drift",
+            lambda i, t: (outside_edit(t, "1", "customer"), i("reconcile", "crm/contacts"))[1],
+            Exit.REVIEW,
+        ),
+        ("a correction refused", reconcile_refused, Exit.REFUSED),
+        ("unknown system", lambda i, t: i("reconcile", "erp/contacts"), Exit.ERROR),
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    "command, outcome, run, code",
+    [(c, outcome, run, code) for c, cases in CASES.items() for outcome, run, code in cases],
+    ids=[f"{c}: {outcome}" for c, cases in CASES.items() for outcome, _, _ in cases],
+)
+def test_each_command_exits_with_the_code_of_the_table(ws, command, outcome, run, code):
+    invoke, tmp_path = ws
+    result = run(invoke, tmp_path)
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+
+
+def command_paths(group=main, prefix=()):
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from command_paths(command, (*prefix, name))
+        else:
+            yield (*prefix, name)
+
+
+def test_every_command_is_in_the_table_or_owned_elsewhere():
+    owned_by_rollback = {"rollback", "replay"}  # their codes are tested with ledger/rollback.py
+    paths = {" ".join(p) for p in command_paths() if p[0] not in owned_by_rollback}
+    assert paths == set(CASES)
+
+
+@pytest.mark.parametrize("path", sorted(command_paths()), ids=" ".join)
+def test_a_usage_mistake_exits_1_for_every_command(path):
+    result = CliRunner().invoke(main, [*path, "--no-such-option"])
+    assert result.exit_code == Exit.ERROR, result.output
+    assert "No such option '--no-such-option'" in result.output
+    assert CliRunner().invoke(main, [*path, "--help"]).exit_code == Exit.DONE
+
+
+def test_an_unknown_command_exits_1():
+    result = CliRunner().invoke(main, ["nope"])
+    assert result.exit_code == Exit.ERROR and "No such command 'nope'" in result.output
+
+
+def test_the_table_is_documented_once_with_every_code():
+    documented = DOCS.read_text()
+    table = re.search(r"^## Exit codes\n(.*?)^## ", documented, re.MULTILINE | re.DOTALL)
+    assert table is not None
+    for code in Exit:
+        assert re.search(rf"^\| {code.value} \|", table.group(1), re.MULTILINE), code
