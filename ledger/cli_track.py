@@ -7,10 +7,9 @@ import sys
 import click
 
 from ledger.cli import _common, _config_option, _emit, _errors_as_messages, _open, main
+from ledger.cli_exit import Exit
 from ledger.errors import InvalidChange
 from ledger.tracking import track
-
-DRIFT_LEFT = 2  # done, with items left for review
 
 
 @main.command("track")
@@ -58,4 +57,4 @@ def track_(
 
     _emit(as_json, report.to_json(), human)
     if report.drifted:
-        sys.exit(DRIFT_LEFT)
+        sys.exit(Exit.REVIEW)

@@ -161,6 +161,15 @@ CASES = {
         ("a correction refused", reconcile_refused, Exit.REFUSED),
         ("unknown system", lambda i, t: i("reconcile", "erp/contacts"), Exit.ERROR),
     ],
+    "track": [
+        ("baseline taken", lambda i, t: i("track", "crm/contacts"), Exit.DONE),
+        (
+            "drift left alone",
+            lambda i, t: (outside_edit(t, "1", "customer"), i("track", "crm/contacts"))[1],
+            Exit.REVIEW,
+        ),
+        ("not SYSTEM/COLLECTION", lambda i, t: i("track", "crm"), Exit.ERROR),
+    ],
 }
 
 
