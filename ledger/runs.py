@@ -161,7 +161,10 @@ class Run:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if kind is None and self.counts["applied"] + self.counts["already_applied"]:
+        # A batch with refused or failed changes stays open, so the fixed ones can be run
+        # into it again.
+        left = self.counts["stale"] + self.counts["failed"] + self.counts["not_applied"]
+        if kind is None and not left and self.counts["applied"] + self.counts["already_applied"]:
             self.ledger.close_batch(self.batch)
 
     # One change at a time (a live automation) -------------------------------------------

@@ -202,6 +202,10 @@ def parse_json(text: str | bytes, where: str = "input") -> Any:
         raise InvalidValue(
             f"{where} is not valid JSON ({error.msg} at column {error.colno})", field=where
         ) from None
+    except UnicodeDecodeError as error:
+        raise InvalidValue(
+            f"{where} is not valid UTF-8 (byte {error.start}); save it as UTF-8", field=where
+        ) from None
     check_value(value, where)
     return value
 

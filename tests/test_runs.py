@@ -237,3 +237,14 @@ def test_a_closed_batch_refuses_new_changes_before_writing_anything(ledger, crm)
         rerun.update(Target(counting, "contacts"), 2, {"stage": "sql"})
     assert counting.writes == 0
     assert crm.read("contacts", ["2"])["2"]["stage"] == "mql"
+
+
+def test_a_batch_with_refused_changes_stays_open_for_the_fixed_ones(ledger, crm):
+    target = Target(crm, "contacts")
+    with Run(ledger, "run-1") as run:
+        run.update(target, 1, {"stage": "sql"}, expected={"owner": "nobody"})
+        run.update(target, 2, {"stage": "sql"})
+    assert ledger.batch_view("run-1").status == "open"
+    with Run(ledger, "run-1") as run:
+        assert run.update(target, 1, {"stage": "sql"}).status == "applied"
+    assert ledger.batch_view("run-1").status == "closed"

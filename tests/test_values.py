@@ -69,3 +69,13 @@ def test_same_distinguishes_types_that_python_calls_equal():
     assert not same(1, True)
     assert not same({"a": 1}, {"a": 1.0})
     assert same({"a": [1, "x", None]}, {"a": [1, "x", None]})
+
+
+def test_json_input_that_is_not_utf8_is_refused_naming_it():
+    import pytest
+
+    from ledger.errors import InvalidValue
+    from ledger.values import parse_json
+
+    with pytest.raises(InvalidValue, match=r"line 3 is not valid UTF-8 \(byte 10\)"):
+        parse_json(b'{"name": "\xff"}', where="line 3")
