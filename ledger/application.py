@@ -101,8 +101,37 @@ class Ledger(Application[UUID]):
     # Recording -------------------------------------------------------------------------
 
     def record(self, change: Change, **defaults: Any) -> Receipt:
-        """Record one change; the same fingerprint recorded again returns the first receipt."""
-        return self.record_all([change], **defaults)[0]
+        """Record one change; the same fingerprint recorded again returns the first receipt.
+        Without a batch, the change gets one of its own, named so that a retry records
+        nothing twice."""
+        change = change.with_defaults(**defaults)
+        if change.batch is None:
+            change = change.evolve(batch=self._batch_of_its_own(change))
+        return self.record_all([change])[0]
+
+    def _batch_of_its_own(self, change: Change) -> str:
+        """The batch of a change recorded without one: named for the change and the version of the
+        record it applies to, so the same command run again after it succeeded (a retry) finds
+        the first run's action, the record's latest, and records nothing twice."""
+
+        def named(based_on: int) -> str:
+            digest = change.content_hash(
+                based_on=based_on,
+                workflow=change.workflow,
+                workflow_version=change.workflow_version,
+                actor=change.actor,
+                trigger=change.trigger,
+                sources=list(change.sources),
+                effective_at=change.effective_at.isoformat() if change.effective_at else None,
+            )
+            return "record-" + digest.removeprefix("sha256:")[:16]
+
+        version = self.index.versions_until(change.address.entity_id, None)[0]
+        if version:
+            latest = named(version - 1)
+            if self.index.find_fingerprints([change.fingerprint_in(latest, version - 1)]):
+                return latest
+        return named(version)
 
     def record_all(
         self,

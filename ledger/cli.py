@@ -289,36 +289,8 @@ def record(db: str | None, as_json: bool, change_json: str | None, **flags: Any)
     else:
         change = _change_from_flags(flags)
     ledger = _open(db)
-    change = change.with_defaults(**batch_defaults)
-    if change.batch is None:
-        change = change.evolve(batch=_batch_of_its_own(ledger, change))
-    receipt = ledger.record(change)
+    receipt = ledger.record(change.with_defaults(**batch_defaults))
     _emit(as_json, receipt.to_json(), lambda: _print_receipt(receipt))
-
-
-def _batch_of_its_own(ledger: Ledger, change: Change) -> str:
-    """The batch of a change recorded without one: named for the change and the version of the
-    record it applies to, so the same command run again after it succeeded (a retry) finds
-    the first run's action, the record's latest, and records nothing twice."""
-
-    def named(based_on: int) -> str:
-        digest = change.content_hash(
-            based_on=based_on,
-            workflow=change.workflow,
-            workflow_version=change.workflow_version,
-            actor=change.actor,
-            trigger=change.trigger,
-            sources=list(change.sources),
-            effective_at=change.effective_at.isoformat() if change.effective_at else None,
-        )
-        return "record-" + digest.removeprefix("sha256:")[:16]
-
-    version = ledger.index.versions_until(change.address.entity_id, None)[0]
-    if version:
-        latest = named(version - 1)
-        if ledger.index.find_fingerprints([change.fingerprint_in(latest, version - 1)]):
-            return latest
-    return named(version)
 
 
 def _refuse_contradictions(

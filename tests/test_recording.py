@@ -226,3 +226,14 @@ def test_one_import_reusing_a_fingerprint_for_two_changes_records_neither(ledger
             batch="b2",
         )
     assert ledger.state(ANN).fields == {"n": 0}
+
+
+def test_a_retried_record_without_a_batch_records_nothing_twice(ledger):
+    ledger.record(create(ANN, n=0), batch="b1")
+    first = ledger.record(update(ANN, n=1))
+    again = ledger.record(update(ANN, n=1))
+    assert again.duplicate and again.action.position == first.action.position
+    ledger.record(update(ANN, n=2), batch="b2")
+    later = ledger.record(update(ANN, n=1))  # the same change made again, later: a new action
+    assert not later.duplicate
+    assert [a.after for a in ledger.history(ANN)] == [{"n": 0}, {"n": 1}, {"n": 2}, {"n": 1}]
