@@ -425,7 +425,7 @@ class Ledger(Application[UUID]):
             _action_view(cast(Entity.Action, event), positions[event.originator_version][0])
             for event in self.events.get(address.entity_id)
         ]
-        moved_to = actions[-1].inputs.get("moved_to") if actions[-1].operation == MOVE else None
+        moved_to = actions[-1].moved_to if actions[-1].operation == MOVE else None
         if follow and moved_to is not None:
             actions += self.history(Address.parse(moved_to))
         return actions
@@ -468,7 +468,7 @@ class Ledger(Application[UUID]):
             fields, exists, moved_to = {}, False, None
             for event in self._events_at_versions(entity_id, versions):
                 fields, exists = fold(fields, event.operation, event.before, event.after)
-                moved_to = event.inputs.get("moved_to") if event.operation == MOVE else None
+                moved_to = event.moved_to if event.operation == MOVE else None
         if follow and moved_to is not None and (at is None or at.kind != "version"):
             followed = self.state(Address.parse(moved_to), at)
             return replace(followed, moved_from=(str(address), *followed.moved_from))
@@ -664,6 +664,10 @@ def _action_view(event: Entity.Action, position: int | None) -> Action:
         recorded_at=event.timestamp,
         effective_at=event.effective_at,
         fingerprint=event.fingerprint,
+        compensates=tuple(event.compensates),
+        replays=tuple(event.replays),
+        moved_to=event.moved_to,
+        requested=event.requested,
     )
 
 
@@ -755,6 +759,10 @@ class _Session:
             "sources": list(change.sources),
             "effective_at": change.effective_at,
             "fingerprint": fingerprint,
+            "compensates": list(change.compensates),
+            "replays": list(change.replays),
+            "moved_to": change.moved_to,
+            "requested": change.requested,
         }
         if entity is None:
             entity = Entity.first(change.address, **fields)

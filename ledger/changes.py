@@ -72,6 +72,12 @@ class Change:
     # The whole record as an adapter read it just before writing (None: it did not exist);
     # ABSENT when the change did not go through an adapter.
     image: Any = ABSENT
+    # The ledger's own links (see `Entity.Action`): set by rollbacks, replays and moves, never
+    # read from an automation's input, so no input key can stand in for them.
+    compensates: tuple[str, ...] = ()
+    replays: tuple[str, ...] = ()
+    moved_to: str | None = None
+    requested: str | None = None
 
     def __post_init__(self) -> None:
         _check_shape(self)
@@ -98,6 +104,7 @@ class Change:
                 f"{entity}: op {operation!r} is not one of {', '.join(OPERATIONS)}", field="op"
             )
         effective = _text(data, "effective_at")
+        texts: dict[str, Any] = {key: _text(data, key) for key in _TEXT_KEYS}
         return cls(
             address=Address.parse(entity),
             operation=operation,
@@ -108,7 +115,7 @@ class Change:
             inputs=_fields(data, "inputs"),
             sources=tuple(_text_list(data, "sources")),
             effective_at=parse_time(effective, "effective_at") if effective else None,
-            **{key: _text(data, key) for key in _TEXT_KEYS},
+            **texts,
         )
 
     @classmethod
@@ -154,6 +161,18 @@ class Change:
             "expected": self.expected,
             "inputs": self.inputs,
         }
+        # Only present links enter the hash, so the fingerprints of changes without any (every
+        # change an automation submits) stay what they were.
+        identity.update(
+            (name, value)
+            for name, value in (
+                ("compensates", self.compensates),
+                ("replays", self.replays),
+                ("moved_to", self.moved_to),
+                ("requested", self.requested),
+            )
+            if value
+        )
         encoded = orjson.dumps(_CANONICAL._to_json(identity), option=orjson.OPT_SORT_KEYS)
         return "sha256:" + hashlib.sha256(encoded).hexdigest()
 
@@ -162,6 +181,8 @@ def _check_shape(change: Change) -> None:
     entity = str(change.address)
     if change.operation == MOVE:
         _check_move(change)
+    elif change.moved_to is not None:
+        raise InvalidChange(f"{entity}: only a move has moved_to", field="moved_to")
     elif change.operation == TRACK:
         if change.unset or change.before:
             raise InvalidChange(f"{entity}: a track takes no 'unset' or 'before'", field="set")
@@ -190,13 +211,13 @@ def _check_shape(change: Change) -> None:
 def _check_move(change: Change) -> None:
     """A move names where the record now lives: another key of the same collection."""
     entity = str(change.address)
-    target = change.inputs.get("moved_to")
-    if not isinstance(target, str):
-        raise InvalidChange(f"{entity}: a move needs inputs.moved_to", field="inputs")
+    target = change.moved_to
+    if target is None:
+        raise InvalidChange(f"{entity}: a move needs moved_to", field="moved_to")
     moved = Address.parse(target)
     if (moved.system, moved.collection) != (change.address.system, change.address.collection):
         raise InvalidChange(
-            f"{entity}: a move stays in its collection, not {target!r}", field="inputs"
+            f"{entity}: a move stays in its collection, not {target!r}", field="moved_to"
         )
     if change.values or change.unset or change.before:
         raise InvalidChange(f"{entity}: a move takes no 'set', 'unset' or 'before'", field="set")

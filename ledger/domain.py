@@ -142,13 +142,42 @@ class Entity(Aggregate):
         sources: list[str]
         effective_at: datetime | None
         fingerprint: str
+        # The ledger's own links, set by the ledger only: an automation's inputs can hold keys
+        # of any name without changing what the ledger believes.
+        compensates: list[str]  # fingerprints of the actions a rollback's action undoes
+        replays: list[str]  # fingerprints of the actions a replay's action redoes
+        moved_to: str | None  # a move: where the record was created instead
+        requested: str | None  # a create under a key the system chose: the key asked for
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Version 1 kept the links in ``inputs``: take out only those the ledger wrote
+            (a move's target, a rollback's or replay's links in its own batch, the requested
+            address of a create that names another key of the same collection)."""
+            inputs = dict(state["inputs"])
+            links = _no_links()
+            if state["operation"] == MOVE and isinstance(inputs.get("moved_to"), str):
+                links["moved_to"] = inputs.pop("moved_to")
+            for verb, link in (("rollback", "compensates"), ("replay", "replays")):
+                plan = inputs.get(verb)
+                if state["batch"] == f"{verb}-{plan}" and isinstance(inputs.get(link), list):
+                    links[link] = list(inputs.pop(link))
+                    del inputs[verb]
+            requested = inputs.get("requested")
+            if state["operation"] == "create" and _elsewhere_in_collection(
+                requested, state["address"]
+            ):
+                links["requested"] = inputs.pop("requested")
+            state.update(links, inputs=inputs)
 
         def apply(self, entity: Entity) -> None:
             entity.fields, entity.exists = fold(
                 entity.fields, self.operation, self.before, self.after
             )
             entity.last_fingerprint = self.fingerprint
-            entity.moved_to = self.inputs.get("moved_to") if self.operation == MOVE else None
+            entity.moved_to = self.moved_to if self.operation == MOVE else None
 
         @property
         def delta(self) -> dict[str, tuple[Any, Any]]:
@@ -168,11 +197,26 @@ class Entity(Aggregate):
     @classmethod
     def first(cls, address: Address, **action: Any) -> Entity:
         return cls._create(
-            cls.FirstActionRecorded, id=address.entity_id, address=str(address), **action
+            cls.FirstActionRecorded,
+            id=address.entity_id,
+            address=str(address),
+            **{**_no_links(), **action},
         )
 
     def record(self, **action: Any) -> None:
-        self.trigger_event(self.ActionRecorded, address=self.address, **action)
+        self.trigger_event(self.ActionRecorded, address=self.address, **{**_no_links(), **action})
+
+
+def _no_links() -> dict[str, Any]:
+    return {"compensates": [], "replays": [], "moved_to": None, "requested": None}
+
+
+def _elsewhere_in_collection(other: Any, address: str) -> bool:
+    """Whether `other` names another record of the same collection as `address`."""
+    if not isinstance(other, str):
+        return False
+    mine, theirs = address.split("/", 2), other.split("/", 2)
+    return len(theirs) == 3 and theirs[:2] == mine[:2] and theirs[2] not in ("", mine[2])
 
 
 class Batch(Aggregate):

@@ -13,8 +13,9 @@ action outside the scope, or drift the target shows — is a conflict, handled b
 Applying runs the compensations through `ledger.runs.Run`, newest first across all systems, each
 compare-and-set against the values the plan expects: a record that moved between planning and
 applying is skipped and listed, never overwritten. Each compensation is an ordinary action in
-the rollback's own batch, linked (in its inputs) to the actions it compensates, so a rollback
-resumes after a crash, applies nothing twice, and can itself be inspected and rolled back.
+the rollback's own batch, linked to the actions it compensates by the event's own
+``compensates`` field (never by its inputs), so a rollback resumes after a crash, applies
+nothing twice, and can itself be inspected and rolled back.
 """
 
 from __future__ import annotations
@@ -684,13 +685,9 @@ def _plan_entity(
     later_others = [
         e
         for e in history[start:]
-        if e.originator_version not in versions
-        and not set((*e.inputs.get("compensates", ()), *e.inputs.get("replays", ()))) & scoped
+        if e.originator_version not in versions and not set((*e.compensates, *e.replays)) & scoped
     ]
-    if (
-        history[-1].originator_version not in versions
-        and set(history[-1].inputs.get(mine, ())) & scoped
-    ):
+    if history[-1].originator_version not in versions and set(getattr(history[-1], mine)) & scoped:
         return "already"
     # Each field is restored to what it held just before the scope first touched it, and only
     # an outside change after that touch competes with the scope for it.
@@ -848,7 +845,6 @@ def apply(
         return report
     moved = _moved_in_ledger(ledger, rollback)
     run = Run(ledger, rollback.batch, workflow=rollback.verb, actor=actor, trigger=rollback.verb)
-    link = "compensates" if rollback.direction == "undo" else "replays"
     groups: list[tuple[Target, list[tuple[Compensation, Change]]]] = []
     for compensation in rollback.compensations:
         if compensation.entity in moved:
@@ -871,7 +867,8 @@ def apply(
             values=compensation.values,
             unset=compensation.unset,
             expected=compensation.expected,
-            inputs={rollback.verb: rollback.id, link: list(compensation.compensates)},
+            compensates=compensation.compensates if rollback.direction == "undo" else (),
+            replays=compensation.compensates if rollback.direction == "redo" else (),
             fingerprint=f"{rollback.verb}:{rollback.id}:{compensation.entity}",
         )
         if groups and groups[-1][0] == target:

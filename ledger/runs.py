@@ -455,6 +455,8 @@ def intent_payload(change: Change) -> dict[str, Any]:
         "trigger": change.trigger,
         "sources": list(change.sources),
         "effective_at": change.effective_at,
+        "compensates": list(change.compensates),
+        "replays": list(change.replays),
     }
 
 
@@ -466,6 +468,8 @@ def _change_from_intent(intent: Intent) -> Change:
         values=payload.pop("values"),
         unset=tuple(payload.pop("unset")),
         sources=tuple(payload.pop("sources")),
+        compensates=tuple(payload.pop("compensates", ())),
+        replays=tuple(payload.pop("replays", ())),
         fingerprint=intent.fingerprint,
         **payload,
     )
@@ -536,19 +540,14 @@ def _created_elsewhere(index: int, change: Change, key: str) -> list[tuple[int |
     that key (carrying this change's fingerprint), and its requested key records the move, so
     history, point-in-time reads and later rollbacks of either address find the other."""
     moved = Address(change.address.system, change.address.collection, key)
-    created = replace(
-        change,
-        address=moved,
-        image=None,
-        inputs={**change.inputs, "requested": str(change.address)},
-    )
+    created = replace(change, address=moved, image=None, requested=str(change.address))
     marker = replace(
         change,
         operation=MOVE,
         values={},
         expected=None,
         image=None,
-        inputs={**change.inputs, "moved_to": str(moved)},
+        moved_to=str(moved),
         fingerprint=f"{change.fingerprint}:moved",
     )
     return [(index, created), (None, marker)]

@@ -33,6 +33,11 @@ class Action:
     recorded_at: datetime
     effective_at: datetime | None
     fingerprint: str
+    # The ledger's links: what a rollback or replay undid or redid, where a move went.
+    compensates: tuple[str, ...] = ()
+    replays: tuple[str, ...] = ()
+    moved_to: str | None = None
+    requested: str | None = None
 
     @property
     def delta(self) -> dict[str, tuple[Any, Any]]:
@@ -43,6 +48,16 @@ class Action:
         }
 
     def to_json(self) -> dict[str, Any]:
+        links = {
+            name: list(value) if isinstance(value, tuple) else value
+            for name, value in (
+                ("compensates", self.compensates),
+                ("replays", self.replays),
+                ("moved_to", self.moved_to),
+                ("requested", self.requested),
+            )
+            if value
+        }
         return {
             "entity": self.entity,
             "entity_id": str(self.entity_id),
@@ -69,6 +84,7 @@ class Action:
             "recorded_at": self.recorded_at.isoformat(),
             "effective_at": self.effective_at.isoformat() if self.effective_at else None,
             "fingerprint": self.fingerprint,
+            **links,
         }
 
 

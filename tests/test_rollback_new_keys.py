@@ -100,7 +100,7 @@ def test_deleted_records_come_back_under_new_keys_and_the_ledger_maps_them(
         ("crm/contacts/2", "move"),
         (new_keys["crm/contacts/2"], "create"),
     ]
-    assert history[-1].inputs["requested"] == "crm/contacts/2"
+    assert history[-1].requested == "crm/contacts/2"
 
     # The ledger's projection and the CRM agree on every record the ledger has seen.
     assert unmatched(ledger, adapter) == ["4"]
