@@ -5,8 +5,11 @@ touched, the net compensation restores the state from before the scope's earlies
 it, for the fields the scope touched. A record someone else changed afterwards — a later
 action outside the scope, or drift the target shows — is a conflict, handled by the policy:
 
-- ``skip`` (default): leave the record, list the conflict for review;
-- ``fields``: restore only the fields nobody else touched since;
+- ``skip`` (default): record-level — a record anything else changed since the scope acted on
+  it (a later action, or drift in any field the ledger knows, touched by the scope or not) is
+  left exactly as it is and listed for review; applying, the whole record must still be as
+  planning saw it;
+- ``fields``: restore the scope's fields that nobody else changed since, keep the rest;
 - ``force``: restore anyway (still compare-and-set against what planning saw);
 - ``abort``: plan nothing if any conflict exists.
 
@@ -32,8 +35,8 @@ import orjson
 
 from adapters.protocol import Adapter, Relation
 from ledger.application import Ledger
-from ledger.changes import Change
-from ledger.domain import Address, Entity, fold
+from ledger.changes import OBSERVED_BATCH, Change
+from ledger.domain import MOVE, Address, Entity, fold
 from ledger.encoding import encode_value
 from ledger.errors import InvalidChange
 from ledger.points import Point
@@ -637,8 +640,9 @@ def _read_targets(
 def _state(history: Sequence[Entity.Action], upto: int) -> tuple[dict[str, Any], bool]:
     """A record's fields after its first `upto` actions. Before the first action on a record
     that existed before the ledger saw it (an update or delete first), the record existed and
-    its touched fields held that action's before-values."""
-    if upto == 0 and history and history[0].operation != "create":
+    its touched fields held that action's before-values; before a first `move` (a create the
+    system stored under another key) it did not exist."""
+    if upto == 0 and history and history[0].operation not in ("create", MOVE):
         return dict(history[0].before), True
     fields: dict[str, Any] = {}
     exists = False
@@ -650,17 +654,12 @@ def _state(history: Sequence[Entity.Action], upto: int) -> tuple[dict[str, Any],
 def _before_each_touch(
     history: Sequence[Entity.Action], first_touch: dict[str, int]
 ) -> dict[str, Any]:
-    """Each field's value (ABSENT: none) just before the version that first touched it."""
-    wanted: dict[int, list[str]] = {}
-    for name, version in first_touch.items():
-        wanted.setdefault(version, []).append(name)
-    fields, _ = _state(history, 0)
-    values: dict[str, Any] = {}
-    for event in history:
-        for name in wanted.get(event.originator_version, ()):
-            values[name] = fields.get(name, ABSENT)
-        fields, _ = fold(fields, event.operation, event.before, event.after)
-    return values
+    """Each field's value (ABSENT: none) just before the version that first touched it: that
+    action's own before-image, which also knows fields of a record the ledger first saw
+    partially (an update, then a delete carrying the whole record)."""
+    return {
+        name: history[version - 1].before.get(name, ABSENT) for name, version in first_touch.items()
+    }
 
 
 def _plan_entity(
@@ -677,7 +676,10 @@ def _plan_entity(
 
     Undo restores each field the scope touched to its value before the scope first touched
     it; redo the state the scope's latest action left. The scope's own rollbacks and replays
-    are not someone else's later actions."""
+    are not someone else's later actions. Under ``skip`` and ``abort`` a conflict is
+    record-level: any later action by others since the scope acted on the record, or drift in
+    any field the ledger knows; under ``fields`` and ``force`` only changes to the scope's
+    own fields, after the scope first touched each, compete with it."""
     versions = {version for version, _, _ in actions}
     earliest, latest = min(versions), max(versions)
     mine = "compensates" if direction == "undo" else "replays"
@@ -689,8 +691,6 @@ def _plan_entity(
     ]
     if history[-1].originator_version not in versions and set(getattr(history[-1], mine)) & scoped:
         return "already"
-    # Each field is restored to what it held just before the scope first touched it, and only
-    # an outside change after that touch competes with the scope for it.
     first_touch: dict[str, int] = {}
     for event in history:
         if event.originator_version in versions:
@@ -709,48 +709,45 @@ def _plan_entity(
         before, existed = _state(history, latest)
         first_touch = dict.fromkeys(touched, latest)
     now, exists = _state(history, len(history))
-    entity = str(address)
+    whole_record = policy in ("skip", "abort")
     competing: list[dict[str, Any]] = []
     conflicted: set[str] = set()
     for event in later_others:
+        names = {*event.before, *event.after} - _learned(history, event)
         if event.operation != "update":
-            hit = touched | {"(record)"}
+            hit = (names if whole_record else touched) | {"(record)"}
+        elif whole_record:
+            hit = names
         else:
             hit = {
-                name
-                for name in (*event.before, *event.after)
-                if name in first_touch and event.originator_version > first_touch[name]
+                n for n in names if n in first_touch and event.originator_version > first_touch[n]
             }
-        if hit:
-            conflicted |= hit
-            for name in sorted(hit):
-                competing.append(
-                    {
-                        "field": name,
-                        "value": event.after.get(name, ABSENT),
-                        "by": event.actor or event.batch,
-                        "batch": event.batch,
-                        "version": event.originator_version,
-                    }
-                )
+        conflicted |= hit
+        competing += [
+            {
+                "field": name,
+                "value": event.after.get(name, ABSENT),
+                "by": event.actor or event.batch,
+                "batch": event.batch,
+                "version": event.originator_version,
+            }
+            for name in sorted(hit)
+        ]
     reasons = ["later action"] if conflicted else []
-    # The target may have drifted too, on other fields (or on the same ones, again).
-    target = image if image is not None else None
-    differing = _drift(now if exists else None, target, touched) - conflicted
+    # The target may have drifted too: in any field the ledger knows (record-level), or in the
+    # scope's own fields.
+    known = _known_fields(history) if whole_record else touched
+    differing = _drift(now if exists else None, image, known) - conflicted
     if differing:
         conflicted |= differing
         reasons.append("drift in the target")
-        for name in sorted(differing):
-            competing.append(
-                {
-                    "field": name,
-                    "value": (target or {}).get(name, ABSENT),
-                    "by": "outside the ledger",
-                }
-            )
-    reason = " and ".join(reasons)
+        competing += [
+            {"field": name, "value": (image or {}).get(name, ABSENT), "by": "outside the ledger"}
+            for name in sorted(differing)
+        ]
+    entity = str(address)
     conflict = (
-        Conflict(entity, reason, tuple(sorted(conflicted)), tuple(competing))
+        Conflict(entity, " and ".join(reasons), tuple(sorted(conflicted)), tuple(competing))
         if conflicted
         else None
     )
@@ -762,19 +759,41 @@ def _plan_entity(
             return None, conflict
         restorable -= conflicted
     current = image if policy == "force" and conflicted else (now if exists else None)
-    compensation = _compensation(entity, before if existed else None, current, restorable, actions)
+    # Under skip, the record must still hold every field as planning saw it when applied.
+    guard = _whole(image, known) if whole_record and image is not None else {}
+    compensation = _compensation(
+        entity, before if existed else None, current, restorable, actions, guard
+    )
     return compensation, conflict
 
 
+def _learned(history: Sequence[Entity.Action], event: Entity.Action) -> set[str]:
+    """Fields an outside edit adopted when a run first read them (the ledger had never seen
+    them, so it cannot tell when they got their values): learning, not a change since."""
+    if event.batch != OBSERVED_BATCH or event.operation != "update":
+        return set()
+    return set(event.after) - _known_fields(history[: event.originator_version - 1])
+
+
+def _known_fields(history: Sequence[Entity.Action]) -> set[str]:
+    """Every field any action on the record named: the fields whose value the ledger knows."""
+    return {name for event in history for name in (*event.before, *event.after)}
+
+
+def _whole(image: dict[str, Any], known: set[str]) -> dict[str, Any]:
+    """The record as read, with the fields the ledger knows absent marked so."""
+    return {name: image.get(name, ABSENT) for name in sorted(set(image) | known)}
+
+
 def _drift(
-    ledger_now: dict[str, Any] | None, target: dict[str, Any] | None, touched: set[str]
+    ledger_now: dict[str, Any] | None, target: dict[str, Any] | None, fields: set[str]
 ) -> set[str]:
     if (ledger_now is None) != (target is None):
         return {"(record)"}
     if ledger_now is None or target is None:
         return set()
     return {
-        name for name in touched if not same(ledger_now.get(name, ABSENT), target.get(name, ABSENT))
+        name for name in fields if not same(ledger_now.get(name, ABSENT), target.get(name, ABSENT))
     }
 
 
@@ -784,14 +803,16 @@ def _compensation(
     current: dict[str, Any] | None,
     fields: set[str],
     actions: list[tuple[int, int, str]],
+    guard: dict[str, Any],
 ) -> Compensation | None:
+    """The net write; ``guard`` adds fields the target must still hold, unwritten ones too."""
     compensates = tuple(fingerprint for _, _, fingerprint in reversed(actions))
     position = max(row_position for _, row_position, _ in actions)
     if before is None and current is None:
         return None
     if before is None:
         return Compensation(
-            entity, "delete", {}, (), dict(cast(dict, current)), compensates, position
+            entity, "delete", {}, (), {**guard, **cast(dict, current)}, compensates, position
         )
     if current is None:
         return Compensation(entity, "create", dict(before), (), {}, compensates, position)
@@ -803,7 +824,7 @@ def _compensation(
     unset = tuple(sorted(f for f in fields if f not in before and f in current))
     if not values and not unset:
         return None
-    expected = {f: current.get(f, ABSENT) for f in [*values, *unset]}
+    expected = {**guard, **{f: current.get(f, ABSENT) for f in [*values, *unset]}}
     return Compensation(entity, "update", values, unset, expected, compensates, position)
 
 

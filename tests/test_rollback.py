@@ -278,15 +278,78 @@ def test_an_outside_edit_before_the_scope_touched_a_field_is_what_that_field_ret
     ledger, crm
 ):
     """Two batches in scope: the first changes the stage, then someone reassigns the owner,
-    then the second batch changes the owner. The owner goes back to the outside value (what it
-    held when the scope first touched it), not to the value from before the first batch, and
-    that edit is no conflict: it came before the scope touched the owner."""
-    run_batch(ledger, crm, "stage-sync", [Change(contact("1"), "update", values={"stage": "sql"})])
-    outside_edit(crm, "1", owner="eve")
-    run_batch(ledger, crm, "owner-sync", [Change(contact("1"), "update", values={"owner": "dara"})])
+    then the second batch changes the owner. Under `fields` the owner goes back to the outside
+    value (what it held when the scope first touched it), not to the value from before the
+    first batch, and that edit is no conflict: it came before the scope touched the owner.
+    Under `skip` the record is a conflict: someone changed it after the scope first did (the
+    ledger knows the record whole, having created it, so it can tell)."""
+    run_batch(ledger, crm, "new", [Change(contact("9"), "create", values=SEED["1"])])
+    run_batch(ledger, crm, "stage-sync", [Change(contact("9"), "update", values={"stage": "sql"})])
+    outside_edit(crm, "9", owner="eve")
+    run_batch(ledger, crm, "owner-sync", [Change(contact("9"), "update", values={"owner": "dara"})])
+    scope = Scope(batches=("stage-sync", "owner-sync"))
 
-    rollback = plan(ledger, Scope(batches=("stage-sync", "owner-sync")), {"crm": crm})
+    skipped = plan(ledger, scope, {"crm": crm})
+    assert [(c.entity, c.fields) for c in skipped.conflicts] == [("crm/contacts/9", ("owner",))]
+    assert skipped.compensations == ()
 
+    rollback = plan(ledger, scope, {"crm": crm}, policy="fields")
     assert rollback.conflicts == ()
     apply(ledger, rollback, {"crm": crm})
-    assert crm.read("contacts", ["1"])["1"] == {"stage": "lead", "owner": "eve"}
+    assert crm.read("contacts", ["9"])["9"] == {"stage": "lead", "owner": "eve"}
+
+
+def test_skip_is_record_level_and_fields_merges_when_the_edit_is_in_another_field(ledger):
+    """The batch changed the stage; afterwards someone changed the owner, outside the ledger
+    (drift) on one record and through another batch (a later action) on the other. Under
+    `skip` both records are conflicts and stay exactly as they are; under `fields` the stage
+    comes back and the owner keeps the newer value."""
+    seed = {"1": {"stage": "lead", "owner": "ann"}, "2": {"stage": "lead", "owner": "bo"}}
+    for policy, kept in (("skip", {"stage": "sql"}), ("fields", {"stage": "lead"})):
+        crm = MemoryAdapter("crm", {"contacts": {k: dict(v) for k, v in seed.items()}})
+        batch = f"stage-sync-{policy}"
+        run_batch(ledger, crm, f"seed-{policy}", [])
+        with Run(ledger, batch) as run:
+            for key in seed:
+                run.create(Target(crm, "contacts"), f"{policy}-{key}", seed[key])
+        with Run(ledger, f"{batch}-2") as run:
+            for key in seed:
+                run.update(Target(crm, "contacts"), f"{policy}-{key}", {"stage": "sql"})
+        outside_edit(crm, f"{policy}-1", owner="zed")
+        run_batch(
+            ledger,
+            crm,
+            f"reassign-{policy}",
+            [Change(contact(f"{policy}-2"), "update", values={"owner": "yan"})],
+        )
+
+        rollback = plan(ledger, Scope(batches=(f"{batch}-2",)), {"crm": crm}, policy=policy)
+        report = apply(ledger, rollback, {"crm": crm})
+
+        reasons = {c.entity.rsplit("/", 1)[1]: (c.reason, c.fields) for c in rollback.conflicts}
+        if policy == "skip":
+            assert reasons == {
+                "skip-1": ("drift in the target", ("owner",)),
+                "skip-2": ("later action", ("owner",)),
+            }
+            assert report.counts == {"skipped": 2}
+        else:
+            assert reasons == {} and report.counts == {"restored": 2}
+        assert crm.read("contacts", [f"{policy}-1"])[f"{policy}-1"] == {**kept, "owner": "zed"}
+        assert crm.read("contacts", [f"{policy}-2"])[f"{policy}-2"] == {**kept, "owner": "yan"}
+
+
+def test_under_skip_an_edit_to_any_field_between_plan_and_apply_leaves_the_record(ledger, crm):
+    """The compensation names only the stage, but under `skip` the whole record must still be
+    as planning saw it: an owner changed in between keeps the record as it is."""
+    sync(ledger, crm, keys=("1",))
+    run_batch(ledger, crm, "stage", [Change(contact("1"), "update", values={"stage": "won"})])
+    rollback = plan(ledger, Scope(batches=("stage",)), {"crm": crm})
+    assert rollback.compensations[0].values == {"stage": "sql"}
+    outside_edit(crm, "1", owner="zed")
+
+    report = apply(ledger, rollback, {"crm": crm})
+
+    assert report.counts == {"skipped": 1}
+    assert report.outcomes[0]["field"] == "owner"
+    assert crm.read("contacts", ["1"])["1"] == {"stage": "won", "owner": "zed"}
