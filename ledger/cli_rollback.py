@@ -1,6 +1,10 @@
 """`ledger rollback …` and `ledger replay …`: plan first, then apply, exactly once.
 
-A replay is a rollback's other direction (redo a batch): the same commands, planner and runs."""
+A replay is a rollback's other direction (redo a batch): the same commands, planner and runs.
+Exit codes follow the one table every command uses: 0 done, nothing left; 1 error (usage
+mistakes included); 2 done, with items left for review (conflicts, follow-ups, cautions, a
+blocked or aborted plan); 3 some writes were refused (changed since the plan) or failed, or
+verification found a record that does not hold the planned state."""
 
 from __future__ import annotations
 
@@ -13,9 +17,27 @@ import click
 from adapters.protocol import Adapter
 from ledger.application import Ledger
 from ledger.cli import F, _common, _config_option, _emit, _errors_as_messages, _open, _table, main
-from ledger.config import load_contracts, open_adapters
+from ledger.config import load_contracts, load_systems, open_adapters
 from ledger.errors import InvalidChange
 from ledger.rollback import MISSING_PARENT, ON_FAILURE, POLICIES, RollbackPlan, Scope, apply, plan
+
+# The exit-code table (see the module docstring). Defined here until the shared constants of
+# `ledger.cli` land on main; then import those instead.
+DONE, ERROR, REVIEW, REFUSED = 0, 1, 2, 3
+
+
+class _UsageError(click.UsageError):
+    exit_code = ERROR
+
+
+class _Command(click.Command):
+    """A usage mistake exits 1 (an error), not click's 2 (which means items left for review)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as error:
+            raise _UsageError(error.format_message(), error.ctx) from None
 
 
 @main.group("rollback")
@@ -99,24 +121,37 @@ def _plan_now(
         contracts=load_contracts(config),
         direction=direction,
         missing_parent=missing_parent,
+        collections={
+            system: list(settings.get("collections", {}))
+            for system, settings in load_systems(config).items()
+        },
     )
+
+
+def _for_review(chosen: RollbackPlan) -> bool:
+    """Whether a plan leaves something for a person: conflicts (or an abort because of them),
+    manual follow-ups, or cautions to check before applying."""
+    return bool(chosen.conflicts or chosen.aborted or chosen.followups or chosen.cautions)
 
 
 _HELP = {
     "undo": {
-        "plan": "Plan a rollback: changes nothing. Exit code 2 when conflicts exist.",
+        "plan": "Plan a rollback: changes nothing. Exit code 2 when something is left for "
+        "review (conflicts, follow-ups, cautions).",
         "check": "Can this scope be reversed, and what blocks it? Exit code 0: yes; 2: blocked.",
         "apply": "Apply a rollback (a saved plan, or a scope planned now), newest change first. "
-        "Every compensation is compare-and-set against what the plan expects: a record changed "
-        "since planning is skipped and listed. Running it again changes nothing. Exit code 3 "
-        "when some records were skipped or failed.",
+        "Every compensation is checked against the ledger's history and is compare-and-set "
+        "against what the plan expects: a record changed since planning is skipped and listed. "
+        "Running it again changes nothing and says so. Exit code 2 when conflicts were left "
+        "for review; 3 when writes were refused or failed, or verification found a mismatch.",
     },
     "redo": {
         "plan": "Plan a replay (redo the scope's changes): changes nothing. Exit code 2 when "
-        "conflicts exist.",
+        "something is left for review (conflicts, follow-ups, cautions).",
         "check": "Can this scope be replayed, and what blocks it? Exit code 0: yes; 2: blocked.",
         "apply": "Apply a replay (a saved plan, or a scope planned now), compare-and-set, exactly "
-        "once. Exit code 3 when some records were skipped or failed.",
+        "once. Exit code 2 when conflicts were left for review; 3 when writes were refused or "
+        "failed, or verification found a mismatch.",
     },
 }
 
@@ -136,7 +171,7 @@ def _plan(
 def _register(group: click.Group, direction: str) -> None:
     """The plan, check and apply commands of one direction."""
 
-    @group.command("plan", help=_HELP[direction]["plan"])
+    @group.command("plan", cls=_Command, help=_HELP[direction]["plan"])
     @_verb
     @_scope_options
     @click.option(
@@ -164,10 +199,9 @@ def _register(group: click.Group, direction: str) -> None:
         if out:
             out.write_bytes(result.dumps())
         _emit(as_json, result.to_json(), lambda: click.echo(result.runbook()))
-        if result.conflicts:
-            sys.exit(2)
+        sys.exit(REVIEW if _for_review(result) else DONE)
 
-    @group.command("check", help=_HELP[direction]["check"])
+    @group.command("check", cls=_Command, help=_HELP[direction]["check"])
     @_verb
     @_scope_options
     def check(db: str | None, as_json: bool, config: str | None, policy: str, **scope: Any) -> None:
@@ -179,12 +213,14 @@ def _register(group: click.Group, direction: str) -> None:
             {"entity": c.entity, "reason": c.reason, "fields": list(c.fields)}
             for c in result.conflicts
         ]
+        blocked = bool(blockers or result.aborted)
         summary = {
             "scope": result.scope.describe(),
             "reversible": kinds,
             "blocked": blockers,
             "already_rolled_back": len(result.already_rolled_back),
-            "clean": not blockers,
+            "cautions": [c.entity for c in result.cautions],
+            "clean": not blocked,
         }
 
         def human() -> None:
@@ -203,12 +239,13 @@ def _register(group: click.Group, direction: str) -> None:
                 )
             else:
                 click.echo("nothing blocks it")
+            for caution in result.cautions:
+                click.echo(f"caution: {caution.entity}: {caution.reason}")
 
         _emit(as_json, summary, human)
-        if blockers:
-            sys.exit(2)
+        sys.exit(REVIEW if blocked else DONE)
 
-    @group.command("apply", help=_HELP[direction]["apply"])
+    @group.command("apply", cls=_Command, help=_HELP[direction]["apply"])
     @_verb
     @_scope_options
     @click.option(
@@ -243,7 +280,10 @@ def _register(group: click.Group, direction: str) -> None:
                 given = {k: v for k, v in scope.items() if k != "missing_parent"}
                 if any(given.values()):
                     raise InvalidChange("give --plan or a scope, not both", field="--plan")
-                chosen = RollbackPlan.loads(saved.read_bytes())
+                try:
+                    chosen = RollbackPlan.loads(saved.read_bytes())
+                except InvalidChange as error:
+                    raise InvalidChange(f"{saved}: {error}", field="--plan") from None
             else:
                 chosen = _plan_now(ledger, adapters, config, policy, direction, scope)
             with click.progressbar(
@@ -256,6 +296,7 @@ def _register(group: click.Group, direction: str) -> None:
                     actor=actor,
                     on_progress=bar.update,
                     on_failure=on_failure,
+                    contracts=load_contracts(config),
                 )
         finally:
             for adapter in adapters.values():
@@ -265,7 +306,18 @@ def _register(group: click.Group, direction: str) -> None:
             counts = (
                 ", ".join(f"{n} {kind}" for kind, n in sorted(report.counts.items())) or "nothing"
             )
-            click.echo(f"rollback {chosen.id} (batch {chosen.batch}): {counts}")
+            click.echo(f"{chosen.verb} {chosen.id} (batch {chosen.batch}): {counts}")
+            if report.finished:
+                click.echo(
+                    f"already applied: {chosen.verb} {chosen.id} was applied to the end before "
+                    f"(batch {chosen.batch} is closed); nothing was done"
+                )
+            elif not chosen.compensations and chosen.already_rolled_back:
+                click.echo(
+                    f"already applied: {len(chosen.already_rolled_back)} record(s) of this "
+                    f"scope were {'rolled back' if direction == 'undo' else 'replayed'} "
+                    "before; nothing was done"
+                )
             _table(
                 ["entity", "outcome", "reason / error"],
                 ([o["entity"], o["outcome"], _detail(o)] for o in report.outcomes),
@@ -277,12 +329,18 @@ def _register(group: click.Group, direction: str) -> None:
                 )
             if report.needs_attention:
                 click.echo(f"needs attention: {len(report.needs_attention)} record(s)")
-            verdict = "verified" if not report.mismatches else f"MISMATCHES: {report.mismatches}"
+            if report.finished:
+                verdict = "verified when it was applied"
+            elif report.mismatches:
+                verdict = f"MISMATCHES: {report.mismatches}"
+            else:
+                verdict = "verified"
             click.echo(f"verification: {verdict}")
 
         _emit(as_json, report.to_json(), human)
-        if report.mismatches or report.needs_attention:
-            sys.exit(3)
+        if report.mismatches or report.refused:
+            sys.exit(REFUSED)
+        sys.exit(REVIEW if report.needs_attention or _for_review(chosen) else DONE)
 
 
 def _detail(outcome: dict[str, Any]) -> str | None:

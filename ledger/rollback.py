@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -38,10 +38,11 @@ from ledger.application import Ledger
 from ledger.changes import OBSERVED_BATCH, Change
 from ledger.domain import MOVE, Address, Entity, fold
 from ledger.encoding import encode_value
-from ledger.errors import InvalidChange
+from ledger.errors import InvalidChange, NotFound
+from ledger.plan_seal import seal, unseal
 from ledger.points import Point
+from ledger.relations import Caution, Moves, cascade_cautions, follow_parents
 from ledger.runs import Outcome, Run, Target
-from ledger.transcoder import OrjsonTranscoder
 from ledger.values import ABSENT, same
 
 POLICIES = ("skip", "fields", "force", "abort")
@@ -51,7 +52,8 @@ HISTORY_PAGE = 1000  # records whose histories are read at once while planning
 APPLY_CHUNK = (
     2000  # compensations per run chunk: per chunk, three commits (intents, target, settle)
 )
-_CODEC = OrjsonTranscoder()
+PLAN_FORMAT = "changeledger/rollback-plan/2"
+ALREADY = "already applied by an earlier run of this rollback"
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ class RollbackPlan:
     followups: tuple[FollowUp, ...] = ()
     direction: str = "undo"  # "undo" (a rollback) or "redo" (a replay)
     missing_parent: str = "skip"
+    cautions: tuple[Caution, ...] = ()  # to check before applying (a parent's deletion)
 
     @property
     def verb(self) -> str:
@@ -178,36 +181,47 @@ class RollbackPlan:
             "followups": [asdict(f) for f in self.followups],
             "direction": self.direction,
             "missing_parent": self.missing_parent,
+            "cautions": [asdict(c) for c in self.cautions],
         }
 
     def dumps(self) -> bytes:
-        """The plan saved exactly (typed values kept), to apply later with `loads`."""
-        return _CODEC.encode(asdict(self))
+        """The plan saved exactly (typed values kept) and sealed, to apply later with `loads`."""
+        return seal(PLAN_FORMAT, asdict(self))
 
     @classmethod
     def loads(cls, data: bytes) -> RollbackPlan:
-        raw = _CODEC.decode(data)
-        return cls(
-            id=raw["id"],
-            scope=Scope(**{**raw["scope"], "batches": tuple(raw["scope"]["batches"])}),
-            policy=raw["policy"],
-            position=raw["position"],
-            compensations=tuple(
-                Compensation(
-                    **{**c, "unset": tuple(c["unset"]), "compensates": tuple(c["compensates"])}
-                )
-                for c in raw["compensations"]
-            ),
-            conflicts=tuple(
-                Conflict(**{**c, "fields": tuple(c["fields"]), "competing": tuple(c["competing"])})
-                for c in raw["conflicts"]
-            ),
-            already_rolled_back=tuple(raw["already_rolled_back"]),
-            aborted=raw["aborted"],
-            followups=tuple(FollowUp(**f) for f in raw["followups"]),
-            direction=raw["direction"],
-            missing_parent=raw.get("missing_parent", "skip"),
-        )
+        """A saved plan; refused if it is not one, or if it was altered after it was saved."""
+        raw = unseal(PLAN_FORMAT, data, "ledger rollback plan --out")
+        try:
+            return cls(
+                id=raw["id"],
+                scope=Scope(**{**raw["scope"], "batches": tuple(raw["scope"]["batches"])}),
+                policy=raw["policy"],
+                position=raw["position"],
+                compensations=tuple(
+                    Compensation(
+                        **{**c, "unset": tuple(c["unset"]), "compensates": tuple(c["compensates"])}
+                    )
+                    for c in raw["compensations"]
+                ),
+                conflicts=tuple(
+                    Conflict(
+                        **{**c, "fields": tuple(c["fields"]), "competing": tuple(c["competing"])}
+                    )
+                    for c in raw["conflicts"]
+                ),
+                already_rolled_back=tuple(raw["already_rolled_back"]),
+                aborted=raw["aborted"],
+                followups=tuple(FollowUp(**f) for f in raw["followups"]),
+                direction=raw["direction"],
+                missing_parent=raw["missing_parent"],
+                cautions=tuple(Caution(**c) for c in raw["cautions"]),
+            )
+        except (KeyError, TypeError) as error:  # sealed, but by another version of the ledger
+            raise InvalidChange(
+                f"the saved plan does not have this version's shape ({error}); plan again",
+                field="plan",
+            ) from None
 
     def runbook(self) -> str:
         """The plan as a human-readable runbook (markdown)."""
@@ -224,6 +238,10 @@ class RollbackPlan:
                 "gone and the missing-parent policy is `abort`; nothing will change.",
                 "",
             ]
+        if self.cautions:
+            lines += [f"## Before you apply ({len(self.cautions)})", ""]
+            lines += [f"- **{c.entity}**: {c.reason}." for c in self.cautions]
+            lines.append("")
         lines += [f"## What will change ({len(self.compensations)} records, in this order)", ""]
         if self.compensations:
             lines += [
@@ -297,6 +315,7 @@ class RollbackReport:
     plan: RollbackPlan
     outcomes: list[dict[str, Any]] = field(default_factory=list)
     mismatches: list[dict[str, Any]] = field(default_factory=list)
+    finished: bool = False  # the rollback had been applied to the end before: nothing done
 
     @property
     def counts(self) -> dict[str, int]:
@@ -310,6 +329,15 @@ class RollbackReport:
         """Records a person must look at: skipped (a conflict), failed, or not attempted."""
         return [o for o in self.outcomes if o["outcome"] in ("skipped", "failed", "not attempted")]
 
+    @property
+    def refused(self) -> list[dict[str, Any]]:
+        """Writes this run did not make: refused as stale, failed, or not attempted."""
+        return [
+            o
+            for o in self.outcomes
+            if o.get("refused") or o["outcome"] in ("failed", "not attempted")
+        ]
+
     def to_json(self) -> dict[str, Any]:
         return {
             self.plan.verb: self.plan.id,
@@ -317,6 +345,7 @@ class RollbackReport:
             "counts": self.counts,
             "needs_attention": [o["entity"] for o in self.needs_attention],
             "outcomes": self.outcomes,
+            "already_applied": self.finished,
             "verification": {"mismatches": self.mismatches, "clean": not self.mismatches},
         }
 
@@ -333,11 +362,14 @@ def plan(
     contracts: dict[tuple[str, str], Contract] | None = None,
     direction: str = "undo",
     missing_parent: str = "skip",
+    collections: Mapping[str, Sequence[str]] | None = None,
 ) -> RollbackPlan:
     """Compute the rollback of a scope (``direction="redo"``: its replay); reads only.
     ``contracts`` are keyed by (system, collection). ``missing_parent`` says what happens to a
     record whose restored state references a parent record that is gone: ``skip`` it (listed
-    as a conflict) or ``abort`` the whole plan."""
+    as a conflict) or ``abort`` the whole plan. ``collections`` names every collection of each
+    system (default: those in the plan), so that deleting a record that others reference
+    comes with a caution."""
     if policy not in POLICIES:
         raise InvalidChange(
             f"policy {policy!r} is not one of {', '.join(POLICIES)}", field="policy"
@@ -350,34 +382,21 @@ def plan(
     if not scope.batches and scope.since is None:
         raise InvalidChange("a rollback scope needs batches or a --since point", field="scope")
     position = ledger.recorder.max_notification_id() or 0
-    rows = ledger.index.actions_matching(
-        batches=scope.batches,
-        workflow=scope.workflow,
-        after=ledger.cutoff(Point.parse(scope.since)) if scope.since else None,
-        system=scope.system,
-        collection=scope.collection,
-    )
-    rows = [row for row in rows if row[2] <= position]
-    if not rows and scope.batches:
+    by_entity, addresses, scoped = _scope_actions(ledger, scope, position)
+    if not by_entity and scope.batches:
         known = {b.name for b in ledger.batches()}
         missing = [b for b in scope.batches if b not in known]
         if missing:
             raise InvalidChange(
                 f"no batch named {missing[0]!r}; see `ledger batches`", field="batch"
             )
-    by_entity: dict[UUID, list[tuple[int, int, str]]] = {}
-    addresses: dict[UUID, Address] = {}
-    for entity_id, version, row_position, fingerprint, system, collection, key in rows:
-        by_entity.setdefault(entity_id, []).append((version, row_position, fingerprint))
-        addresses[entity_id] = Address(system, collection, key)
-    scoped = {fingerprint for *_, fingerprint, _, _, _ in rows}
     compensations: list[Compensation] = []
     conflicts: list[Conflict] = []
     done: list[str] = []
     images = _read_targets(adapters, addresses.values())
     followups: list[FollowUp] = []
     now = datetime.now(UTC)
-    for entity_id, history in _histories(ledger, list(by_entity)):
+    for entity_id, history in _histories(ledger, list(by_entity), position):
         actions = by_entity[entity_id]
         address = addresses[entity_id]
         contract = (contracts or {}).get((address.system, address.collection), Contract())
@@ -425,6 +444,13 @@ def plan(
         missing_parent == "abort" and bool(orphans)
     )
     conflicts += orphans
+    if collections is None:
+        in_plan: dict[str, set[str]] = {}
+        for address in addresses.values():
+            in_plan.setdefault(address.system, set()).add(address.collection)
+        collections = {system: sorted(names) for system, names in in_plan.items()}
+    deleted = [c.entity for c in compensations if c.operation == "delete"]
+    cautions = cascade_cautions(deleted, adapters, collections) if not aborted else []
     return RollbackPlan(
         id=plan_id,
         scope=scope,
@@ -437,6 +463,7 @@ def plan(
         followups=tuple(followups),
         direction=direction,
         missing_parent=missing_parent,
+        cautions=tuple(cautions),
     )
 
 
@@ -570,22 +597,49 @@ def _topological(
     return [compensations[index] for index in order]
 
 
+def _scope_actions(
+    ledger: Ledger, scope: Scope, position: int
+) -> tuple[dict[UUID, list[tuple[int, int, str]]], dict[UUID, Address], set[str]]:
+    """The scope's actions up to a log position, per record: (version, position, fingerprint),
+    oldest first; each record's address; every fingerprint in scope."""
+    rows = ledger.index.actions_matching(
+        batches=scope.batches,
+        workflow=scope.workflow,
+        after=ledger.cutoff(Point.parse(scope.since)) if scope.since else None,
+        system=scope.system,
+        collection=scope.collection,
+    )
+    by_entity: dict[UUID, list[tuple[int, int, str]]] = {}
+    addresses: dict[UUID, Address] = {}
+    scoped: set[str] = set()
+    for entity_id, version, row_position, fingerprint, system, collection, key in rows:
+        if row_position <= position:
+            by_entity.setdefault(entity_id, []).append((version, row_position, fingerprint))
+            addresses[entity_id] = Address(system, collection, key)
+            scoped.add(fingerprint)
+    return by_entity, addresses, scoped
+
+
 def _histories(
-    ledger: Ledger, entity_ids: list[UUID]
+    ledger: Ledger, entity_ids: list[UUID], position: int
 ) -> Iterator[tuple[UUID, list[Entity.Action]]]:
-    """Each record's actions, read a page of records at a time (the event store would make one
-    query per record: a 100,000-record rollback spent a third of its planning there)."""
+    """Each record's actions up to a log position, read a page of records at a time (the event
+    store would make one query per record: a 100,000-record rollback spent a third of its
+    planning there)."""
     table = cast(Any, ledger.recorder).events_table_name
+    cut: dict[UUID, int] = {}  # records with actions after the position: the last version before
+    for entity_id, version, *_ in ledger.index.actions_matching(after_position=position):
+        cut[entity_id] = min(cut.get(entity_id, version), version - 1)
     for start in range(0, len(entity_ids), HISTORY_PAGE):
         page = entity_ids[start : start + HISTORY_PAGE]
         stored = ledger.index.stored_events_of(table, page)
         for entity_id in page:
+            events = stored.get(entity_id, ())
+            if entity_id in cut:
+                events = [e for e in events if e.originator_version <= cut[entity_id]]
             yield (
                 entity_id,
-                [
-                    cast(Entity.Action, ledger.mapper.to_domain_event(event))
-                    for event in stored.get(entity_id, ())
-                ],
+                [cast(Entity.Action, ledger.mapper.to_domain_event(event)) for event in events],
             )
 
 
@@ -662,41 +716,43 @@ def _before_each_touch(
     }
 
 
-def _plan_entity(
-    address: Address,
+@dataclass(frozen=True)
+class _History:
+    """What a record's history (up to the plan's position) says about reversing the scope."""
+
+    before: dict[str, Any] | None  # the state to return to (None: the record should not exist)
+    now: dict[str, Any] | None  # the ledger's projection (None: the record does not exist)
+    first_touch: dict[str, int]  # each field the scope touched: the version that first did
+    later: list[Entity.Action]  # actions by others since the scope acted on the record
+    known: set[str]  # every field the ledger knows the value (or the absence) of
+    done: bool  # already reversed by a rollback (or replay) of this scope
+
+
+def _read_history(
     history: Sequence[Entity.Action],
     actions: list[tuple[int, int, str]],
     scoped: set[str],
-    image: Any,
-    policy: str,
-    protected: tuple[str, ...] = (),
-    direction: str = "undo",
-) -> Any:
-    """The compensation and/or conflict for one record (or "already" if it was done before).
-
-    Undo restores each field the scope touched to its value before the scope first touched
-    it; redo the state the scope's latest action left. The scope's own rollbacks and replays
-    are not someone else's later actions. Under ``skip`` and ``abort`` a conflict is
-    record-level: any later action by others since the scope acted on the record, or drift in
-    any field the ledger knows; under ``fields`` and ``force`` only changes to the scope's
-    own fields, after the scope first touched each, compete with it."""
+    direction: str,
+) -> _History:
+    """Undo returns each field the scope touched to its value before the scope first touched
+    it; redo to the state the scope's latest action left. The scope's own rollbacks and
+    replays are not someone else's later actions."""
     versions = {version for version, _, _ in actions}
     earliest, latest = min(versions), max(versions)
     mine = "compensates" if direction == "undo" else "replays"
-    start = earliest if direction == "undo" else latest
-    later_others = [
+    later = [
         e
-        for e in history[start:]
+        for e in history[earliest if direction == "undo" else latest :]
         if e.originator_version not in versions and not set((*e.compensates, *e.replays)) & scoped
     ]
-    if history[-1].originator_version not in versions and set(getattr(history[-1], mine)) & scoped:
-        return "already"
+    done = history[-1].originator_version not in versions and bool(
+        set(getattr(history[-1], mine)) & scoped
+    )
     first_touch: dict[str, int] = {}
     for event in history:
         if event.originator_version in versions:
             for name in (*event.before, *event.after):
                 first_touch.setdefault(name, event.originator_version)
-    touched = set(first_touch)
     if direction == "undo":
         before, existed = _state(history, earliest - 1)
         if existed:
@@ -707,12 +763,28 @@ def _plan_entity(
                     before[name] = value
     else:
         before, existed = _state(history, latest)
-        first_touch = dict.fromkeys(touched, latest)
+        first_touch = dict.fromkeys(first_touch, latest)
     now, exists = _state(history, len(history))
-    whole_record = policy in ("skip", "abort")
-    competing: list[dict[str, Any]] = []
+    return _History(
+        before if existed else None,
+        now if exists else None,
+        first_touch,
+        later,
+        _known_fields(history),
+        done,
+    )
+
+
+def _later_changes(
+    record: _History, history: Sequence[Entity.Action], whole_record: bool
+) -> tuple[set[str], list[dict[str, Any]]]:
+    """The fields others changed since the scope acted, with who did it: any field (and the
+    record's existence) when the policy is record-level, else the scope's own fields after the
+    scope first touched each."""
     conflicted: set[str] = set()
-    for event in later_others:
+    competing: list[dict[str, Any]] = []
+    touched = set(record.first_touch)
+    for event in record.later:
         names = {*event.before, *event.after} - _learned(history, event)
         if event.operation != "update":
             hit = (names if whole_record else touched) | {"(record)"}
@@ -720,7 +792,9 @@ def _plan_entity(
             hit = names
         else:
             hit = {
-                n for n in names if n in first_touch and event.originator_version > first_touch[n]
+                n
+                for n in names
+                if n in record.first_touch and event.originator_version > record.first_touch[n]
             }
         conflicted |= hit
         competing += [
@@ -733,11 +807,36 @@ def _plan_entity(
             }
             for name in sorted(hit)
         ]
+    return conflicted, competing
+
+
+def _plan_entity(
+    address: Address,
+    history: Sequence[Entity.Action],
+    actions: list[tuple[int, int, str]],
+    scoped: set[str],
+    image: Any,
+    policy: str,
+    protected: tuple[str, ...] = (),
+    direction: str = "undo",
+) -> Any:
+    """The compensation and/or conflict for one record (or "already" if it was done before).
+
+    Under ``skip`` and ``abort`` a conflict is record-level: any later action by others since
+    the scope acted on the record, or drift in any field the ledger knows; under ``fields``
+    and ``force`` only changes to the scope's own fields, after the scope first touched each,
+    compete with it."""
+    record = _read_history(history, actions, scoped, direction)
+    if record.done:
+        return "already"
+    touched = set(record.first_touch)
+    whole_record = policy in ("skip", "abort")
+    conflicted, competing = _later_changes(record, history, whole_record)
     reasons = ["later action"] if conflicted else []
     # The target may have drifted too: in any field the ledger knows (record-level), or in the
     # scope's own fields.
-    known = _known_fields(history) if whole_record else touched
-    differing = _drift(now if exists else None, image, known) - conflicted
+    known = record.known if whole_record else touched
+    differing = _drift(record.now, image, known) - conflicted
     if differing:
         conflicted |= differing
         reasons.append("drift in the target")
@@ -751,19 +850,17 @@ def _plan_entity(
         if conflicted
         else None
     )
-    restorable = set(touched) - set(protected)
+    restorable = touched - set(protected)
     if conflicted and policy in ("skip", "abort"):
         return None, conflict
     if conflicted and policy == "fields":
         if "(record)" in conflicted:
             return None, conflict
         restorable -= conflicted
-    current = image if policy == "force" and conflicted else (now if exists else None)
+    current = image if policy == "force" and conflicted else record.now
     # Under skip, the record must still hold every field as planning saw it when applied.
     guard = _whole(image, known) if whole_record and image is not None else {}
-    compensation = _compensation(
-        entity, before if existed else None, current, restorable, actions, guard
-    )
+    compensation = _compensation(entity, record.before, current, restorable, actions, guard)
     return compensation, conflict
 
 
@@ -828,6 +925,145 @@ def _compensation(
     return Compensation(entity, "update", values, unset, expected, compensates, position)
 
 
+# Checking a plan against history -----------------------------------------------------------
+
+
+def check_against_history(
+    ledger: Ledger,
+    rollback: RollbackPlan,
+    contracts: dict[tuple[str, str], Contract] | None = None,
+) -> None:
+    """Refuse a plan (nothing applied) unless every compensation reverses actions of the plan's
+    scope on its record, with exactly the values the ledger's history gives at the plan's
+    position, within what the policy allows. A plan is data that may have been edited since
+    it was made (its seal only proves that the file is the one saved): only the ledger's own
+    history is trusted. Target-side facts the history cannot know (drift read while planning,
+    what `force` expects the target to hold) can only make a compensation smaller or its
+    compare-and-set stricter, never write values history does not give."""
+    for name, value, allowed in (
+        ("policy", rollback.policy, POLICIES),
+        ("direction", rollback.direction, ("undo", "redo")),
+        ("missing_parent", rollback.missing_parent, MISSING_PARENT),
+    ):
+        if value not in allowed:
+            raise InvalidChange(
+                f"{rollback.verb} plan {rollback.id}: {name} {value!r} is not one of "
+                f"{', '.join(allowed)}; plan again",
+                field=name,
+            )
+    by_entity, addresses, scoped = _scope_actions(ledger, rollback.scope, rollback.position)
+    ids = {str(address): entity_id for entity_id, address in addresses.items()}
+    planned: dict[str, Compensation] = {}
+    for compensation in rollback.compensations:
+        problem = None
+        if compensation.entity in planned:
+            problem = "it is planned twice"
+        elif compensation.entity not in ids:
+            problem = f"it has no action in the scope ({rollback.scope.describe()})"
+        if problem:
+            raise _refused(rollback, compensation.entity, problem)
+        planned[compensation.entity] = compensation
+    wanted = [ids[entity] for entity in planned]
+    for entity_id, history in _histories(ledger, wanted, rollback.position):
+        address = addresses[entity_id]
+        contract = (contracts or {}).get((address.system, address.collection), Contract())
+        compensation = planned[str(address)]
+        problem = _disagreement(
+            compensation, history, by_entity[entity_id], scoped, rollback, contract
+        )
+        if problem:
+            raise _refused(rollback, compensation.entity, problem)
+
+
+def _refused(rollback: RollbackPlan, entity: str, problem: str) -> InvalidChange:
+    return InvalidChange(
+        f"{rollback.verb} plan {rollback.id} does not match the ledger's history: {entity}: "
+        f"{problem}; nothing was applied. Plan again (`ledger {rollback.verb} plan`)",
+        field="plan",
+    )
+
+
+def _disagreement(
+    c: Compensation,
+    history: Sequence[Entity.Action],
+    actions: list[tuple[int, int, str]],
+    scoped: set[str],
+    rollback: RollbackPlan,
+    contract: Contract,
+) -> str | None:
+    """Why a compensation is not one the history allows (None: it is)."""
+    record = _read_history(history, actions, scoped, rollback.direction)
+    policy = rollback.policy
+    if c.compensates != tuple(fingerprint for _, _, fingerprint in reversed(actions)):
+        return "it names other actions than the scope's actions on this record"
+    if c.position != max(row_position for _, row_position, _ in actions):
+        return "its position is not that of the scope's newest action on it"
+    if record.done:
+        return f"history shows the {rollback.verb} of it done already"
+    if contract.repair is not None:
+        return f"its collection's rollback contract makes it a manual repair ({contract.repair})"
+    restorable = set(record.first_touch) - set(contract.protected)
+    if policy != "force":
+        conflicted, _ = _later_changes(record, history, policy in ("skip", "abort"))
+        if conflicted and (policy != "fields" or "(record)" in conflicted):
+            return f"others changed it since ({', '.join(sorted(conflicted))}): a conflict"
+        restorable -= conflicted
+    before, now = record.before, record.now
+    if c.operation == "delete":
+        if before is not None:
+            return "history says it existed before, so it is restored, not deleted"
+        if c.values or c.unset:
+            return "a delete writes no fields"
+    elif c.operation == "create":
+        if before is None:
+            return "history says it did not exist before, so it is not re-created"
+        if c.unset or c.expected:
+            return "a re-create expects the record to be absent, and unsets nothing"
+        for name in sorted(set(before) | set(c.values)):
+            if not same(c.values.get(name, ABSENT), before.get(name, ABSENT)):
+                return _differs(name, c.values.get(name, ABSENT), before.get(name, ABSENT))
+    elif c.operation == "update":
+        if before is None:
+            return "history says it did not exist before, so it is deleted, not restored"
+        for name in sorted(c.values):
+            if name not in restorable:
+                return f"field {name!r} is not one the {rollback.verb} may restore"
+            if not same(c.values[name], before.get(name, ABSENT)):
+                return _differs(name, c.values[name], before.get(name, ABSENT))
+        for name in c.unset:
+            if name not in restorable or name in before:
+                return f"field {name!r} is not one the {rollback.verb} removes"
+    else:
+        return f"operation {c.operation!r} is not update, create or delete"
+    if c.operation == "create":
+        return None
+    # Compare-and-set: every field written (every known field, for skip and for a delete) is
+    # expected, and, unless forced, expected to hold what the ledger says it holds.
+    needed = {*c.values, *c.unset}
+    if policy in ("skip", "abort"):
+        needed |= record.known
+    elif policy == "fields" and c.operation == "delete":
+        needed |= set(now or ())
+    missing = sorted(needed - set(c.expected))
+    if missing:
+        return f"field {missing[0]!r} is written without checking what the target holds"
+    if policy == "force":
+        return None
+    if now is None:
+        return "history says it does not exist now"
+    for name in sorted(set(c.expected) & record.known):
+        if not same(c.expected[name], now.get(name, ABSENT)):
+            return (
+                f"field {name!r}: the plan expects the target to hold "
+                f"{_show(c.expected[name])}, the ledger says {_show(now.get(name, ABSENT))}"
+            )
+    return None
+
+
+def _differs(name: str, planned: Any, recorded: Any) -> str:
+    return f"field {name!r}: the plan writes {_show(planned)}, history says {_show(recorded)}"
+
+
 # Applying ---------------------------------------------------------------------------------
 
 
@@ -839,18 +1075,23 @@ def apply(
     actor: str | None = None,
     on_progress: Any = None,
     on_failure: str = "continue",
+    contracts: dict[tuple[str, str], Contract] | None = None,
 ) -> RollbackReport:
     """Apply a plan's compensations newest first, each exactly once, then verify.
 
-    A compensation the target refuses (``failed``) is listed as needing attention; the rest go
+    The plan is first checked against the ledger's history (`check_against_history`, with
+    the rollback ``contracts``): a plan that disagrees is refused and nothing is applied. A
+    compensation the target refuses (``failed``) is listed as needing attention; the rest go
     on (``on_failure="continue"``) or the rollback stops after the chunk holding it
-    (``"stop"``), leaving the others ``not attempted``. Either way the rollback's batch stays
-    open until nothing is left to do, so applying the plan again resumes it."""
+    (``"stop"``), leaving the others ``not attempted``. The rollback's batch closes once
+    nothing is left to do; until then applying the plan again resumes it, and afterwards
+    applying it again changes nothing and says so."""
     if on_failure not in ON_FAILURE:
         raise InvalidChange(
             f"failure policy {on_failure!r} is not one of {', '.join(ON_FAILURE)}",
             field="on_failure",
         )
+    check_against_history(ledger, rollback, contracts)
     report = RollbackReport(rollback)
     compensated = {c.entity for c in rollback.compensations}
     for conflict in rollback.conflicts:
@@ -864,45 +1105,20 @@ def apply(
             )
     if rollback.aborted:
         return report
-    moved = _moved_in_ledger(ledger, rollback)
+    fingerprints = {c.entity: _fingerprint(rollback, c.entity) for c in rollback.compensations}
+    done = ledger.index.find_fingerprints(list(fingerprints.values()))
+    if _closed(ledger, rollback.batch):
+        report.finished = True
+        report.outcomes += [
+            _finished(c, fingerprints[c.entity] in done) for c in rollback.compensations
+        ]
+        return report
+    moved = _moved_in_ledger(ledger, rollback, set(done))
     run = Run(ledger, rollback.batch, workflow=rollback.verb, actor=actor, trigger=rollback.verb)
-    groups: list[tuple[Target, list[tuple[Compensation, Change]]]] = []
-    for compensation in rollback.compensations:
-        if compensation.entity in moved:
-            report.outcomes.append(
-                {
-                    "entity": compensation.entity,
-                    "outcome": "skipped",
-                    "reason": "a newer action in the ledger since the plan was made",
-                }
-            )
-            continue
-        address = Address.parse(compensation.entity)
-        adapter = adapters.get(address.system)
-        if adapter is None:
-            raise InvalidChange(f"system {address.system!r} is not configured", field="system")
-        target = Target(adapter, address.collection)
-        change = Change(
-            address,
-            compensation.operation,
-            values=compensation.values,
-            unset=compensation.unset,
-            expected=compensation.expected,
-            compensates=compensation.compensates if rollback.direction == "undo" else (),
-            replays=compensation.compensates if rollback.direction == "redo" else (),
-            fingerprint=f"{rollback.verb}:{rollback.id}:{compensation.entity}",
-        )
-        if groups and groups[-1][0] == target:
-            groups[-1][1].append((compensation, change))
-        else:
-            groups.append((target, [(compensation, change)]))
-    chunks = [
-        (target, items[start : start + APPLY_CHUNK])
-        for target, items in groups
-        for start in range(0, len(items), APPLY_CHUNK)
-    ]
+    follower = _ParentFollower(ledger, adapters)
+    applied: list[Compensation] = []
     stopped = False
-    for target, items in chunks:
+    for target, chunk in _chunks(rollback, adapters, moved, report):
         if stopped:
             report.outcomes.extend(
                 {
@@ -910,47 +1126,183 @@ def apply(
                     "outcome": "not attempted",
                     "reason": "stopped after a failure (on-failure: stop); apply again to resume",
                 }
-                for compensation, _ in items
+                for compensation in chunk
             )
             continue
+        chunk = follower.follow(target, chunk)
         outcomes = run.apply(
             target,
-            [change for _, change in items],
+            [_change(rollback, c, fingerprints[c.entity]) for c in chunk],
             chunk_size=APPLY_CHUNK,
             on_progress=on_progress,
         )
-        for (compensation, _), outcome in zip(items, outcomes, strict=True):
-            report.outcomes.append(_describe(compensation, outcome))
+        for compensation, outcome in zip(chunk, outcomes, strict=True):
+            described = _describe(compensation, outcome, follower.followed.get(compensation.entity))
+            report.outcomes.append(described)
+            if "as" in described:
+                follower.moves.landed(compensation.entity, described["as"])
+            if outcome.status in ("applied", "already_applied"):
+                applied.append(compensation)
         stopped = on_failure == "stop" and any(o.status == "failed" for o in outcomes)
     unfinished = any(o["outcome"] in ("failed", "not attempted") for o in report.outcomes)
-    if run.counts["applied"] and not unfinished:
-        ledger.close_batch(rollback.batch)
-    report.mismatches = verify(rollback, adapters, report)
+    if applied and not unfinished:
+        ledger.close_batch(rollback.batch)  # resumed or not: it holds every compensation
+    report.mismatches = verify(applied, adapters, report)
     return report
 
 
-def _moved_in_ledger(ledger: Ledger, rollback: RollbackPlan) -> set[str]:
-    """Records with an action after the plan's position (other than this rollback's own)."""
-    rows = ledger.index.actions_matching(after_position=rollback.position)
-    mine = {f"{rollback.verb}:{rollback.id}:{c.entity}" for c in rollback.compensations}
-    mine |= {f"{fingerprint}:moved" for fingerprint in mine}  # re-created under a new key
-    planned = {c.entity for c in rollback.compensations}
+def _fingerprint(rollback: RollbackPlan, entity: str) -> str:
+    return f"{rollback.verb}:{rollback.id}:{entity}"
+
+
+def _change(rollback: RollbackPlan, c: Compensation, fingerprint: str) -> Change:
+    return Change(
+        Address.parse(c.entity),
+        c.operation,
+        values=c.values,
+        unset=c.unset,
+        expected=c.expected,
+        compensates=c.compensates if rollback.direction == "undo" else (),
+        replays=c.compensates if rollback.direction == "redo" else (),
+        fingerprint=fingerprint,
+    )
+
+
+def _closed(ledger: Ledger, batch: str) -> bool:
+    try:
+        return ledger.batch_view(batch).status == "closed"
+    except NotFound:
+        return False
+
+
+def _finished(c: Compensation, landed: bool) -> dict[str, Any]:
+    """A compensation of a rollback that was applied to the end before."""
+    if landed:
+        kind = {"update": "restored", "create": "re-created", "delete": "deleted"}
+        return {"entity": c.entity, "outcome": kind[c.operation], "note": ALREADY}
     return {
-        f"{system}/{collection}/{key}"
-        for _, _, _, fingerprint, system, collection, key in rows
-        if fingerprint not in mine and f"{system}/{collection}/{key}" in planned
+        "entity": c.entity,
+        "outcome": "skipped",
+        "reason": "left as it was when this rollback was applied (it had changed since the "
+        "plan was made); plan again to see it",
     }
 
 
-def _describe(compensation: Compensation, outcome: Outcome) -> dict[str, Any]:
+def _chunks(
+    rollback: RollbackPlan,
+    adapters: dict[str, Adapter],
+    moved: set[str],
+    report: RollbackReport,
+) -> Iterator[tuple[Target, list[Compensation]]]:
+    """The compensations to apply, in plan order, in chunks of one collection; a record that
+    references a parent re-created under a new key goes in a later chunk than the parent, so
+    the parent's new key is known when the record is written."""
+    target: Target | None = None
+    chunk: list[Compensation] = []
+    new_keys: set[str] = set()
+    for c in rollback.compensations:
+        if c.entity in moved:
+            report.outcomes.append(
+                {
+                    "entity": c.entity,
+                    "outcome": "skipped",
+                    "reason": "a newer action in the ledger since the plan was made",
+                    "refused": True,
+                }
+            )
+            continue
+        address = Address.parse(c.entity)
+        adapter = adapters.get(address.system)
+        if adapter is None:
+            raise InvalidChange(f"system {address.system!r} is not configured", field="system")
+        here = Target(adapter, address.collection)
+        waits = new_keys and any(
+            f"{address.system}/{relation.parent}/"
+            f"{c.values.get(relation.field, c.expected.get(relation.field))}" in new_keys
+            for relation in adapter.relations(address.collection)
+        )
+        if chunk and (here != target or len(chunk) == APPLY_CHUNK or waits):
+            yield cast(Target, target), chunk
+            chunk, new_keys = [], set()
+        target = here
+        chunk.append(c)
+        if c.new_key:
+            new_keys.add(c.entity)
+    if chunk:
+        yield cast(Target, target), chunk
+
+
+class _ParentFollower:
+    """Rewrites the parent fields of re-created and restored records whose parent lives under
+    a new key now (see `ledger.relations`)."""
+
+    def __init__(self, ledger: Ledger, adapters: dict[str, Adapter]):
+        self.adapters = adapters
+        self.moves = Moves(ledger)
+        self.followed: dict[str, dict[str, Any]] = {}
+
+    def follow(self, target: Target, chunk: list[Compensation]) -> list[Compensation]:
+        adapter, collection = target.adapter, target.collection
+        relations = adapter.relations(collection)
+        assigns = {r.parent: adapter.assigns_keys(r.parent) for r in relations}
+        if not any(assigns.values()):
+            return chunk
+        # A restore that does not write a parent field leaves it as the target holds it.
+        unknown = [
+            Address.parse(c.entity).key
+            for c in chunk
+            if c.operation == "update"
+            and any(r.field not in c.values and r.field not in c.expected for r in relations)
+        ]
+        read = adapter.read(collection, unknown) if unknown else {}
+        result = []
+        for c in chunk:
+            if c.operation == "delete":
+                result.append(c)
+                continue
+            address = Address.parse(c.entity)
+            current = {**(read.get(address.key) or {}), **c.expected}
+            followed = follow_parents(address, relations, c.values, current, assigns, self.moves)
+            if not followed:
+                result.append(c)
+                continue
+            self.followed[c.entity] = followed
+            expected = dict(c.expected)
+            if c.operation == "update":
+                expected.update({f: current.get(f, ABSENT) for f in followed if f not in c.values})
+            result.append(replace(c, values={**c.values, **followed}, expected=expected))
+        return result
+
+
+def _moved_in_ledger(ledger: Ledger, rollback: RollbackPlan, done: set[str]) -> set[str]:
+    """Records with an action after the plan's position (other than this rollback's own),
+    among those whose compensation has not landed yet (a landed one is answered as done)."""
+    rows = ledger.index.actions_matching(after_position=rollback.position)
+    mine = {_fingerprint(rollback, c.entity) for c in rollback.compensations}
+    mine |= {f"{fingerprint}:moved" for fingerprint in mine}  # re-created under a new key
+    waiting = {
+        c.entity for c in rollback.compensations if _fingerprint(rollback, c.entity) not in done
+    }
+    return {
+        f"{system}/{collection}/{key}"
+        for _, _, _, fingerprint, system, collection, key in rows
+        if fingerprint not in mine and f"{system}/{collection}/{key}" in waiting
+    }
+
+
+def _describe(
+    compensation: Compensation, outcome: Outcome, followed: dict[str, Any] | None
+) -> dict[str, Any]:
     result: dict[str, Any] = {"entity": compensation.entity}
     if outcome.status in ("applied", "already_applied"):
         kind = {"update": "restored", "create": "re-created", "delete": "deleted"}
         result["outcome"] = kind[compensation.operation]
         if outcome.moved_to is not None:
             result["as"] = outcome.moved_to  # the key the system chose
+        if followed:
+            result["parents"] = encode_value(followed)  # fields pointed at a parent's new key
         if outcome.status == "already_applied":
-            result["note"] = "already applied by an earlier run of this rollback"
+            result["note"] = ALREADY
     elif outcome.status == "stale":
         result.update(
             outcome="skipped",
@@ -958,6 +1310,7 @@ def _describe(compensation: Compensation, outcome: Outcome) -> dict[str, Any]:
             field=outcome.field,
             expected=encode_value(outcome.expected),
             actual=encode_value(outcome.actual),
+            refused=True,
         )
     else:
         result.update(outcome="failed", error=outcome.error)
@@ -965,28 +1318,55 @@ def _describe(compensation: Compensation, outcome: Outcome) -> dict[str, Any]:
 
 
 def verify(
-    rollback: RollbackPlan, adapters: dict[str, Adapter], report: RollbackReport
+    applied: Sequence[Compensation], adapters: dict[str, Adapter], report: RollbackReport
 ) -> list[dict[str, Any]]:
-    """Re-read every record the rollback wrote; list any that does not hold the planned state."""
-    written = {
-        o["entity"]: o.get("as", o["entity"])  # a record re-created under a new key is read there
-        for o in report.outcomes
-        if o["outcome"] in ("restored", "re-created", "deleted")
-    }
-    planned = [c for c in rollback.compensations if c.entity in written]
-    images = _read_targets(adapters, [Address.parse(written[c.entity]) for c in planned])
+    """Re-read every record the rollback wrote and compare it with the planned state exactly:
+    each written value (and each field removed); each other field the compensation expected
+    (under `skip`, the whole record), still as it was; a deleted record gone, a re-created one
+    there (fields the system adds to a created record, like its own timestamps, are not the
+    plan's); and every parent a written record references, present."""
+    where = {o["entity"]: o.get("as", o["entity"]) for o in report.outcomes}
+    images = _read_targets(adapters, [Address.parse(where[c.entity]) for c in applied])
     mismatches = []
-    for compensation in planned:
-        record = images[written[compensation.entity]]
+    parents: dict[str, list[tuple[str, str]]] = {}  # parent address -> (record, field)
+    for compensation in applied:
+        record = images[where[compensation.entity]]
+        differing: dict[str, Any] = {}
         if compensation.operation == "delete":
-            wrong = [] if record is None else ["(record)"]
+            if record is not None:
+                differing["(record)"] = "exists"
         elif record is None:
-            wrong = ["(record)"]
+            differing["(record)"] = "absent"
         else:
-            wrong = [
-                f for f, v in compensation.values.items() if not same(record.get(f, ABSENT), v)
+            planned = {
+                **(compensation.expected if compensation.operation == "update" else {}),
+                **compensation.values,
+                **dict.fromkeys(compensation.unset, ABSENT),
+            }
+            differing = {
+                name: record.get(name, ABSENT)
+                for name, value in planned.items()
+                if not same(record.get(name, ABSENT), value)
+            }
+            address = Address.parse(where[compensation.entity])
+            for relation in adapters[address.system].relations(address.collection):
+                value = record.get(relation.field)
+                if value is not None and not isinstance(value, (dict, list)):
+                    parent = f"{address.system}/{relation.parent}/{value}"
+                    parents.setdefault(parent, []).append((compensation.entity, relation.field))
+        if differing:
+            mismatches.append(
+                {
+                    "entity": compensation.entity,
+                    "fields": sorted(differing),
+                    "holds": encode_value(differing),
+                }
+            )
+    present = _read_targets(adapters, map(Address.parse, parents))
+    for parent, referencing in parents.items():
+        if present[parent] is None:
+            mismatches += [
+                {"entity": entity, "fields": [name], "missing_parent": parent}
+                for entity, name in referencing
             ]
-            wrong += [f for f in compensation.unset if f in record]
-        if wrong:
-            mismatches.append({"entity": compensation.entity, "fields": wrong})
     return mismatches

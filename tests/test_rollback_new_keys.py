@@ -211,3 +211,39 @@ def test_the_cli_shows_the_new_keys_and_follows_them(
     assert "Cy" in state.output
     history = ledger_cli("history", "crm/contacts/3", "--json")
     assert [a["operation"] for a in json.loads(history.stdout)] == ["track", "delete", "move", "create"]
+
+
+def test_records_a_batch_created_under_keys_the_server_chose_are_deleted_not_re_created(
+    ledger: Ledger, adapter: HttpAdapter, crm: CrmServer
+) -> None:
+    """The batch asked for keys the server replaced with its own: the placeholder key holds a
+    `move`, the record lives at the server's key. Their scope began with their creation, so
+    the rollback deletes them where they live and re-creates nothing (not an empty record at
+    the placeholder)."""
+    with Run(ledger, "import") as run:
+        outcomes = run.apply(
+            Target(adapter, C),
+            [
+                Change(Address("crm", C, f"new-{n}"), "create", values={"name": f"N{n}"})
+                for n in range(3)
+            ],
+        )
+        run.update(Target(adapter, C), "2", {"stage": "customer"})
+    created = sorted(o.receipt.action.entity for o in outcomes if o.receipt is not None)
+    assert len(created) == 3 and not any(e.startswith("crm/contacts/new-") for e in created)
+    posts = crm.count("POST")
+
+    chosen = plan(ledger, Scope(batches=("import",)), {"crm": adapter})
+
+    assert sorted((c.entity, c.kind) for c in chosen.compensations) == [
+        *((entity, "delete") for entity in created),
+        ("crm/contacts/2", "restore"),
+    ]
+    report = apply(ledger, chosen, {"crm": adapter})
+    assert report.counts == {"deleted": 3, "restored": 1}
+    assert report.mismatches == []
+    assert crm.records(C) == SEED
+    assert crm.count("POST") == posts  # nothing re-created
+    assert not ledger.state(Address("crm", C, "new-0")).exists
+    again = plan(ledger, Scope(batches=("import",)), {"crm": adapter})
+    assert again.compensations == () and again.conflicts == ()

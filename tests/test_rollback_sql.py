@@ -125,7 +125,7 @@ def test_plan_then_apply_from_the_cli(workspace):
         capture_output=True,
         text=True,
     )
-    assert applied.returncode == 3, applied.stderr
+    assert applied.returncode == 2, applied.stderr  # done, the conflict left for review
     assert json.loads(applied.stdout)["counts"] == {"restored": 2, "skipped": 1}
     assert json.loads(applied.stdout)["verification"]["clean"]
     again = subprocess.run(
@@ -134,6 +134,8 @@ def test_plan_then_apply_from_the_cli(workspace):
         capture_output=True,
         text=True,
     )
+    assert again.returncode == 2, again.stderr  # nothing done; the conflict is still there
+    assert json.loads(again.stdout)["already_applied"]
     assert json.loads(again.stdout)["counts"] == {"restored": 2, "skipped": 1}
     history = subprocess.run(
         [*LEDGER, "history", "crm/contacts/00000", "--json"],
@@ -149,7 +151,7 @@ def test_plan_then_apply_from_the_cli(workspace):
         capture_output=True,
         text=True,
     )
-    assert replayed.returncode == 3, replayed.stderr  # 00002 still conflicts: it is skipped
+    assert replayed.returncode == 2, replayed.stderr  # 00002 still conflicts: it is skipped
     assert json.loads(replayed.stdout)["counts"] == {"restored": 2, "skipped": 1}
     assert sqlite3.connect(crm).execute("SELECT stage FROM contacts ORDER BY id").fetchall() == [
         ("sql",),
