@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from adapters.protocol import Adapter
 from ledger.application import Ledger
@@ -280,6 +281,15 @@ def _register(group: click.Group, direction: str) -> None:
                 given = {k: v for k, v in scope.items() if k != "missing_parent"}
                 if any(given.values()):
                     raise InvalidChange("give --plan or a scope, not both", field="--plan")
+                context = click.get_current_context()
+                for name in ("policy", "missing_parent"):
+                    if context.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+                        option = "--" + name.replace("_", "-")
+                        raise InvalidChange(
+                            f"{option} applies when planning; a saved plan keeps the one it "
+                            f"was made with (plan again with {option} to change it)",
+                            field=option,
+                        )
                 try:
                     chosen = RollbackPlan.loads(saved.read_bytes())
                 except InvalidChange as error:

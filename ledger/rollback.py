@@ -23,7 +23,6 @@ nothing twice, and can itself be inspected and rolled back.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -39,7 +38,7 @@ from ledger.changes import OBSERVED_BATCH, Change
 from ledger.domain import MOVE, Address, Entity, fold
 from ledger.encoding import encode_value
 from ledger.errors import InvalidChange, NotFound
-from ledger.plan_seal import seal, unseal
+from ledger.plan_seal import digest, seal, unseal
 from ledger.points import Point
 from ledger.relations import Caution, Moves, cascade_cautions, follow_parents
 from ledger.runs import Outcome, Run, Target
@@ -438,11 +437,25 @@ def plan(
                 conflicts.append(conflict)
     compensations.sort(key=lambda c: c.position, reverse=True)
     compensations, orphans = _order_by_relations(compensations, adapters)
-    identity = orjson.dumps([asdict(scope), policy, position, direction])
-    plan_id = hashlib.sha256(identity).hexdigest()[:12]
     aborted = (policy == "abort" and bool(conflicts)) or (
         missing_parent == "abort" and bool(orphans)
     )
+    if aborted:
+        compensations = []
+    # The id names what the plan does, not only where it was made: two plans made at the same
+    # position against different target states are two rollbacks, never one batch.
+    plan_id = digest(
+        {
+            "scope": asdict(scope),
+            "policy": policy,
+            "position": position,
+            "direction": direction,
+            "compensations": [
+                (c.entity, c.operation, c.values, c.unset, c.expected, c.compensates, c.position)
+                for c in compensations
+            ],
+        }
+    ).removeprefix("sha256:")[:12]
     conflicts += orphans
     if collections is None:
         in_plan: dict[str, set[str]] = {}
@@ -450,13 +463,13 @@ def plan(
             in_plan.setdefault(address.system, set()).add(address.collection)
         collections = {system: sorted(names) for system, names in in_plan.items()}
     deleted = [c.entity for c in compensations if c.operation == "delete"]
-    cautions = cascade_cautions(deleted, adapters, collections) if not aborted else []
+    cautions = cascade_cautions(deleted, adapters, collections)
     return RollbackPlan(
         id=plan_id,
         scope=scope,
         policy=policy,
         position=position,
-        compensations=() if aborted else tuple(compensations),
+        compensations=tuple(compensations),
         conflicts=tuple(sorted(conflicts, key=lambda c: c.entity)),
         already_rolled_back=tuple(sorted(done)),
         aborted=aborted,
@@ -1329,6 +1342,7 @@ def verify(
     images = _read_targets(adapters, [Address.parse(where[c.entity]) for c in applied])
     mismatches = []
     parents: dict[str, list[tuple[str, str]]] = {}  # parent address -> (record, field)
+    relations: dict[tuple[str, str], tuple[Relation, ...]] = {}
     for compensation in applied:
         record = images[where[compensation.entity]]
         differing: dict[str, Any] = {}
@@ -1349,7 +1363,10 @@ def verify(
                 if not same(record.get(name, ABSENT), value)
             }
             address = Address.parse(where[compensation.entity])
-            for relation in adapters[address.system].relations(address.collection):
+            collection = (address.system, address.collection)
+            if collection not in relations:
+                relations[collection] = adapters[address.system].relations(address.collection)
+            for relation in relations[collection]:
                 value = record.get(relation.field)
                 if value is not None and not isinstance(value, (dict, list)):
                     parent = f"{address.system}/{relation.parent}/{value}"

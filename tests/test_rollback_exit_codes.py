@@ -78,7 +78,7 @@ def test_a_rerun_of_a_finished_rollback_is_a_no_op_that_exits_0(applied: Any) ->
     assert [(s["status"], s["actions"]) for s in status] == [("closed", 3)]
 
 
-def test_writes_refused_since_the_plan_exit_3_and_usage_mistakes_exit_1(applied: Any) -> None:
+def test_writes_refused_since_the_plan_exit_3_and_mistakes_exit_1(applied: Any) -> None:
     tmp_path, crm, env = applied
     saved = str(tmp_path / "plan.bin")
     run_cli(env, "rollback", "plan", "--batch", "b1", "--out", saved)
@@ -86,8 +86,12 @@ def test_writes_refused_since_the_plan_exit_3_and_usage_mistakes_exit_1(applied:
     database.execute("UPDATE contacts SET owner = 'zed' WHERE id = '00001'")
     database.commit()
 
+    forced = run_cli(env, "rollback", "apply", "--plan", saved, "--policy", "force")
     refused = run_cli(env, "rollback", "apply", "--plan", saved, "--json")
     usage = run_cli(env, "rollback", "apply", "--policy", "sometimes")
+
+    assert forced.returncode == 1  # a saved plan keeps its policy: not silently ignored
+    assert "--policy applies when planning" in forced.stderr
 
     assert refused.returncode == 3, refused.stdout + refused.stderr
     outcome = {o["entity"]: o for o in json.loads(refused.stdout)["outcomes"]}

@@ -261,8 +261,8 @@ def test_a_resealed_plan_file_writing_outside_the_batch_is_refused(planned: Any)
     "content",
     [b"", b"not json", b'{"id": "x"}', b"[1, 2]", b'{"format": "changeledger/rollback-plan/2"}'],
 )
-def test_a_file_that_is_not_a_plan_is_a_one_line_error(planned: Any, content: bytes) -> None:
-    tmp_path, _, env = planned
+def test_a_file_that_is_not_a_plan_is_a_one_line_error(workspace: Any, content: bytes) -> None:
+    tmp_path, _, env = workspace
     saved = tmp_path / "other.bin"
     saved.write_bytes(content)
 
