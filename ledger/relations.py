@@ -36,6 +36,8 @@ def cascade_cautions(
 ) -> list[Caution]:
     """A caution for each deleted record whose collection other collections reference
     (``collections``: every collection of each system, where relations are declared)."""
+    if not deleted:
+        return []
     children: dict[tuple[str, str], list[str]] = {}
     for system, names in collections.items():
         adapter = adapters.get(system)

@@ -758,9 +758,15 @@ def _read_history(
         for e in history[earliest if direction == "undo" else latest :]
         if e.originator_version not in versions and not set((*e.compensates, *e.replays)) & scoped
     ]
-    done = history[-1].originator_version not in versions and bool(
-        set(getattr(history[-1], mine)) & scoped
-    )
+    # Done when, after the scope's latest action, a rollback (or replay) of this scope covered
+    # every one of its actions here and no replay (or rollback) undid that since; edits by
+    # others afterwards do not make it undone.
+    theirs = "replays" if direction == "undo" else "compensates"
+    covered: set[str] = set()
+    for event in history[latest:]:
+        covered |= set(getattr(event, mine))
+        covered -= set(getattr(event, theirs))
+    done = {fingerprint for _, _, fingerprint in actions} <= covered
     first_touch: dict[str, int] = {}
     for event in history:
         if event.originator_version in versions:

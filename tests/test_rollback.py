@@ -353,3 +353,22 @@ def test_under_skip_an_edit_to_any_field_between_plan_and_apply_leaves_the_recor
     assert report.counts == {"skipped": 1}
     assert report.outcomes[0]["field"] == "owner"
     assert crm.read("contacts", ["1"])["1"] == {"stage": "won", "owner": "zed"}
+
+
+def test_a_finished_rollback_stays_done_when_its_records_change_afterwards(ledger, crm):
+    """Rolled back, then edited by another batch: planning the same scope again finds every
+    record already rolled back, not a conflict; a replay in between makes it undone again."""
+    sync(ledger, crm, keys=("1", "2"))
+    scope = Scope(batches=("lead-sync-1",))
+    apply(ledger, plan(ledger, scope, {"crm": crm}), {"crm": crm})
+    run_batch(ledger, crm, "later", [Change(contact("1"), "update", values={"owner": "eve"})])
+
+    again = plan(ledger, scope, {"crm": crm})
+
+    assert again.compensations == () and again.conflicts == ()
+    assert again.already_rolled_back == ("crm/contacts/1", "crm/contacts/2")
+    apply(
+        ledger, plan(ledger, scope, {"crm": crm}, direction="redo", policy="fields"), {"crm": crm}
+    )
+    undone = plan(ledger, scope, {"crm": crm}, policy="fields")
+    assert {c.entity for c in undone.compensations} == {"crm/contacts/1", "crm/contacts/2"}
