@@ -62,13 +62,13 @@ for conflict in plan["conflicts"]:
           f"{competing['value']!r} ({competing['by']})")
 PY
 echo "  runbook written to $out/rollback.md"
-printf '\n\033[1m== Golden path 6: apply it (exit code 3: the conflicts were skipped, for review)\033[0m\n'
-expect_code 3 ledger rollback apply --plan "$out/rollback.plan" > "$out/rollback-apply.txt"
+printf '\n\033[1m== Golden path 6: apply it (exit code 2: the conflicts were skipped, for review)\033[0m\n'
+expect_code 2 ledger rollback apply --plan "$out/rollback.plan" > "$out/rollback-apply.txt"
 grep -v '^crm/' "$out/rollback-apply.txt"
 step "The contact is restored field for field: no difference from before the batch" \
     ledger diff "crm/contacts/$contact" before-lead-sync
 printf '\n\033[1m== Running the rollback again changes nothing\033[0m\n'
-expect_code 3 ledger rollback apply --plan "$out/rollback.plan" --json > "$out/rollback-again.json"
+expect_code 2 ledger rollback apply --plan "$out/rollback.plan" --json > "$out/rollback-again.json"
 python - "$out/rollback-again.json" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1]))
