@@ -1,10 +1,10 @@
 """`ledger rollback …` and `ledger replay …`: plan first, then apply, exactly once.
 
 A replay is a rollback's other direction (redo a batch): the same commands, planner and runs.
-Exit codes follow the one table every command uses: 0 done, nothing left; 1 error (usage
-mistakes included); 2 done, with items left for review (conflicts, follow-ups, cautions, a
-blocked or aborted plan); 3 some writes were refused (changed since the plan) or failed, or
-verification found a record that does not hold the planned state."""
+Exit codes follow the one table (`ledger.cli_exit`): 0 done, nothing left; 1 error; 2 done,
+with items left for review (conflicts, follow-ups, cautions, a blocked or aborted plan); 3 some
+writes were refused (changed since the plan) or failed, or verification found a record that does
+not hold the planned state."""
 
 from __future__ import annotations
 
@@ -18,27 +18,10 @@ from click.core import ParameterSource
 from adapters.protocol import Adapter
 from ledger.application import Ledger
 from ledger.cli import F, _common, _config_option, _emit, _errors_as_messages, _open, _table, main
+from ledger.cli_exit import Exit
 from ledger.config import load_contracts, load_systems, open_adapters
 from ledger.errors import InvalidChange
 from ledger.rollback import MISSING_PARENT, ON_FAILURE, POLICIES, RollbackPlan, Scope, apply, plan
-
-# The exit-code table (see the module docstring). Defined here until the shared constants of
-# `ledger.cli` land on main; then import those instead.
-DONE, ERROR, REVIEW, REFUSED = 0, 1, 2, 3
-
-
-class _UsageError(click.UsageError):
-    exit_code = ERROR
-
-
-class _Command(click.Command):
-    """A usage mistake exits 1 (an error), not click's 2 (which means items left for review)."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as error:
-            raise _UsageError(error.format_message(), error.ctx) from None
 
 
 @main.group("rollback")
@@ -172,7 +155,7 @@ def _plan(
 def _register(group: click.Group, direction: str) -> None:
     """The plan, check and apply commands of one direction."""
 
-    @group.command("plan", cls=_Command, help=_HELP[direction]["plan"])
+    @group.command("plan", help=_HELP[direction]["plan"])
     @_verb
     @_scope_options
     @click.option(
@@ -200,9 +183,9 @@ def _register(group: click.Group, direction: str) -> None:
         if out:
             out.write_bytes(result.dumps())
         _emit(as_json, result.to_json(), lambda: click.echo(result.runbook()))
-        sys.exit(REVIEW if _for_review(result) else DONE)
+        sys.exit(Exit.REVIEW if _for_review(result) else Exit.DONE)
 
-    @group.command("check", cls=_Command, help=_HELP[direction]["check"])
+    @group.command("check", help=_HELP[direction]["check"])
     @_verb
     @_scope_options
     def check(db: str | None, as_json: bool, config: str | None, policy: str, **scope: Any) -> None:
@@ -244,9 +227,9 @@ def _register(group: click.Group, direction: str) -> None:
                 click.echo(f"caution: {caution.entity}: {caution.reason}")
 
         _emit(as_json, summary, human)
-        sys.exit(REVIEW if blocked else DONE)
+        sys.exit(Exit.REVIEW if blocked else Exit.DONE)
 
-    @group.command("apply", cls=_Command, help=_HELP[direction]["apply"])
+    @group.command("apply", help=_HELP[direction]["apply"])
     @_verb
     @_scope_options
     @click.option(
@@ -274,27 +257,13 @@ def _register(group: click.Group, direction: str) -> None:
         on_failure: str,
         **scope: Any,
     ) -> None:
+        chosen: RollbackPlan | None = None
+        if saved is not None:  # a bad plan file is refused before anything is opened
+            chosen = _saved_plan(saved, scope)
         ledger = _open(db)
         adapters = open_adapters(config)
         try:
-            if saved is not None:
-                given = {k: v for k, v in scope.items() if k != "missing_parent"}
-                if any(given.values()):
-                    raise InvalidChange("give --plan or a scope, not both", field="--plan")
-                context = click.get_current_context()
-                for name in ("policy", "missing_parent"):
-                    if context.get_parameter_source(name) is ParameterSource.COMMANDLINE:
-                        option = "--" + name.replace("_", "-")
-                        raise InvalidChange(
-                            f"{option} applies when planning; a saved plan keeps the one it "
-                            f"was made with (plan again with {option} to change it)",
-                            field=option,
-                        )
-                try:
-                    chosen = RollbackPlan.loads(saved.read_bytes())
-                except InvalidChange as error:
-                    raise InvalidChange(f"{saved}: {error}", field="--plan") from None
-            else:
+            if chosen is None:
                 chosen = _plan_now(ledger, adapters, config, policy, direction, scope)
             with click.progressbar(
                 length=len(chosen.compensations), label="rolling back", file=sys.stderr
@@ -349,8 +318,28 @@ def _register(group: click.Group, direction: str) -> None:
 
         _emit(as_json, report.to_json(), human)
         if report.mismatches or report.refused:
-            sys.exit(REFUSED)
-        sys.exit(REVIEW if report.needs_attention or _for_review(chosen) else DONE)
+            sys.exit(Exit.REFUSED)
+        sys.exit(Exit.REVIEW if report.needs_attention or _for_review(chosen) else Exit.DONE)
+
+
+def _saved_plan(saved: Path, scope: dict[str, Any]) -> RollbackPlan:
+    """A plan saved by `plan --out`, given without a scope or planning options."""
+    given = {k: v for k, v in scope.items() if k != "missing_parent"}
+    if any(given.values()):
+        raise InvalidChange("give --plan or a scope, not both", field="--plan")
+    context = click.get_current_context()
+    for name in ("policy", "missing_parent"):
+        if context.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+            option = "--" + name.replace("_", "-")
+            raise InvalidChange(
+                f"{option} applies when planning; a saved plan keeps the one it was made with "
+                f"(plan again with {option} to change it)",
+                field=option,
+            )
+    try:
+        return RollbackPlan.loads(saved.read_bytes())
+    except InvalidChange as error:
+        raise InvalidChange(f"{saved}: {error}", field="--plan") from None
 
 
 def _detail(outcome: dict[str, Any]) -> str | None:

@@ -35,7 +35,7 @@ import orjson
 from adapters.protocol import Adapter, Relation
 from ledger.application import Ledger
 from ledger.changes import OBSERVED_BATCH, Change
-from ledger.domain import MOVE, Address, Entity, fold
+from ledger.domain import MOVE, TRACK, Address, Entity, fold
 from ledger.encoding import encode_value
 from ledger.errors import InvalidChange, NotFound
 from ledger.plan_seal import digest, seal, unseal
@@ -804,8 +804,17 @@ def _later_changes(
     competing: list[dict[str, Any]] = []
     touched = set(record.first_touch)
     for event in record.later:
-        names = {*event.before, *event.after} - _learned(history, event)
-        if event.operation != "update":
+        if event.operation == TRACK:
+            # Seeing the record whole: only a value it contradicts would be a change (tracking
+            # adopts none; fields it shows for the first time are learned).
+            names = {
+                n for n in event.before if not same(event.before[n], event.after.get(n, ABSENT))
+            }
+            if not names:
+                continue
+        else:
+            names = {*event.before, *event.after} - _learned(history, event)
+        if event.operation not in ("update", TRACK):
             hit = (names if whole_record else touched) | {"(record)"}
         elif whole_record:
             hit = names

@@ -156,7 +156,7 @@ def test_version_1_events_read_with_their_links_as_fields(db_url: str, server: C
     ledger.close()
 
     reopened = open_ledger(db_url)
-    delete, move, created = reopened.history(contact("1"))
+    _, delete, move, created = reopened.history(contact("1"))  # first, the record seen whole
     assert (move.operation, move.moved_to, move.inputs) == ("move", str(new_key), {})
     assert move.compensates == (delete.fingerprint,)
     assert (created.requested, created.inputs) == ("crm/contacts/1", {})

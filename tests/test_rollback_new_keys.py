@@ -210,7 +210,12 @@ def test_the_cli_shows_the_new_keys_and_follows_them(
     assert "crm/contacts/3 moved to a key the system chose; following it" in state.output
     assert "Cy" in state.output
     history = ledger_cli("history", "crm/contacts/3", "--json")
-    assert [a["operation"] for a in json.loads(history.stdout)] == ["track", "delete", "move", "create"]
+    assert [a["operation"] for a in json.loads(history.stdout)] == [
+        "track",
+        "delete",
+        "move",
+        "create",
+    ]
 
 
 def test_records_a_batch_created_under_keys_the_server_chose_are_deleted_not_re_created(
