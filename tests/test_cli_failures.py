@@ -80,7 +80,7 @@ def test_a_locked_target_fails_in_one_line_and_a_rerun_applies_once(crm, tmp_pat
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["counts"] == {"applied": 2}
     history = json.loads(crm("history", "crm/contacts/1", "--json").stdout)
-    assert [a["operation"] for a in history] == ["update"]
+    assert [a["operation"] for a in history] == ["track", "update"]
 
 
 def closed_port():

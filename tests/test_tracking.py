@@ -65,7 +65,7 @@ def test_tracking_leaves_drift_alone_and_counts_it(tmp_path: Path) -> None:
 def test_the_track_command_reports_and_exits_2_on_drift(
     workspace: tuple[Path, Path, dict[str, str]],
 ) -> None:
-    tmp_path, crm, env = workspace
+    _, crm, env = workspace
     make_contacts(f"sqlite:///{crm}", 3, stage="lead").dispose()
     result = subprocess.run(
         [*LEDGER, "track", "crm/contacts", "--batch", "baseline", "--json"],
