@@ -1,82 +1,89 @@
-"""The HTTP REST resource adapter: one JSON resource per collection, written compare-and-set.
+"""The HTTP REST resource adapter: one JSON resource per collection, written compare-and-set
+where the server allows it, and honest about where it does not.
 
 Routes, for a collection at ``path`` (see `CollectionRoute`); keys go into URLs percent-encoded
 as one path segment (``/`` included), and the record's id field is the key, never a field of
 the record dicts this adapter returns:
 
 * ``GET {path}/{key}``: 200 with a JSON object (and an optional ``ETag`` header), or 404.
-* ``GET {path}?limit=N&after=KEY``: a page ``{"items": [...], "next": KEY or null}`` of objects
-  holding their id field, in ascending order of key text (as Python compares str), starting
-  after ``after``; ``next`` is passed back as ``after`` for the next page. The parameter and
-  field names are set per route. `scan` holds one page at a time and refuses a server whose
-  keys do not ascend. A page is read as one JSON value under the ledger's value budget
-  (`ledger.values.MAX_BYTES`): lower ``page_size`` for very wide records.
-* ``POST {path}`` creates, with the requested key in the body's id field so that servers that
-  accept client ids keep it; a server that assigns its own id reports it in the response body's
-  id field or in ``Location``, and the write result carries it as ``assigned_key`` (declare
-  such a route ``assigns_ids``, so a rollback plan says that re-created records come back under
-  new keys). With ``put_create`` the route creates by ``PUT {path}/{key}`` with
-  ``If-None-Match: *`` instead.
+* ``GET {path}…``: the listing, in the route's paging style (`adapters.http_listing`).
+* ``POST {path}`` creates. A route that ``assigns_ids`` sends no id: the server's own id comes
+  back in the response body's id field or in ``Location`` and the result carries it as
+  ``assigned_key``. Otherwise the body's id field holds the requested key. With ``put_create``
+  the route creates by ``PUT {path}/{key}`` with ``If-None-Match: *`` instead.
 * ``PATCH {path}/{key}`` sets the written fields (JSON null is null). REST has no verb for
   removing a field, so a write that unsets fields sends ``PUT {path}/{key}``: the whole record
-  as read, minus the unset fields, plus the written values.
+  as read (its id as the server holds it), minus the unset fields, plus the written values.
 * ``DELETE {path}/{key}``.
 
 Reads: plain REST has no bulk GET, so `read` sends one GET per key, in order, over the client's
-pool of keep-alive connections (no handshake per key).
+pool of keep-alive connections.
 
-Compare-and-set. Each write GETs its record, runs `check_expected` on it, then writes:
+Conditional writes. Each write GETs its record, runs `check_expected` on it, then writes with
+``If-Match`` set to the record's ETag. Whether that guards anything depends on the server, so
+the adapter finds out per collection before its first update or delete (`check_writes`):
 
-* When the server sent an ETag, the write carries ``If-Match`` and the server compares
-  atomically: no window. A 412 means the record moved between our GET and our write; the
-  adapter re-reads at once, and reports ``stale`` (with the expected and the actual value) if a
-  field the write relies on changed, or writes again against the new version if only other
-  fields changed (what every adapter does: the contract is about the expected fields). A record
-  that keeps moving past ``retry_attempts`` is reported ``stale`` naming the first field that
-  differs between the last two reads.
-* Without ETags the GET is the re-read right before the write, and one window is left: between
-  the server answering that GET and it applying the write. An edit landing there is not seen:
-  to the written fields it is overwritten; to other fields the write relied on, the write
-  proceeds on a premise no longer true; a PUT (unsetting fields) also overwrites edits to any
-  other field. Prefer servers that serve ETags.
-* Creates: ``If-None-Match: *`` closes the window for PUT-create; a POST relies on the server
-  refusing an existing id (409), which is then re-read and reported ``stale``.
-* A 404 or 409 answer to a write is re-read: ``stale`` if the record moved, else ``failed``
-  (a 409 may be a uniqueness constraint on another field, not a race).
+* the record's GET carries no ETag, or only a weak one (``W/"…"``: RFC 9110 compares If-Match
+  strongly, so a weak tag can never match and is never sent), or the system is declared
+  ``conditional_writes = "ignored"``: not conditional;
+* otherwise, unless declared ``"honoured"``, a probe: a PATCH of no fields whose If-Match matches
+  nothing. 412 means the server honours If-Match; a success means it ignores it.
+
+Where writes are conditional the server compares atomically: no window. A 412 means the record
+moved between our GET and our write; the adapter re-reads at once and reports ``stale`` (with
+the expected and the actual value) if a field the write relies on changed, or writes again
+against the new version if only other fields changed. A record that keeps moving past
+``retry_attempts`` is ``stale`` naming the first field that differs between the last two reads; a
+412 to the very ETag the server just sent is ``failed`` (it compares ETags in a way no client
+can satisfy).
+
+Where they are not, ``require_conditional`` (the default) refuses every update and delete, naming
+the reason, and `check_writes` raises so a run refuses to start. With ``require_conditional =
+False`` (the user's acknowledgment) the writes are best effort: the GET just before the write
+is the narrowest window REST allows, and after each update or delete the adapter reads the record
+again and compares every field (the written ones and all others) with what its write should have
+left. A difference is an outside value: the write is ``applied`` with its own before-image and
+the difference in ``field``/``expected``/``actual``, a conflict for review, never folded into
+the before-image. What stays undetectable: an edit to a field the write sets, landing between
+the GET and the write, is overwritten — unless the route names a ``version_field`` the server
+increments on every write, whose jump by more than one is then reported. A delete or a
+PUT-create racing an outside write cannot be checked afterwards.
 
 Retries: connection failures, timeouts, 408, 429 and 5xx are retried with exponential backoff and
 full jitter (``retry_wait_initial`` doubling, capped at ``retry_wait_max``), for up to
 ``retry_attempts`` attempts. A ``Retry-After`` no longer than ``retry_wait_max`` is waited as
-asked; a longer one ends the retries at once. Then `TransientError` names the system, method,
-URL and last status. Other 4xx answers are not retried: the write is ``failed`` with the status
-and the response body.
+asked; a longer one ends the retries at once. Other 4xx answers are not retried: the write is
+``failed`` with the status and the response body. `activity` counts requests, retries and the
+time spent waiting, and collects warnings, for a run's summary; ``on_write`` (when set) is called
+with each write's result as it settles, so a caller can show progress per request.
 
 Lost responses: a write whose request may have reached the server (the connection dropped
-after sending, a read timeout, a 5xx) may have been applied. Before retrying, the adapter
-GETs the record again: if it already holds the written values (deleted, for a delete), the
-write is reported ``applied`` and not sent again; otherwise it is checked and written afresh.
-A POST to a server that assigns its own ids cannot be found by the requested key, so every
-attempt of one POST carries the same ``Idempotency-Key`` header (the write's ``token``: the
-action's fingerprint, so a retry from another process after a crash carries it too); a server
-that neither keeps client ids nor honours that header may create a duplicate when a POST
-response is lost.
-If the attempts run out after such an ambiguous failure and a last GET cannot settle it,
-the `TransientError` says the write may have been applied.
+after sending, a read timeout, a 5xx) may have been applied. Before retrying, the adapter GETs
+the record again: if it already holds the written values (deleted, for a delete), the write is
+``applied`` and not sent again. When the attempts run out and a last GET cannot settle it, the
+outcome is ``unknown``: the run leaves the write pending and `ledger recover` settles it by
+reading the system once it answers. A POST to a server that assigns ids cannot be found by the
+requested key: every attempt carries the same ``Idempotency-Key`` (the action's fingerprint); a
+route with a ``fingerprint_field`` also stores the fingerprint in the record, so a lost POST is
+found in the listing instead of sent again. Without either on a server that ignores the header,
+a re-sent POST may create a duplicate: the adapter then looks for records holding the same
+values and names them in `activity.warnings`.
 
 Batches: REST writes one record per request, so `write` sends its writes one after another.
-`TransientError` is raised only while nothing of the batch has been applied; after that, the
-write that could not get through and every later one are reported ``failed`` (not attempted).
+`TransientError` is raised only while nothing of the batch has been (or may have been) applied;
+after that, the write that could not get through and every later one are ``failed`` (not
+attempted).
 
 Connections: the adapter's own `httpx.Client` (``timeout`` seconds per request) is closed by
 `close`; a ``client`` passed in is its owner's to configure and to close. ``sleep`` is how
 retries wait (tests pass a recorder).
 
 Types: JSON carries text, integers of any size, floats, booleans, null, lists and objects, and
-they come back as the same Python types (a number written with a fraction stays a float, and
-one a float cannot hold exactly is read as a Decimal with every digit). JSON cannot carry
-Decimal, dates, times, UUIDs or bytes: a write holding one is ``failed`` before any request,
-naming the field (convert it to text or a number first). A field absent from the record is
-distinct from a field holding null.
+they come back as the same Python types. JSON cannot carry Decimal, dates, times, UUIDs or bytes:
+a write holding one is ``failed`` before any request, naming the field. ``number_model =
+"javascript"`` declares a server holding numbers as doubles (`adapters.numbers`): `normalize`
+turns ``90.0`` into ``90`` before the ledger records it, and an integer a double cannot hold is
+``failed`` before any request, naming the field.
 """
 
 from __future__ import annotations
@@ -89,7 +96,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
@@ -102,6 +109,9 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
+from adapters import http_listing
+from adapters.http_listing import LISTINGS, Listing
+from adapters.numbers import NUMBER_MODELS, NumberModel, held, not_held
 from adapters.protocol import (
     Record,
     Relation,
@@ -120,26 +130,53 @@ from ledger.errors import (
 )
 from ledger.values import ABSENT, parse_json, same
 
-__all__ = ["CollectionRoute", "HttpAdapter"]
+__all__ = ["Activity", "CollectionRoute", "Guarantee", "HttpAdapter"]
 
 T = TypeVar("T")
+ConditionalWrites = Literal["probe", "honoured", "ignored"]
+CONDITIONAL_WRITES: tuple[ConditionalWrites, ...] = ("probe", "honoured", "ignored")
 _BODY_SHOWN = 2000  # characters of a refusal's response body kept in the error
 
 
 @dataclass(frozen=True)
 class CollectionRoute:
-    """Where a collection lives on the server and how its pages and ids are named."""
+    """Where a collection lives on the server, how its ids are named and how it is listed."""
 
     path: str
     id_field: str = "id"
     put_create: bool = False
     assigns_ids: bool = False
     parents: Mapping[str, str] = field(default_factory=dict)  # field -> parent collection
+    listing: Listing = "cursor"
+    ordered: bool | None = None  # listed in key-text order? (default: only a cursor listing)
     limit_param: str = "limit"
     after_param: str = "after"
+    page_param: str | None = None  # "page" for a page listing; sent by a link one only if set
+    first_page: int = 1
+    offset_param: str = "offset"
     items_field: str = "items"
     next_field: str = "next"
     idempotency_header: str | None = "Idempotency-Key"
+    fingerprint_field: str | None = None  # where a create stores its fingerprint, if anywhere
+    version_field: str | None = None  # a counter the server increments on every write
+
+
+@dataclass(frozen=True)
+class Guarantee:
+    """Whether the server makes a collection's writes conditional (honours If-Match), and why."""
+
+    conditional: bool
+    reason: str
+
+
+@dataclass
+class Activity:
+    """What the adapter's requests cost and what it noticed, for a run's summary."""
+
+    requests: int = 0
+    retries: int = 0
+    waited: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
 
 class _Retryable(Exception):
@@ -160,12 +197,28 @@ class _Moved(_Retryable):
     """412: the record changed between our GET and our write; re-read at once, no backoff."""
 
 
+@dataclass(frozen=True)
+class _Fetched:
+    """One GET of one record: the record (None if missing), its ETag and its id as held."""
+
+    record: Record | None
+    etag: str | None = None
+    id: Any = None
+
+    @property
+    def strong_etag(self) -> str | None:
+        """The ETag if If-Match can use it: a weak one never matches (RFC 9110, 13.1.1)."""
+        return self.etag if self.etag and not self.etag.startswith("W/") else None
+
+
 @dataclass
 class _Progress:
     """What one write's attempts have learnt so far."""
 
     before: Record | None = None
     sent: bool = False  # an attempt's request may have reached the server
+    resent_post: bool = False  # a POST was sent again after an answer was lost
+    refused_etag: str | None = None  # the ETag a 412 answered
 
 
 class _StopOnLongRetryAfter(stop_base):
@@ -194,6 +247,9 @@ class HttpAdapter:
         retry_wait_initial: float = 0.05,
         retry_wait_max: float = 2.0,
         page_size: int = 200,
+        require_conditional: bool = True,
+        conditional_writes: ConditionalWrites = "probe",
+        number_model: NumberModel = "json",
         client: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ):
@@ -201,6 +257,10 @@ class HttpAdapter:
             raise ConfigurationError(f"{system}: retry_attempts must be at least 1")
         if page_size < 1:
             raise ConfigurationError(f"{system}: page_size must be at least 1")
+        _one_of(system, "conditional_writes", conditional_writes, CONDITIONAL_WRITES)
+        _one_of(system, "number_model", number_model, NUMBER_MODELS)
+        for name, route in collections.items():
+            _one_of(f"{system}/{name}", "listing", route.listing, LISTINGS)
         self.system = system
         self._base = base_url.rstrip("/")
         self._routes = dict(collections)
@@ -209,59 +269,59 @@ class HttpAdapter:
         self._backoff = wait_random_exponential(multiplier=retry_wait_initial, max=retry_wait_max)
         self._wait_max = retry_wait_max
         self._page_size = page_size
+        self._require = require_conditional
+        self._declared = conditional_writes
+        self._numbers = number_model
         self._sleep = sleep
+        self._guarantees: dict[str, Guarantee] = {}
+        self.activity = Activity()
+        self.on_write: Callable[[WriteResult], None] | None = None
         # An injected client is its owner's to configure (timeout included) and to close.
         self._owns_client = client is None
         self._client = client if client is not None else httpx.Client(timeout=timeout)
 
     def read(self, collection: str, keys: Sequence[str]) -> dict[str, Record | None]:
         route = self._route(collection)
-        return {key: self._call(self._get, route, key)[0] for key in keys}
+        return {key: self._call(self._fetch, route, key).record for key in keys}
 
     def scan(self, collection: str) -> Iterator[tuple[str, Record]]:
         route = self._route(collection)
         url = self._base + route.path
-        after: str | None = None
-        last: str | None = None
-        while True:
-            params = {route.limit_param: str(self._page_size)}
-            if after is not None:
-                params[route.after_param] = after
-            items, cursor = self._call(self._page, route, url, params)
-            for item in items:
-                key, record = self._split(route, url, item)
-                if last is not None and key <= last:
-                    raise AdapterError(
-                        f"{self.system}: GET {url} listed {key!r} after {last!r}; scan needs "
-                        "pages in ascending key-text order, so check the server's sort"
-                    )
-                last = key
-                yield key, record
-            if cursor is None:
-                return
-            if cursor == after:
-                raise AdapterError(f"{self.system}: GET {url} returned the same page cursor twice")
-            after = cursor
+        keyed = (self._split(route, url, item) for item in self._listed(route))
+        if http_listing.in_key_order(route):
+            return http_listing.ordered(keyed, self.system, url)
+        return http_listing.gathered(keyed, self.system, url)
 
     def write(self, collection: str, writes: Sequence[Write]) -> list[WriteResult]:
         route = self._route(collection)
         results: list[WriteResult] = []
+
+        def settled(result: WriteResult) -> None:
+            results.append(result)
+            if self.on_write is not None:
+                self.on_write(result)
+
         for index, write in enumerate(writes):
             try:
-                results.append(self._write_one(route, write))
+                result = self._write_one(route, collection, write)
             except TransientError as error:
-                if not any(result.outcome == "applied" for result in results):
+                if not any(r.outcome in ("applied", "unknown") for r in results):
                     raise
-                results.append(WriteResult(write.key, "failed", error=str(error)))
-                results.extend(
-                    WriteResult(later.key, "failed", error=f"not attempted: {error}")
-                    for later in writes[index + 1 :]
-                )
-                break
+                settled(WriteResult(write.key, "failed", error=str(error)))
+                stopped = f"not attempted: {error}"
+            else:
+                settled(result)
+                if result.outcome != "unknown":
+                    continue
+                stopped = f"not attempted: {self.system} stopped answering ({result.error})"
+            for later in writes[index + 1 :]:
+                settled(WriteResult(later.key, "failed", error=stopped))
+            break
         return results
 
     def normalize(self, collection: str, values: Record) -> Record:
-        return values  # stored as given
+        self._route(collection)
+        return cast(Record, held(values, self._numbers))
 
     def assigns_keys(self, collection: str) -> bool:
         return self._route(collection).assigns_ids
@@ -269,71 +329,202 @@ class HttpAdapter:
     def relations(self, collection: str) -> tuple[Relation, ...]:
         return declared_relations(self.system, self._routes, collection)
 
+    def check_writes(self, collection: str, keys: Sequence[str] = ()) -> list[str]:
+        """Find out (once per collection) whether writes to it are conditional, before a run
+        writes: raises `ConfigurationError` if they must be and are not, else returns the
+        warnings to show before the run (none when they are conditional, or when no record
+        exists yet to find out on). `keys` are records to look at first."""
+        route = self._route(collection)
+        guarantee = self._guarantees.get(collection)
+        if guarantee is None and self._declared == "ignored":
+            guarantee = self._guarantee(route, collection, _Fetched(None))
+        if guarantee is None:
+            sample = self._sample(route, keys)
+            guarantee = self._guarantee(route, collection, sample) if sample else None
+        if guarantee is None or guarantee.conditional:
+            return []
+        if self._require:
+            raise ConfigurationError(self._refusal(collection, guarantee))
+        return [
+            f"{self.system}/{collection}: writes are best effort, not conditional: "
+            f"{guarantee.reason}. An outside edit landing between a write's read and the write "
+            "itself can be overwritten unseen; outside values found by the read after each "
+            "write are reported as conflicts (docs/adapters.md)"
+        ]
+
     def close(self) -> None:
         if self._owns_client:
             self._client.close()
 
+    # -- conditional writes -----------------------------------------------------------------
+
+    def _guarantee(
+        self, route: CollectionRoute, collection: str, fetched: _Fetched
+    ) -> Guarantee | None:
+        """The collection's guarantee, found on `fetched` the first time (None while no record
+        exists to find it on)."""
+        known = self._guarantees.get(collection)
+        if known is not None:
+            return known
+        if self._declared == "ignored":
+            found = Guarantee(False, 'the system is declared conditional_writes = "ignored"')
+        elif fetched.record is None:
+            return None
+        elif fetched.etag is None:
+            found = Guarantee(False, "its GET answers carry no ETag, so writes cannot use If-Match")
+        elif fetched.strong_etag is None:
+            found = Guarantee(
+                False,
+                f"it sends only weak ETags ({fetched.etag}), which If-Match cannot use "
+                "(RFC 9110 compares If-Match strongly)",
+            )
+        elif self._declared == "honoured":
+            found = Guarantee(True, 'the system is declared conditional_writes = "honoured"')
+        else:
+            found = self._probe(route, fetched)
+        self._guarantees[collection] = found
+        return found
+
+    def _probe(self, route: CollectionRoute, fetched: _Fetched) -> Guarantee:
+        """A PATCH of no fields whose If-Match matches nothing: 412 if If-Match is honoured."""
+        url = self._url(route, _key_text(fetched.id) or "")
+        mismatch = f'"changeledger-probe-{uuid.uuid4().hex}"'
+        response = self._call(self._request, "PATCH", url, {}, {"If-Match": mismatch})
+        if response.status_code == 412:
+            return Guarantee(True, "it refused a PATCH whose If-Match matched nothing (412)")
+        if response.is_success:
+            return Guarantee(
+                False,
+                f"it accepted a PATCH whose If-Match matched nothing ({response.status_code}): "
+                "it ignores If-Match",
+            )
+        return Guarantee(
+            False,
+            f"it answered {response.status_code} (not 412) to a PATCH whose If-Match matched "
+            "nothing",
+        )
+
+    def _sample(self, route: CollectionRoute, keys: Sequence[str]) -> _Fetched | None:
+        """A record to find the guarantee on: one of `keys`, else the first one listed."""
+        for key in keys[:3]:
+            fetched = self._call(self._fetch, route, key)
+            if fetched.record is not None:
+                return fetched
+        for item in self._listed(route):
+            listed = _key_text(item.get(route.id_field)) if isinstance(item, dict) else None
+            return self._call(self._fetch, route, listed) if listed is not None else None
+        return None
+
+    def _refusal(self, collection: str, guarantee: Guarantee) -> str:
+        return (
+            f"{self.system}/{collection}: writes cannot be conditional: {guarantee.reason}; an "
+            "outside edit landing between a write's read and the write would be overwritten "
+            "unseen, and require_conditional is on, so nothing was written. Use a server that "
+            "honours If-Match with strong ETags, or accept best-effort writes with "
+            f"require_conditional = false in [systems.{self.system}] (see docs/adapters.md)"
+        )
+
     # -- one write --------------------------------------------------------------------------
 
-    def _write_one(self, route: CollectionRoute, write: Write) -> WriteResult:
-        problem = _not_json(write.values)
+    def _write_one(self, route: CollectionRoute, collection: str, write: Write) -> WriteResult:
+        problem = _not_json(write.values) or not_held(write.values, self._numbers)
         if problem is not None:
             return WriteResult(write.key, "failed", error=f"{self.system}: {problem}")
         progress = _Progress()
         try:
-            return self._attempts_of(route, write, progress)
-        except TransientError:
-            raise
-        except AdapterError as error:  # refused or unreadable: this write only
+            return self._attempts_of(route, collection, write, progress)
+        except AdapterError as error:
+            if progress.sent:  # a request may have landed: only reading can tell
+                return self._unknown(write, progress, str(error))
+            if isinstance(error, TransientError):
+                raise
             return WriteResult(write.key, "failed", progress.before, error=str(error))
 
     def _attempts_of(
-        self, route: CollectionRoute, write: Write, progress: _Progress
+        self, route: CollectionRoute, collection: str, write: Write, progress: _Progress
     ) -> WriteResult:
         # The same Idempotency-Key on every attempt of this write, in any process.
         token = write.token or uuid.uuid4().hex
         retrying = self._retrying()
         try:
-            return retrying(self._attempt, route, write, token, progress)
+            return retrying(self._attempt, route, collection, write, token, progress)
         except _Moved:
-            now, _ = self._call(self._get, route, write.key)
-            field, was, actual = _first_difference(progress.before, now)
-            return WriteResult(write.key, "stale", now, field, was, actual)
+            now = self._call(self._fetch, route, write.key)
+            if now.strong_etag == progress.refused_etag:
+                return self._refused_own_etag(route, write, now)
+            field, was, actual = _first_difference(progress.before, now.record)
+            return WriteResult(write.key, "stale", now.record, field, was, actual)
         except _Retryable as failure:
             if not progress.sent:
                 raise self._transient(failure, retrying) from failure
             try:  # one last look: did a request whose answer was lost land after all?
-                current, _ = self._get(route, write.key)
-            except _Retryable:
-                raise self._transient(failure, retrying, in_doubt=True) from failure
+                current = self._fetch(route, write.key).record
+                found = self._created_by(route, write, token)
+            except (_Retryable, AdapterError):
+                return self._unknown(write, progress, str(self._transient(failure, retrying)))
             if _holds(write, current):
                 return WriteResult(write.key, "applied", progress.before)
-            posted = write.operation == "create" and not route.put_create  # may hide elsewhere
-            raise self._transient(failure, retrying, in_doubt=posted) from failure
+            if found is not None:
+                return WriteResult(write.key, "applied", None, assigned_key=found)
+            if self._posted_elsewhere(route, write):
+                return self._unknown(write, progress, str(self._transient(failure, retrying)))
+            progress.sent = False  # read back: it did not land
+            raise self._transient(failure, retrying) from failure
 
     def _attempt(
-        self, route: CollectionRoute, write: Write, token: str, progress: _Progress
+        self,
+        route: CollectionRoute,
+        collection: str,
+        write: Write,
+        token: str,
+        progress: _Progress,
     ) -> WriteResult:
         """One GET, check and write; a retry starts here again, so it re-reads first."""
-        current, etag = self._get(route, write.key)
-        if progress.sent and _holds(write, current):
-            return WriteResult(write.key, "applied", progress.before)  # the lost write landed
+        fetched = self._fetch(route, write.key)
+        current = fetched.record
+        if progress.refused_etag is not None and fetched.strong_etag == progress.refused_etag:
+            return self._refused_own_etag(route, write, fetched)
+        if progress.sent:
+            if _holds(write, current):
+                return WriteResult(write.key, "applied", progress.before)  # the lost write landed
+            found = self._created_by(route, write, token)
+            if found is not None:
+                return WriteResult(write.key, "applied", None, assigned_key=found)
+            progress.resent_post = self._posted_elsewhere(route, write)
         refused = check_expected(write.key, write, current)
         if refused is not None:
             return refused
+        guarantee = self._guarantee(route, collection, fetched)
+        etag = fetched.strong_etag
+        if write.operation != "create" and self._require:
+            if guarantee is not None and not guarantee.conditional:
+                return WriteResult(
+                    write.key, "failed", current, error=self._refusal(collection, guarantee)
+                )
+            if etag is None:
+                return WriteResult(
+                    write.key,
+                    "failed",
+                    current,
+                    error=(
+                        f"{self.system}: GET {self._url(route, write.key)} gave no strong ETag, so "
+                        "this write cannot be conditional and require_conditional is on"
+                    ),
+                )
         progress.before = current
         try:
-            response = self._send(route, write, current, etag, token)
+            response = self._send(route, write, fetched, etag, token)
         except _Retryable as failure:
             progress.sent = progress.sent or failure.sent
             raise
-        return self._settle(route, write, response, progress)
+        guarded = etag is not None and guarantee is not None and guarantee.conditional
+        return self._settle(route, write, response, progress, etag, confirm=not guarded)
 
     def _send(
         self,
         route: CollectionRoute,
         write: Write,
-        current: Record | None,
+        fetched: _Fetched,
         etag: str | None,
         token: str,
     ) -> httpx.Response:
@@ -342,29 +533,45 @@ class HttpAdapter:
         if write.operation == "delete":
             return self._request("DELETE", url, headers=guard)
         if write.operation == "update" and write.unset:
-            whole = apply_write(write, current) or {}
-            return self._request("PUT", url, {**whole, route.id_field: write.key}, guard)
+            whole = apply_write(write, fetched.record) or {}
+            return self._request("PUT", url, {**whole, route.id_field: fetched.id}, guard)
         if write.operation == "update":
             return self._request("PATCH", url, write.values, guard)
-        body = {**write.values, route.id_field: write.key}
+        body = dict(write.values)
+        if not route.assigns_ids:
+            body[route.id_field] = write.key
+        if route.fingerprint_field:
+            body[route.fingerprint_field] = token
         if route.put_create:
             return self._request("PUT", url, body, {"If-None-Match": "*"})
         once = {route.idempotency_header: token} if route.idempotency_header else {}
         return self._request("POST", self._base + route.path, body, once)
 
     def _settle(
-        self, route: CollectionRoute, write: Write, response: httpx.Response, progress: _Progress
+        self,
+        route: CollectionRoute,
+        write: Write,
+        response: httpx.Response,
+        progress: _Progress,
+        etag: str | None,
+        *,
+        confirm: bool,
     ) -> WriteResult:
         """The result of a write the server answered without a transient failure."""
         method, url = response.request.method, str(response.request.url)
         status = response.status_code
         if response.is_success:
             assigned = self._assigned_key(route, write, response)
+            if progress.resent_post:
+                self._warn_twins(route, write, assigned)
+            if confirm and write.operation != "create":
+                return self._confirm(route, write, progress.before)
             return WriteResult(write.key, "applied", progress.before, assigned_key=assigned)
         if status == 412:
+            progress.refused_etag = etag
             raise _Moved(method, url, "412 Precondition Failed", sent=False)
         if status in (404, 409):
-            current, _ = self._get(route, write.key)
+            current = self._fetch(route, write.key).record
             if progress.sent and _holds(write, current):
                 return WriteResult(write.key, "applied", progress.before)
             refused = check_expected(write.key, write, current)
@@ -372,6 +579,79 @@ class HttpAdapter:
                 return refused
         error = f"{self.system}: {method} {url} was refused: {_describe(response)}"
         return WriteResult(write.key, "failed", progress.before, error=error)
+
+    def _confirm(self, route: CollectionRoute, write: Write, before: Record | None) -> WriteResult:
+        """After an unguarded write: read the record again and compare every field with what
+        the write should have left; an outside value is a conflict, not a before-image."""
+        expected = apply_write(write, before)
+        version = route.version_field
+        if expected is not None and version and type(expected.get(version)) is int:
+            expected[version] += 1
+        try:
+            now = self._call(self._fetch, route, write.key).record
+        except AdapterError as error:
+            self.activity.warnings.append(
+                f"{self.system}: {write.operation} of {write.key} applied, but the read to "
+                f"confirm it failed ({error}): reconcile to check for outside edits"
+            )
+            return WriteResult(write.key, "applied", before)
+        if (expected is None and now is None) or same(now, expected):
+            return WriteResult(write.key, "applied", before)
+        field, wanted, actual = _first_difference(expected, now)
+        return WriteResult(write.key, "applied", before, field, wanted, actual)
+
+    def _refused_own_etag(
+        self, route: CollectionRoute, write: Write, fetched: _Fetched
+    ) -> WriteResult:
+        """A 412 to the very ETag the server sends for the record: not a race, a server that
+        compares ETags in a way no client can satisfy (retrying would only repeat it)."""
+        error = (
+            f"{self.system}: {write.operation} of {self._url(route, write.key)} was refused "
+            f"(412) with the ETag the server sends for it ({fetched.etag}): it compares ETags "
+            "in a way no client can satisfy"
+        )
+        return WriteResult(write.key, "failed", fetched.record, error=error)
+
+    def _unknown(self, write: Write, progress: _Progress, reason: str) -> WriteResult:
+        return WriteResult(
+            write.key,
+            "unknown",
+            progress.before,
+            error=(
+                f"{reason}; whether the write landed is unknown: it stays pending until "
+                "`ledger recover` (or a rerun of the batch) reads the system"
+            ),
+        )
+
+    def _posted_elsewhere(self, route: CollectionRoute, write: Write) -> bool:
+        """A POST whose record the server may have stored under a key of its own."""
+        return write.operation == "create" and route.assigns_ids and not route.put_create
+
+    def _created_by(self, route: CollectionRoute, write: Write, token: str) -> str | None:
+        """The key of the record a lost POST created, found by the fingerprint it stored."""
+        if not (self._posted_elsewhere(route, write) and route.fingerprint_field):
+            return None
+        for item in self._listed(route):
+            if isinstance(item, dict) and item.get(route.fingerprint_field) == token:
+                return _key_text(item.get(route.id_field))
+        return None
+
+    def _warn_twins(self, route: CollectionRoute, write: Write, assigned: str | None) -> None:
+        """After a POST was sent again: name other records holding the same values."""
+        url = self._base + route.path
+        twins = [
+            key
+            for key, record in (self._split(route, url, item) for item in self._listed(route))
+            if key != assigned and same(record, write.values)
+        ]
+        if twins:
+            self.activity.warnings.append(
+                f"{self.system}: the answer to the POST creating {write.key} was lost and the "
+                f"POST sent again; {', '.join(twins)} hold the same values as the record "
+                f"created at {assigned}: a duplicate if {self.system} does not honour "
+                "Idempotency-Key; check and delete the extra one (or set the route's "
+                "fingerprint_field)"
+            )
 
     def _assigned_key(
         self, route: CollectionRoute, write: Write, response: httpx.Response
@@ -392,34 +672,33 @@ class HttpAdapter:
 
     # -- requests ---------------------------------------------------------------------------
 
-    def _get(self, route: CollectionRoute, key: str) -> tuple[Record | None, str | None]:
-        """One GET of one record: (record or None, ETag or None)."""
+    def _fetch(self, route: CollectionRoute, key: str) -> _Fetched:
+        """One GET of one record."""
         url = self._url(route, key)
         response = self._request("GET", url)
         if response.status_code == 404:
-            return None, None
+            return _Fetched(None)
         if not response.is_success:
             raise TargetRejected(f"{self.system}: GET {url} was refused: {_describe(response)}")
         body = self._parse(url, response)
         if not isinstance(body, dict):
             raise AdapterError(f"{self.system}: GET {url} did not return a JSON object")
-        body.pop(route.id_field, None)
-        return body, response.headers.get("ETag")
+        held_id = body.pop(route.id_field, key)
+        if route.fingerprint_field:
+            body.pop(route.fingerprint_field, None)
+        return _Fetched(body, response.headers.get("ETag"), held_id)
 
-    def _page(
-        self, route: CollectionRoute, url: str, params: dict[str, str]
-    ) -> tuple[list[Any], str | None]:
-        response = self._request("GET", url, params=params)
+    def _listed(self, route: CollectionRoute) -> Iterator[Any]:
+        url = self._base + route.path
+        return http_listing.items(
+            route, url, self._page_size, self._list_page, self._parse, self.system
+        )
+
+    def _list_page(self, url: str, params: dict[str, str] | None) -> httpx.Response:
+        response = self._call(self._request, "GET", url, None, None, params)
         if not response.is_success:
             raise TargetRejected(f"{self.system}: GET {url} was refused: {_describe(response)}")
-        page = self._parse(url, response)
-        items = page.get(route.items_field) if isinstance(page, dict) else None
-        if not isinstance(items, list):
-            raise AdapterError(
-                f"{self.system}: GET {url} did not return an object with a list "
-                f"{route.items_field!r}; check the route's items_field"
-            )
-        return items, _key_text(page.get(route.next_field))
+        return response
 
     def _split(self, route: CollectionRoute, url: str, item: Any) -> tuple[str, Record]:
         key = _key_text(item.get(route.id_field)) if isinstance(item, dict) else None
@@ -428,7 +707,8 @@ class HttpAdapter:
                 f"{self.system}: GET {url} listed an item without a text or integer "
                 f"{route.id_field!r}; check the route's id_field"
             )
-        return key, {name: value for name, value in item.items() if name != route.id_field}
+        hidden = (route.id_field, route.fingerprint_field)
+        return key, {name: value for name, value in item.items() if name not in hidden}
 
     def _parse(self, url: str, response: httpx.Response) -> Any:
         try:
@@ -444,7 +724,6 @@ class HttpAdapter:
         url: str,
         body: Record | None = None,
         headers: dict[str, str] | None = None,
-        *,
         params: dict[str, str] | None = None,
     ) -> httpx.Response:
         """One request; raises `_Retryable` for what is worth another attempt."""
@@ -456,6 +735,7 @@ class HttpAdapter:
             except (TypeError, ValueError) as error:  # e.g. a Decimal read back for a PUT
                 raise AdapterError(f"{self.system}: {method} {url}: {error}") from None
             sending["Content-Type"] = "application/json"
+        self.activity.requests += 1
         try:
             response = self._client.request(
                 method, url, content=content, headers=sending, params=params
@@ -483,9 +763,14 @@ class HttpAdapter:
             stop=stop_after_attempt(self._attempts) | _StopOnLongRetryAfter(self._wait_max),
             wait=self._wait,
             retry=retry_if_exception_type(_Retryable),
-            sleep=self._sleep,
+            sleep=self._pause,
             reraise=True,
         )
+
+    def _pause(self, seconds: float) -> None:
+        self.activity.retries += 1
+        self.activity.waited += seconds
+        self._sleep(seconds)
 
     def _wait(self, retry_state: RetryCallState) -> float:
         failure = _failure(retry_state)
@@ -503,21 +788,15 @@ class HttpAdapter:
         except _Retryable as failure:
             raise self._transient(failure, retrying) from failure
 
-    def _transient(
-        self, failure: _Retryable, retrying: Retrying, *, in_doubt: bool = False
-    ) -> TransientError:
+    def _transient(self, failure: _Retryable, retrying: Retrying) -> TransientError:
         attempts = retrying.statistics.get("attempt_number", 1)
         waited = ""
         if failure.retry_after is not None and failure.retry_after > self._wait_max:
             waited = f" (the server asked to wait {failure.retry_after:g}s)"
-        outcome = (
-            "the write may have been applied: read the record before writing it again"
-            if in_doubt
-            else "nothing was changed by it"
-        )
+        done = "this read changed nothing" if failure.method == "GET" else "this write did not land"
         return TransientError(
             f"{self.system}: {failure.method} {failure.url} failed after {attempts} "
-            f"attempt(s), last: {failure.reason}{waited}; {outcome}; retry later"
+            f"attempt(s), last: {failure.reason}{waited}; {done}; retry later"
         )
 
     def _route(self, collection: str) -> CollectionRoute:
@@ -531,6 +810,11 @@ class HttpAdapter:
 
     def _url(self, route: CollectionRoute, key: str) -> str:
         return f"{self._base}{route.path}/{quote(key, safe='')}"
+
+
+def _one_of(where: str, name: str, value: Any, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ConfigurationError(f"{where}: {name} {value!r} is not one of {', '.join(allowed)}")
 
 
 def _failure(retry_state: RetryCallState) -> _Retryable | None:
@@ -551,6 +835,7 @@ def _holds(write: Write, current: Record | None) -> bool:
 
 
 def _first_difference(was: Record | None, now: Record | None) -> tuple[str, Any, Any]:
+    """The first field whose value differs, with both values; ``(record)`` for existence."""
     if was is None or now is None:
         return "(record)", ABSENT if was is None else "exists", ABSENT if now is None else "exists"
     for name in [*was, *(name for name in now if name not in was)]:

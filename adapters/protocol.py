@@ -23,7 +23,7 @@ from ledger.errors import ConfigurationError
 from ledger.values import ABSENT, same
 
 Record = dict[str, Any]
-Outcome = Literal["applied", "stale", "failed"]
+Outcome = Literal["applied", "stale", "failed", "unknown"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,10 @@ class WriteResult:
     (a REST API assigning ids on POST). For ``stale``: ``field``, ``expected`` and ``actual``
     name the first difference (``field`` is ``"(record)"`` when existence was wrong).
     For ``failed``: ``error`` is the system's own reason, e.g. the constraint that refused it.
+    ``unknown``: the write may have landed and the system could not be read to tell (its
+    answer was lost and it stopped answering); the run leaves it pending for `recover`. An
+    ``applied`` result with ``field`` set found an outside value right after the write (a
+    system without conditional writes): a conflict to review, not part of ``before``.
     """
 
     key: str

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import sqlite3
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -627,7 +628,9 @@ def apply(
 
     Every write is compare-and-set: a record someone changed since it was read (or whose
     `expected` values no longer hold) is refused as stale, never overwritten. Exit code 3
-    when any change was refused, 2 when a canary stopped with changes left."""
+    when any change was refused, failed or left pending; 2 when a canary stopped with changes
+    left, or outside values were found right after writes (conflicts, on systems without
+    conditional writes)."""
     from ledger.config import open_adapter
     from ledger.runs import Outcome, Run, Target
 
@@ -643,10 +646,16 @@ def apply(
     adapter = open_adapter(system, config)
     outcomes: list[Outcome] = []
     stopped: CanaryLimit | StaleWrite | None = None
+    started = time.monotonic()
+    run: Run | None = None
     try:
         ledger = _open(db)
         batch = defaults.pop("batch")
         run = Run(ledger, batch, limit=limit, stop_on_stale=stop_on_stale, **defaults)
+        for collection, group in _by_collection(changes):  # before anything is written
+            keys = [c.address.key for c in group if c.operation != "create"]
+            for warning in run.check(Target(adapter, collection), keys):
+                click.echo(f"warning: {warning}", err=True)
         with click.progressbar(
             length=len(changes), label=f"applying {path.name}", file=sys.stderr
         ) as bar:
@@ -654,35 +663,66 @@ def apply(
                 outcomes += run.apply(Target(adapter, collection), group, on_progress=bar.update)
     except (CanaryLimit, StaleWrite) as error:
         stopped = error  # the run counted what it did before it stopped
+    except LedgerError as error:
+        landed = run.counts["applied"] if run is not None else 0
+        if not landed:
+            raise
+        raise click.ClickException(
+            f"{error} -- the run stopped after {landed} write(s) of batch {batch} had "
+            "landed (recorded); run the same command again to go on (nothing is applied twice)"
+        ) from None
     finally:
         adapter.close()
-    refused = [o for o in outcomes if o.status in ("stale", "failed")]
+    assert run is not None  # only the run itself raises what is caught above
+    refused = [o for o in outcomes if o.status in ("stale", "failed", "pending")]
     if isinstance(stopped, StaleWrite):
         refused.append(
             Outcome(stopped.record, "stale", None, stopped.field, stopped.expected, stopped.actual)
         )
+    conflicts = [o for o in outcomes if o.conflict]
     left = len(changes) - sum(run.counts.values())
     done = run.counts["applied"] + run.counts["already_applied"]
-    # A batch with refused or unapplied lines stays open, so the fixed lines can join it.
+    # A batch with refused, pending or unapplied lines stays open, so the fixed lines can join
+    # it and `recover` can record a pending write there.
     closed = not keep_open and not refused and not left and done > 0
     if closed:
         ledger.close_batch(batch)
+    activity = getattr(adapter, "activity", None)  # adapters that count their requests
+    warnings: list[str] = run.warnings + (activity.warnings if activity else [])
     summary = {
         "batch": batch,
         "counts": dict(run.counts),
         "refused": [o.to_json() for o in refused],
+        "conflicts": [o.to_json() for o in conflicts],
         "left": left,
         "stopped": {CanaryLimit: "canary limit", StaleWrite: "stale"}.get(type(stopped)),
         "closed": closed,
+        "elapsed_seconds": round(time.monotonic() - started, 3),
+        "retries": run.retries + (activity.retries if activity else 0),
+        "waited_seconds": round(activity.waited, 3) if activity else 0.0,
+        "warnings": warnings,
     }
 
     def human() -> None:
         counts = ", ".join(f"{n} {status}" for status, n in sorted(run.counts.items()))
-        click.echo(f"batch {batch}: {counts or 'nothing applied'}")
+        click.echo(
+            f"batch {batch}: {counts or 'nothing applied'} in {summary['elapsed_seconds']:.1f} s "
+            f"({summary['retries']} retries, {summary['waited_seconds']:.1f} s waiting)"
+        )
+        for warning in warnings:
+            click.echo(f"warning: {warning}")
         if refused:
             _table(
                 ["entity", "status", "field", "expected", "actual", "error"],
                 ([o.entity, o.status, o.field, o.expected, o.actual, o.error] for o in refused),
+            )
+        if run.counts["pending"]:
+            click.echo("pending writes may have landed: run `ledger recover` once it answers")
+        if conflicts:
+            click.echo("conflicts: outside values found right after these writes (review them)")
+            _table(
+                ["entity", "field", "written", "found"],
+                ([o.entity, o.field, o.expected, o.actual] for o in conflicts),
             )
         if isinstance(stopped, CanaryLimit):
             click.echo(
@@ -700,7 +740,7 @@ def apply(
     _emit(as_json, summary, human)
     if refused:
         sys.exit(Exit.REFUSED)
-    if left:
+    if left or conflicts:
         sys.exit(Exit.REVIEW)
 
 

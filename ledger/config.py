@@ -289,6 +289,18 @@ def _http_routes(system: str, settings: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_HTTP_OPTIONS: dict[str, Any] = {  # HttpAdapter keywords settable per system, with their types
+    "timeout": float,
+    "retry_attempts": int,
+    "retry_wait_initial": float,
+    "retry_wait_max": float,
+    "page_size": int,
+    "require_conditional": bool,
+    "conditional_writes": Literal["probe", "honoured", "ignored"],
+    "number_model": Literal["json", "javascript"],
+}
+
+
 def _http(system: str, settings: dict[str, Any], routes: dict[str, Any], base: Path) -> Adapter:
     from adapters.http import HttpAdapter
 
@@ -299,7 +311,7 @@ def _http(system: str, settings: dict[str, Any], routes: dict[str, Any], base: P
         headers={
             name: os.path.expandvars(value) for name, value in settings.get("headers", {}).items()
         },
-        timeout=float(settings.get("timeout", 10.0)),
+        **{key: settings[key] for key in _HTTP_OPTIONS if key in settings},
     )
 
 
@@ -337,7 +349,7 @@ class _Kind:
 KINDS: dict[str, _Kind] = {
     "sql": _Kind({"url": str, "collections": dict}, ("url", "collections"), _sql_routes, _sql),
     "http": _Kind(
-        {"base_url": str, "headers": dict[str, str], "timeout": float, "collections": dict},
+        {"base_url": str, "headers": dict[str, str], "collections": dict, **_HTTP_OPTIONS},
         ("base_url", "collections"),
         _http_routes,
         _http,

@@ -13,7 +13,8 @@ follows one protocol (docs/reliability.md lists its failure cases):
    exact before-image; refused ones are settled as stale or failed.
 
 A crash between 4 and 6 leaves intents pending; `recover` reads the target to settle each as
-applied or not applied.
+applied or not applied. So does a write whose outcome the adapter could not know (``unknown``:
+its answer was lost and the system stopped answering): it stays pending, never ``failed``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 # A module import, not names: `adapters.protocol` itself imports `ledger`, so importing
 # `adapters` first must find this module able to load while that one is half-initialised.
@@ -87,12 +94,18 @@ class Outcome:
     """What happened to one change in a run."""
 
     entity: str
-    status: str  # "applied", "already_applied", "stale", "failed" or "not_applied"
+    status: str  # "applied", "already_applied", "stale", "failed", "not_applied" or "pending"
     receipt: Receipt | None = None
     field: str | None = None
     expected: Any = None
     actual: Any = None
     error: str | None = None
+
+    @property
+    def conflict(self) -> bool:
+        """Applied, but an outside value was found right after the write (no conditional
+        writes on that system): ``field``, ``expected`` and ``actual`` name it."""
+        return self.status == "applied" and self.field is not None
 
     @property
     def moved_to(self) -> str | None:
@@ -108,7 +121,7 @@ class Outcome:
             result["position"] = self.receipt.action.position
         if self.moved_to is not None:
             result["moved_to"] = self.moved_to
-        if self.status == "stale":
+        if self.status == "stale" or self.conflict:
             result.update(
                 field=self.field,
                 expected=encode_value(self.expected),
@@ -150,7 +163,10 @@ class Run:
         self.limit = limit
         self.stop_on_stale = stop_on_stale
         self.counts: Counter[str] = Counter()
+        self.retries = 0  # chunks written again after a transient failure
+        self.warnings: list[str] = []
         self._occurrences: Counter[str] = Counter()
+        self._checked: set[Target] = set()
 
     def __enter__(self) -> Run:
         return self
@@ -161,11 +177,17 @@ class Run:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        # A batch with refused or failed changes stays open, so the fixed ones can be run
-        # into it again.
-        left = self.counts["stale"] + self.counts["failed"] + self.counts["not_applied"]
-        if kind is None and not left and self.counts["applied"] + self.counts["already_applied"]:
+        if kind is None and self.closable:
             self.ledger.close_batch(self.batch)
+
+    @property
+    def closable(self) -> bool:
+        """Something landed and nothing is left: a batch with refused or failed changes stays
+        open so the fixed ones can be run into it again, and one with a pending write stays
+        open for `recover` to record it there."""
+        landed = self.counts["applied"] + self.counts["already_applied"]
+        left = sum(self.counts[s] for s in ("stale", "failed", "not_applied", "pending"))
+        return bool(landed) and not left
 
     # One change at a time (a live automation) -------------------------------------------
 
@@ -208,10 +230,20 @@ class Run:
             # From reading the target to settling in the ledger, no other run touches these
             # records: it would take this run's unsettled writes for outside edits.
             with self.ledger.index.lock_records([str(change.address) for change in chunk]):
-                outcomes.extend(self._apply_chunk(target, prepared))
-            if on_progress is not None:
-                on_progress(len(chunk))
+                outcomes.extend(self._apply_chunk(target, prepared, on_progress or _ignore))
         return outcomes
+
+    def check(self, target: Target, keys: Sequence[str] = ()) -> list[str]:
+        """Ask the target's adapter, once, whether its writes can be trusted before any is
+        made: raises if the system's settings say they must be and they are not; returns the
+        warnings to show before the run (and keeps them in `warnings`)."""
+        if target in self._checked:
+            return []
+        check = getattr(target.adapter, "check_writes", None)  # adapters that need it
+        found: list[str] = check(target.collection, keys) if check is not None else []
+        self._checked.add(target)
+        self.warnings.extend(found)
+        return found
 
     def _prepare(self, change: Change) -> Change:
         change = change.with_defaults(**self.defaults)
@@ -223,7 +255,9 @@ class Run:
             fingerprint=change.content_hash(batch=self.batch, occurrence=self._occurrences[content])
         )
 
-    def _apply_chunk(self, target: Target, chunk: list[Change]) -> list[Outcome]:
+    def _apply_chunk(
+        self, target: Target, chunk: list[Change], on_progress: Callable[[int], None]
+    ) -> list[Outcome]:
         fingerprints = [cast(str, change.fingerprint) for change in chunk]
         waiting = {row[0] for row in self.ledger.index.pending(self.batch)}
         if waiting & set(fingerprints):
@@ -270,8 +304,10 @@ class Run:
                 outcomes[index] = _refusal(chunk[index], error)
         if writes:
             self._refuse_if_closed(chunk[next(iter(writes))])
+            self.check(target, [w.key for w in writes.values() if w.operation != "create"])
+        on_progress(len(chunk) - len(writes))
         intents = self._declare([chunk[i] for i in writes])
-        results = self._write(target, list(writes.values()))
+        results = self._write(target, list(writes.values()), on_progress)
         settled = settle(
             self.ledger,
             [(chunk[i], result) for i, result in zip(writes, results, strict=True)],
@@ -347,16 +383,42 @@ class Run:
         self.ledger.save(*intents.values(), pending_add=pending)
         return intents
 
-    def _write(self, target: Target, writes: list[Write]) -> list[WriteResult]:
+    def _write(
+        self, target: Target, writes: list[Write], on_progress: Callable[[int], None]
+    ) -> list[WriteResult]:
         if not writes:
             return []
+
+        def counted(state: RetryCallState) -> None:
+            self.retries += 1
+
         retrying = Retrying(
             stop=stop_after_attempt(WRITE_ATTEMPTS),
             wait=wait_exponential_jitter(multiplier=0.05, max=2.0),
             retry=retry_if_exception_type(TransientError),
+            before_sleep=counted,
             reraise=True,
         )
-        return cast("list[WriteResult]", retrying(target.adapter.write, target.collection, writes))
+        # An adapter writing one request per record reports each as it settles (progress per
+        # write, not per chunk); a retried chunk is not counted twice.
+        reported = [0]
+
+        def one_written(result: WriteResult) -> None:
+            if reported[0] < len(writes):
+                reported[0] += 1
+                on_progress(1)
+
+        adapter = target.adapter
+        hooked = hasattr(adapter, "on_write")
+        if hooked:
+            adapter.on_write = one_written  # type: ignore[attr-defined]
+        try:
+            results = retrying(adapter.write, target.collection, writes)
+        finally:
+            if hooked:
+                adapter.on_write = None  # type: ignore[attr-defined]
+        on_progress(len(writes) - reported[0])
+        return cast("list[WriteResult]", results)
 
 
 def _typed(target: Target, change: Change) -> Change:
@@ -369,6 +431,10 @@ def _typed(target: Target, change: Change) -> Change:
     if values is change.values and expected is change.expected:
         return change  # nothing converted (the usual case): no copy, no second check
     return replace(change, values=values, expected=expected)
+
+
+def _ignore(count: int) -> None:
+    """No progress to report."""
 
 
 def _chunks(changes: Iterator[Change], size: int) -> Iterator[list[Change]]:
@@ -507,8 +573,11 @@ def settle(
             outcomes[index] = Outcome(
                 name, "stale", field=result.field, expected=result.expected, actual=result.actual
             )
+        elif result.outcome == "unknown":  # may have landed: left pending for `recover`
+            outcomes[index] = Outcome(name, "pending", error=result.error)
         else:
             outcomes[index] = Outcome(name, "failed", error=result.error)
+    unsettled = {i for i, outcome in enumerate(outcomes) if outcome and outcome.status == "pending"}
 
     fresh = [dict(declared or {})]
 
@@ -516,6 +585,8 @@ def settle(
         known, fresh[0] = fresh[0], {}  # a second attempt reads the intents again
         intents = []
         for index, (change, _) in enumerate(pairs):
+            if index in unsettled:
+                continue
             fingerprint = cast(str, change.fingerprint)
             intent = known.get(fingerprint) or cast(
                 Intent, ledger.repository.get(intent_id(fingerprint))
@@ -526,12 +597,21 @@ def settle(
             else:
                 intent.settle(outcome.status, field=outcome.field, error=outcome.error)
             intents.append(intent)
-        return intents, {"pending_remove": [change.fingerprint for change, _ in pairs]}
+        settled = [c.fingerprint for i, (c, _) in enumerate(pairs) if i not in unsettled]
+        return intents, {"pending_remove": settled}
 
     receipts = ledger.record_all([change for _, change in applied], settle=settlements)
     for (owner, _), receipt in zip(applied, receipts, strict=True):
         if owner is not None:
-            outcomes[owner] = Outcome(str(pairs[owner][0].address), "applied", receipt)
+            result = pairs[owner][1]  # a field set on an applied result: an outside value found
+            outcomes[owner] = Outcome(
+                str(pairs[owner][0].address),
+                "applied",
+                receipt,
+                field=result.field if result.outcome == "applied" else None,
+                expected=result.expected,
+                actual=result.actual,
+            )
     return cast(list[Outcome], outcomes)
 
 

@@ -8,9 +8,12 @@ Routes (the ones `adapters.http` speaks), for any collection name ``c``:
   next integer as text. A repeated ``Idempotency-Key`` replays the first answer.
 * ``PUT /c/K`` (create or replace), ``PATCH /c/K`` (merge; null is null), ``DELETE /c/K``.
 
-With ``etags``, ``If-Match`` and ``If-None-Match`` are honoured with 412; without, they are
-ignored. Faults are injected with `fail_next` and `drop_response_next`; `edit` is an outside
-edit; `after_get` runs a hook right after a GET is answered, before the client can act on it.
+With ``etags``, ``If-Match`` and ``If-None-Match`` are honoured with 412 (unless ``if_match``
+is off: ETags sent, conditions ignored); without, they are ignored. ``etags="weak"`` sends weak
+ETags (``W/"v7"``) and compares If-Match strongly, as RFC 9110 says: a weak tag never matches.
+``version_field`` names a field the server increments on every write, outside edits included.
+Faults are injected with `fail_next` and `drop_response_next`; `edit` is an outside edit;
+`after_get` runs a hook right after a GET is answered, before the client can act on it.
 Every request is counted in `hits`, every applied write in `applied`. One lock guards it all.
 """
 
@@ -24,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 Reply = tuple[int, dict[str, str], bytes]
@@ -45,7 +48,9 @@ class CrmServer:
     def __init__(
         self,
         *,
-        etags: bool = True,
+        etags: bool | Literal["weak"] = True,
+        if_match: bool = True,
+        version_field: str | None = None,
         assign_ids: bool = False,
         idempotency_keys: bool = True,
         id_field: str = "id",
@@ -53,6 +58,8 @@ class CrmServer:
         after_param: str = "after",
     ):
         self.etags = etags
+        self.if_match = if_match
+        self.version_field = version_field
         self.assign_ids = assign_ids
         self.idempotency_keys = idempotency_keys
         self.id_field = id_field
@@ -279,13 +286,14 @@ class CrmServer:
     def _preconditions_hold(
         self, collection: str, key: str, handler: BaseHTTPRequestHandler
     ) -> bool:
-        if not self.etags:
+        if not self.etags or not self.if_match:
             return True
         current = self._etag(collection, key)
         if_match = handler.headers.get("If-Match")
         if if_match is not None:
             tags = [tag.strip() for tag in if_match.split(",")]
-            if current is None or ("*" not in tags and current not in tags):
+            strong = [tag for tag in tags if not tag.startswith("W/")]  # RFC 9110 13.1.1
+            if current is None or ("*" not in tags and current not in strong):
                 return False
         if_none_match = handler.headers.get("If-None-Match")
         if if_none_match is not None and current is not None:
@@ -304,12 +312,17 @@ class CrmServer:
             rows.pop(key, None)
             self._versions.pop((collection, key), None)
         else:
+            if self.version_field is not None:
+                old = rows.get(key, {}).get(self.version_field, 0)
+                record = {**record, self.version_field: old + 1}
             rows[key] = record
             self._versions[(collection, key)] = next(self._clock)
 
     def _etag(self, collection: str, key: str) -> str | None:
         version = self._versions.get((collection, key))
-        return f'"v{version}"' if version is not None else None
+        if version is None:
+            return None
+        return f'W/"v{version}"' if self.etags == "weak" else f'"v{version}"'
 
     def _record_reply(self, status: int, collection: str, key: str) -> Reply:
         status, headers, body = _json(status, {self.id_field: key, **self._rows[collection][key]})
