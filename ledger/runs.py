@@ -305,7 +305,8 @@ class Run:
         if writes:
             self._refuse_if_closed(chunk[next(iter(writes))])
             self.check(target, [w.key for w in writes.values() if w.operation != "create"])
-        on_progress(len(chunk) - len(writes))
+        if len(chunk) > len(writes):
+            on_progress(len(chunk) - len(writes))
         intents = self._declare([chunk[i] for i in writes])
         results = self._write(target, list(writes.values()), on_progress)
         settled = settle(
@@ -417,7 +418,8 @@ class Run:
         finally:
             if hooked:
                 adapter.on_write = None  # type: ignore[attr-defined]
-        on_progress(len(writes) - reported[0])
+        if reported[0] < len(writes):
+            on_progress(len(writes) - reported[0])
         return cast("list[WriteResult]", results)
 
 

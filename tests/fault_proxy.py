@@ -10,7 +10,8 @@ and servers produce, at exact requests rather than at wall-clock moments.
   optionally hang up instead of answering.
 
 An upstream that cannot be reached is answered 502, as a gateway does. Every request is counted
-in `hits`; every forwarded one in `forwarded` with the server's status.
+in `hits` (with its ``If-Match`` header, if any); every forwarded one in `forwarded` with the
+server's status.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class _Rule:
     drop: bool = False  # forward, then hang up
     hook: Callable[[], None] | None = None  # forward, then run this before answering
     hold: threading.Event | None = None  # forward, then wait for this before answering
+    skip: int = 0  # matching requests to let through untouched first
     body: str = "injected failure"
 
     def matches(self, method: str, path: str) -> bool:
@@ -59,6 +61,7 @@ class FaultProxy:
 
     upstream: str
     hits: list[tuple[str, str]] = field(default_factory=list)
+    if_match: list[str] = field(default_factory=list)
     forwarded: list[tuple[str, str, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -67,9 +70,7 @@ class FaultProxy:
         self._httpd: _Httpd | None = None
         self._thread: threading.Thread | None = None
         # No keep-alive upstream: a restarted server never meets a stale pooled connection.
-        self._client = httpx.Client(
-            timeout=30.0, limits=httpx.Limits(max_keepalive_connections=0)
-        )
+        self._client = httpx.Client(timeout=30.0, limits=httpx.Limits(max_keepalive_connections=0))
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -121,9 +122,12 @@ class FaultProxy:
         method: str | None = None,
         path: str | None = None,
         retry_after: str | None = None,
+        skip: int = 0,
     ) -> None:
-        """Answer the next `n` matching requests with `status`, forwarding nothing."""
-        self._add(n, method, path, status=status, retry_after=retry_after)
+        """Answer the next `n` matching requests (after `skip` of them) with `status`,
+        forwarding nothing."""
+        self._add(1, method, path, status=status, retry_after=retry_after, skip=skip)
+        self._add(n - 1, method, path, status=status, retry_after=retry_after)
 
     def drop_response_next(self, n: int = 1, *, method: str, path: str | None = None) -> None:
         """Forward the next `n` matching requests (writes land), then hang up unanswered."""
@@ -142,9 +146,11 @@ class FaultProxy:
         method: str,
         path: str | None = None,
         drop: bool = False,
+        skip: int = 0,
     ) -> None:
-        """Forward the next matching request, run `hook`, then answer (or hang up if `drop`)."""
-        self._add(1, method, path, hook=hook, drop=drop)
+        """Forward the next matching request (after `skip` of them), run `hook`, then answer
+        (or hang up if `drop`)."""
+        self._add(1, method, path, hook=hook, drop=drop, skip=skip)
 
     def count(self, method: str) -> int:
         with self._lock:
@@ -163,8 +169,13 @@ class FaultProxy:
         body = handler.rfile.read(length) if length else b""
         with self._lock:
             self.hits.append((method, path))
+            if "If-Match" in handler.headers:
+                self.if_match.append(handler.headers["If-Match"])
             rule = next((r for r in self._rules if r.matches(method, path)), None)
-            if rule is not None:
+            if rule is not None and rule.skip:
+                rule.skip -= 1
+                rule = None
+            elif rule is not None:
                 self._rules.remove(rule)
         if rule is not None and rule.status is not None:
             headers = {"Retry-After": rule.retry_after} if rule.retry_after else {}

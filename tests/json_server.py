@@ -6,8 +6,10 @@ it writes from a dict. What makes it a useful stranger: numeric ids it assigns i
 arrays for listings (``_page``/``_limit`` pages with ``Link`` and ``X-Total-Count``, or
 ``_start``/``_limit`` offsets), JavaScript numbers (``90.0`` is stored as ``90``, integers beyond
 2**53 rounded), and a DELETE that also removes records whose ``<parent>Id`` field pointed at the
-deleted record. Each write is saved to the db file before it is answered, so `kill` after an
-answer (or instead of it) leaves the write committed, and `restart` serves that file again.
+deleted record. json-server answers a write before its db file is saved (lowdb's FileAsync
+writes it atomically, but the answer does not wait): a server killed just after answering can
+lose the write. `kill_once_saved` waits until the file holds it (the server "died after
+committing"); `restart` serves that file again.
 
 The binary is ``tests/node/node_modules/.bin/json-server`` (``npm ci --prefix tests/node``
 installs it; `.ci/run` does). Without it, `start_json_server` skips the test, or fails it when
@@ -22,6 +24,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +84,15 @@ class JsonServer:
             self.process.wait()
             self.process = None
 
+    def kill_once_saved(self, saved: Callable[[dict[str, Any]], bool]) -> None:
+        """SIGKILL as soon as the db file satisfies `saved` (waiting on the file's state)."""
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while not saved(self.data()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"json-server never saved the write: {self.data()}")
+            time.sleep(0.005)
+        self.kill()
+
     def restart(self) -> None:
         """Start again on the same port over the same db file (what was committed survives)."""
         self.kill()
@@ -96,7 +108,7 @@ class JsonServer:
             self.process = None
 
     def data(self) -> dict[str, Any]:
-        """The db file as json-server last saved it."""
+        """The db file as json-server last saved it (it replaces the file atomically)."""
         return dict(json.loads(self.db.read_text()))
 
     def records(self, collection: str) -> dict[str, dict[str, Any]]:

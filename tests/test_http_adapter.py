@@ -3,9 +3,11 @@ its word on types, retries, lost responses and compare-and-set windows (see adap
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +17,7 @@ from crm_server import CrmServer
 
 from adapters.http import CollectionRoute, HttpAdapter
 from adapters.protocol import Write, join_key
+from ledger.config import open_adapter
 from ledger.errors import AdapterError, ConfigurationError, TargetRejected, TransientError
 from ledger.values import same
 
@@ -466,3 +469,140 @@ def test_scan_refuses_a_server_that_does_not_page_in_key_text_order() -> None:
 def test_an_unknown_collection_is_a_configuration_error(adapter: HttpAdapter) -> None:
     with pytest.raises(ConfigurationError, match="no route for collection 'deals'"):
         adapter.read("deals", ["1"])
+
+
+# -- conditional writes: found out, then required or acknowledged -------------------------
+
+
+def test_a_server_honouring_if_match_is_found_so_by_a_probe_that_changes_nothing(
+    etag_crm: CrmServer,
+) -> None:
+    adapter = connect(etag_crm, check=False)
+    assert adapter.check_writes(C) == []
+    assert etag_crm.count("PATCH") == 1 and etag_crm.applied == []  # answered 412
+    assert etag_crm.records(C) == SEED
+
+
+def test_a_server_ignoring_if_match_is_found_out_and_nothing_is_written() -> None:
+    with CrmServer(if_match=False) as crm:  # strong ETags, conditions ignored
+        crm.seed(C, SEED)
+        adapter = connect(crm, check=False, require_conditional=True)
+        with pytest.raises(ConfigurationError, match=r"ignores If-Match.*require_conditional"):
+            adapter.check_writes(C)
+        assert crm.records(C) == SEED  # the probe changed no field
+        crm.hits.clear()
+        (result,) = adapter.write(
+            C, [Write("1", "update", {"stage": "sql"}, expected={"stage": "lead"})]
+        )
+        assert result.outcome == "failed" and "ignores If-Match" in (result.error or "")
+        assert crm.count("PATCH") == 0 and crm.record(C, "1") == SEED["1"]
+
+
+def test_without_etags_writes_are_refused_unless_acknowledged(plain_crm: CrmServer) -> None:
+    required = connect(plain_crm, check=False, require_conditional=True)
+    with pytest.raises(ConfigurationError, match="carry no ETag"):
+        required.check_writes(C)
+    acknowledged = connect(plain_crm, check=False, require_conditional=False)
+    (warning,) = acknowledged.check_writes(C)
+    assert warning.startswith("crm/contacts: writes are best effort, not conditional")
+
+
+def test_weak_etags_are_never_sent_in_if_match() -> None:
+    """A weak ETag never matches under RFC 9110's strong comparison: sent in If-Match, every
+    write was answered 412 and reported stale with identical expected and actual values."""
+    with CrmServer(etags="weak") as crm:
+        crm.seed(C, SEED)
+        required = connect(crm, check=False, require_conditional=True)
+        with pytest.raises(ConfigurationError, match=r'only weak ETags \(W/"v\d+"\)'):
+            required.check_writes(C)
+        adapter = connect(crm, require_conditional=False)
+        (result,) = adapter.write(
+            C, [Write("1", "update", {"stage": "sql"}, expected={"stage": "lead"})]
+        )
+        assert (result.outcome, result.field) == ("applied", None)
+        assert crm.record(C, "1") == {**SEED["1"], "stage": "sql"}
+
+
+def test_a_412_to_the_etag_the_server_itself_sends_is_failed_not_stale(
+    etag_crm: CrmServer,
+) -> None:
+    adapter = connect(etag_crm)
+    etag_crm.fail_next(5, 412, method="PATCH")
+    (result,) = adapter.write(
+        C, [Write("1", "update", {"stage": "sql"}, expected={"stage": "lead"})]
+    )
+    assert result.outcome == "failed" and "no client can satisfy" in (result.error or "")
+    assert etag_crm.count("PATCH") == 1
+
+
+def test_best_effort_an_edit_to_another_field_in_the_window_is_a_conflict(
+    plain_crm: CrmServer,
+) -> None:
+    adapter = connect(plain_crm)
+    plain_crm.after_get(C, "1", lambda: plain_crm.edit(C, "1", name="Ann B."))
+    (result,) = adapter.write(
+        C, [Write("1", "update", {"stage": "sql"}, expected={"stage": "lead"})]
+    )
+    assert (result.outcome, result.field, result.expected, result.actual) == (
+        "applied",
+        "name",
+        "Ann",
+        "Ann B.",
+    )
+    assert result.before == SEED["1"]  # what the write was made over, not the outside value
+    assert plain_crm.record(C, "1") == {"name": "Ann B.", "stage": "sql", "score": 10}
+
+
+def test_a_version_field_exposes_an_edit_overwritten_inside_the_window() -> None:
+    with CrmServer(etags=False, version_field="version") as crm:
+        crm.seed(C, SEED)
+        adapter = connect(crm, CollectionRoute("/contacts", version_field="version"))
+        crm.after_get(C, "1", lambda: crm.edit(C, "1", stage="mql"))  # the field being written
+        (result,) = adapter.write(
+            C, [Write("1", "update", {"stage": "sql"}, expected={"stage": "lead"})]
+        )
+        assert (result.outcome, result.field, result.expected, result.actual) == (
+            "applied",
+            "version",
+            2,
+            3,
+        )
+
+
+# -- configuration ------------------------------------------------------------------------
+
+
+def http_config(tmp_path: Path, crm: CrmServer, settings: str) -> str:
+    config = tmp_path / "ledger.toml"
+    config.write_text(
+        f'[systems.crm]\ntype = "http"\nbase_url = "{crm.url}"\n{settings}\n'
+        'collections.contacts = { path = "/contacts" }\n'
+    )
+    return str(config)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ("timout = 5", "systems.crm.timout is not a setting of an http system"),
+        ('retry_attempts = "3"', "systems.crm.retry_attempts must be an integer, not '3'"),
+        ("require_conditional = 1", "systems.crm.require_conditional must be true or false"),
+        ('number_model = "js"', "number_model 'js' is not one of json, javascript"),
+        ('conditional_writes = "yes"', "conditional_writes 'yes' is not one of probe"),
+    ],
+)
+def test_unknown_or_malformed_http_settings_are_refused_naming_the_key(
+    tmp_path: Path, etag_crm: CrmServer, settings: str, message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        open_adapter("crm", http_config(tmp_path, etag_crm, settings))
+
+
+def test_retries_are_configurable(tmp_path: Path, etag_crm: CrmServer) -> None:
+    adapter = open_adapter(
+        "crm", http_config(tmp_path, etag_crm, "retry_attempts = 2\nretry_wait_initial = 0.001")
+    )
+    etag_crm.fail_next(5, 503, method="GET")
+    with pytest.raises(TransientError, match="failed after 2 attempt"):
+        adapter.read(C, ["1"])
+    assert isinstance(adapter, HttpAdapter) and adapter.activity.retries == 1
