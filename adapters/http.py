@@ -49,13 +49,11 @@ the GET and the write, is overwritten — unless the route names a ``version_fie
 increments on every write, whose jump by more than one is then reported. A delete or a
 PUT-create racing an outside write cannot be checked afterwards.
 
-Retries: connection failures, timeouts, 408, 429 and 5xx are retried with exponential backoff and
-full jitter (``retry_wait_initial`` doubling, capped at ``retry_wait_max``), for up to
-``retry_attempts`` attempts. A ``Retry-After`` no longer than ``retry_wait_max`` is waited as
-asked; a longer one ends the retries at once. Other 4xx answers are not retried: the write is
-``failed`` with the status and the response body. `activity` counts requests, retries and the
-time spent waiting, and collects warnings, for a run's summary; ``on_write`` (when set) is called
-with each write's result as it settles, so a caller can show progress per request.
+Retries (`adapters.http_client`): connection failures, timeouts, 408, 429 and 5xx are retried
+with backoff, ``Retry-After`` honoured, up to ``retry_attempts``; other 4xx answers are not: the
+write is ``failed`` with the status and the response body. `activity` counts requests, retries
+and time spent waiting, and collects warnings, for a run's summary; ``on_write`` (when set) is
+called with each write's result as it settles, so a caller can show progress per request.
 
 Lost responses: a write whose request may have reached the server (the connection dropped
 after sending, a read timeout, a 5xx) may have been applied. Before retrying, the adapter GETs
@@ -75,8 +73,7 @@ after that, the write that could not get through and every later one are ``faile
 attempted).
 
 Connections: the adapter's own `httpx.Client` (``timeout`` seconds per request) is closed by
-`close`; a ``client`` passed in is its owner's to configure and to close. ``sleep`` is how
-retries wait (tests pass a recorder).
+`close`; a ``client`` passed in is its owner's. ``sleep`` is how retries wait.
 
 Types: JSON carries text, integers of any size, floats, booleans, null, lists and objects, and
 they come back as the same Python types. JSON cannot carry Decimal, dates, times, UUIDs or bytes:
@@ -93,23 +90,14 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Any, Literal, TypeVar, cast
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, cast
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
-from tenacity.stop import stop_base
 
 from adapters import http_listing
+from adapters.http_client import Activity, Moved, Retryable, RetryingClient, describe
 from adapters.http_listing import LISTINGS, Listing
 from adapters.numbers import NUMBER_MODELS, NumberModel, held, not_held
 from adapters.protocol import (
@@ -132,10 +120,8 @@ from ledger.values import ABSENT, parse_json, same
 
 __all__ = ["Activity", "CollectionRoute", "Guarantee", "HttpAdapter"]
 
-T = TypeVar("T")
 ConditionalWrites = Literal["probe", "honoured", "ignored"]
 CONDITIONAL_WRITES: tuple[ConditionalWrites, ...] = ("probe", "honoured", "ignored")
-_BODY_SHOWN = 2000  # characters of a refusal's response body kept in the error
 
 
 @dataclass(frozen=True)
@@ -169,34 +155,6 @@ class Guarantee:
     reason: str
 
 
-@dataclass
-class Activity:
-    """What the adapter's requests cost and what it noticed, for a run's summary."""
-
-    requests: int = 0
-    retries: int = 0
-    waited: float = 0.0
-    warnings: list[str] = field(default_factory=list)
-
-
-class _Retryable(Exception):
-    """A failure worth another attempt; ``sent`` when the request may have reached the server."""
-
-    def __init__(
-        self, method: str, url: str, reason: str, *, sent: bool, retry_after: float | None = None
-    ):
-        super().__init__(f"{method} {url}: {reason}")
-        self.method = method
-        self.url = url
-        self.reason = reason
-        self.sent = sent
-        self.retry_after = retry_after
-
-
-class _Moved(_Retryable):
-    """412: the record changed between our GET and our write; re-read at once, no backoff."""
-
-
 @dataclass(frozen=True)
 class _Fetched:
     """One GET of one record: the record (None if missing), its ETag and its id as held."""
@@ -221,17 +179,6 @@ class _Progress:
     refused_etag: str | None = None  # the ETag a 412 answered
 
 
-class _StopOnLongRetryAfter(stop_base):
-    """Stop when the server asks for a longer wait than we are willing to spend."""
-
-    def __init__(self, limit: float):
-        self.limit = limit
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        failure = _failure(retry_state)
-        return failure is not None and (failure.retry_after or 0.0) > self.limit
-
-
 class HttpAdapter:
     """A REST API as an adapter; see the module docstring for the routes and guarantees."""
 
@@ -253,8 +200,6 @@ class HttpAdapter:
         client: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ):
-        if retry_attempts < 1:
-            raise ConfigurationError(f"{system}: retry_attempts must be at least 1")
         if page_size < 1:
             raise ConfigurationError(f"{system}: page_size must be at least 1")
         _one_of(system, "conditional_writes", conditional_writes, CONDITIONAL_WRITES)
@@ -262,27 +207,33 @@ class HttpAdapter:
         for name, route in collections.items():
             _one_of(f"{system}/{name}", "listing", route.listing, LISTINGS)
         self.system = system
+        self._http = RetryingClient(
+            system,
+            headers=headers,
+            timeout=timeout,
+            retry_attempts=retry_attempts,
+            retry_wait_initial=retry_wait_initial,
+            retry_wait_max=retry_wait_max,
+            client=client,
+            sleep=sleep,
+        )
         self._base = base_url.rstrip("/")
         self._routes = dict(collections)
-        self._headers = {"Accept": "application/json", **(headers or {})}
-        self._attempts = retry_attempts
-        self._backoff = wait_random_exponential(multiplier=retry_wait_initial, max=retry_wait_max)
-        self._wait_max = retry_wait_max
         self._page_size = page_size
         self._require = require_conditional
         self._declared = conditional_writes
         self._numbers = number_model
-        self._sleep = sleep
         self._guarantees: dict[str, Guarantee] = {}
-        self.activity = Activity()
         self.on_write: Callable[[WriteResult], None] | None = None
-        # An injected client is its owner's to configure (timeout included) and to close.
-        self._owns_client = client is None
-        self._client = client if client is not None else httpx.Client(timeout=timeout)
+
+    @property
+    def activity(self) -> Activity:
+        """Requests, retries and time spent waiting so far, and the warnings noticed."""
+        return self._http.activity
 
     def read(self, collection: str, keys: Sequence[str]) -> dict[str, Record | None]:
         route = self._route(collection)
-        return {key: self._call(self._fetch, route, key).record for key in keys}
+        return {key: self._http.call(self._fetch, route, key).record for key in keys}
 
     def scan(self, collection: str) -> Iterator[tuple[str, Record]]:
         route = self._route(collection)
@@ -353,8 +304,7 @@ class HttpAdapter:
         ]
 
     def close(self) -> None:
-        if self._owns_client:
-            self._client.close()
+        self._http.close()
 
     # -- conditional writes -----------------------------------------------------------------
 
@@ -389,7 +339,7 @@ class HttpAdapter:
         """A PATCH of no fields whose If-Match matches nothing: 412 if If-Match is honoured."""
         url = self._url(route, _key_text(fetched.id) or "")
         mismatch = f'"changeledger-probe-{uuid.uuid4().hex}"'
-        response = self._call(self._request, "PATCH", url, {}, {"If-Match": mismatch})
+        response = self._http.call(self._http.request, "PATCH", url, {}, {"If-Match": mismatch})
         if response.status_code == 412:
             return Guarantee(True, "it refused a PATCH whose If-Match matched nothing (412)")
         if response.is_success:
@@ -407,12 +357,12 @@ class HttpAdapter:
     def _sample(self, route: CollectionRoute, keys: Sequence[str]) -> _Fetched | None:
         """A record to find the guarantee on: one of `keys`, else the first one listed."""
         for key in keys[:3]:
-            fetched = self._call(self._fetch, route, key)
+            fetched = self._http.call(self._fetch, route, key)
             if fetched.record is not None:
                 return fetched
         for item in self._listed(route):
             listed = _key_text(item.get(route.id_field)) if isinstance(item, dict) else None
-            return self._call(self._fetch, route, listed) if listed is not None else None
+            return self._http.call(self._fetch, route, listed) if listed is not None else None
         return None
 
     def _refusal(self, collection: str, guarantee: Guarantee) -> str:
@@ -430,6 +380,8 @@ class HttpAdapter:
         problem = _not_json(write.values) or not_held(write.values, self._numbers)
         if problem is not None:
             return WriteResult(write.key, "failed", error=f"{self.system}: {problem}")
+        # Compared as the system holds them (a run has normalized them already).
+        write = replace(write, values=held(write.values, self._numbers))
         progress = _Progress()
         try:
             return self._attempts_of(route, collection, write, progress)
@@ -445,31 +397,31 @@ class HttpAdapter:
     ) -> WriteResult:
         # The same Idempotency-Key on every attempt of this write, in any process.
         token = write.token or uuid.uuid4().hex
-        retrying = self._retrying()
+        retrying = self._http.retrying()
         try:
             return retrying(self._attempt, route, collection, write, token, progress)
-        except _Moved:
-            now = self._call(self._fetch, route, write.key)
+        except Moved:
+            now = self._http.call(self._fetch, route, write.key)
             if now.strong_etag == progress.refused_etag:
                 return self._refused_own_etag(route, write, now)
             field, was, actual = _first_difference(progress.before, now.record)
             return WriteResult(write.key, "stale", now.record, field, was, actual)
-        except _Retryable as failure:
+        except Retryable as failure:
             if not progress.sent:
-                raise self._transient(failure, retrying) from failure
+                raise self._http.transient(failure, retrying) from failure
             try:  # one last look: did a request whose answer was lost land after all?
                 current = self._fetch(route, write.key).record
                 found = self._created_by(route, write, token)
-            except (_Retryable, AdapterError):
-                return self._unknown(write, progress, str(self._transient(failure, retrying)))
+            except (Retryable, AdapterError):
+                return self._unknown(write, progress, str(self._http.transient(failure, retrying)))
             if _holds(write, current):
                 return WriteResult(write.key, "applied", progress.before)
             if found is not None:
                 return WriteResult(write.key, "applied", None, assigned_key=found)
             if self._posted_elsewhere(route, write):
-                return self._unknown(write, progress, str(self._transient(failure, retrying)))
+                return self._unknown(write, progress, str(self._http.transient(failure, retrying)))
             progress.sent = False  # read back: it did not land
-            raise self._transient(failure, retrying) from failure
+            raise self._http.transient(failure, retrying) from failure
 
     def _attempt(
         self,
@@ -514,7 +466,7 @@ class HttpAdapter:
         progress.before = current
         try:
             response = self._send(route, write, fetched, etag, token)
-        except _Retryable as failure:
+        except Retryable as failure:
             progress.sent = progress.sent or failure.sent
             raise
         guarded = etag is not None and guarantee is not None and guarantee.conditional
@@ -531,21 +483,21 @@ class HttpAdapter:
         url = self._url(route, write.key)
         guard = {"If-Match": etag} if etag is not None else {}
         if write.operation == "delete":
-            return self._request("DELETE", url, headers=guard)
+            return self._http.request("DELETE", url, headers=guard)
         if write.operation == "update" and write.unset:
             whole = apply_write(write, fetched.record) or {}
-            return self._request("PUT", url, {**whole, route.id_field: fetched.id}, guard)
+            return self._http.request("PUT", url, {**whole, route.id_field: fetched.id}, guard)
         if write.operation == "update":
-            return self._request("PATCH", url, write.values, guard)
+            return self._http.request("PATCH", url, write.values, guard)
         body = dict(write.values)
         if not route.assigns_ids:
             body[route.id_field] = write.key
         if route.fingerprint_field:
             body[route.fingerprint_field] = token
         if route.put_create:
-            return self._request("PUT", url, body, {"If-None-Match": "*"})
+            return self._http.request("PUT", url, body, {"If-None-Match": "*"})
         once = {route.idempotency_header: token} if route.idempotency_header else {}
-        return self._request("POST", self._base + route.path, body, once)
+        return self._http.request("POST", self._base + route.path, body, once)
 
     def _settle(
         self,
@@ -569,7 +521,7 @@ class HttpAdapter:
             return WriteResult(write.key, "applied", progress.before, assigned_key=assigned)
         if status == 412:
             progress.refused_etag = etag
-            raise _Moved(method, url, "412 Precondition Failed", sent=False)
+            raise Moved(method, url, "412 Precondition Failed", sent=False)
         if status in (404, 409):
             current = self._fetch(route, write.key).record
             if progress.sent and _holds(write, current):
@@ -577,7 +529,7 @@ class HttpAdapter:
             refused = check_expected(write.key, write, current)
             if refused is not None:
                 return refused
-        error = f"{self.system}: {method} {url} was refused: {_describe(response)}"
+        error = f"{self.system}: {method} {url} was refused: {describe(response)}"
         return WriteResult(write.key, "failed", progress.before, error=error)
 
     def _confirm(self, route: CollectionRoute, write: Write, before: Record | None) -> WriteResult:
@@ -588,7 +540,7 @@ class HttpAdapter:
         if expected is not None and version and type(expected.get(version)) is int:
             expected[version] += 1
         try:
-            now = self._call(self._fetch, route, write.key).record
+            now = self._http.call(self._fetch, route, write.key).record
         except AdapterError as error:
             self.activity.warnings.append(
                 f"{self.system}: {write.operation} of {write.key} applied, but the read to "
@@ -675,11 +627,11 @@ class HttpAdapter:
     def _fetch(self, route: CollectionRoute, key: str) -> _Fetched:
         """One GET of one record."""
         url = self._url(route, key)
-        response = self._request("GET", url)
+        response = self._http.request("GET", url)
         if response.status_code == 404:
             return _Fetched(None)
         if not response.is_success:
-            raise TargetRejected(f"{self.system}: GET {url} was refused: {_describe(response)}")
+            raise TargetRejected(f"{self.system}: GET {url} was refused: {describe(response)}")
         body = self._parse(url, response)
         if not isinstance(body, dict):
             raise AdapterError(f"{self.system}: GET {url} did not return a JSON object")
@@ -695,9 +647,9 @@ class HttpAdapter:
         )
 
     def _list_page(self, url: str, params: dict[str, str] | None) -> httpx.Response:
-        response = self._call(self._request, "GET", url, None, None, params)
+        response = self._http.call(self._http.request, "GET", url, None, None, params)
         if not response.is_success:
-            raise TargetRejected(f"{self.system}: GET {url} was refused: {_describe(response)}")
+            raise TargetRejected(f"{self.system}: GET {url} was refused: {describe(response)}")
         return response
 
     def _split(self, route: CollectionRoute, url: str, item: Any) -> tuple[str, Record]:
@@ -718,87 +670,6 @@ class HttpAdapter:
                 f"{self.system}: GET {url} returned unreadable JSON: {error}"
             ) from None
 
-    def _request(
-        self,
-        method: str,
-        url: str,
-        body: Record | None = None,
-        headers: dict[str, str] | None = None,
-        params: dict[str, str] | None = None,
-    ) -> httpx.Response:
-        """One request; raises `_Retryable` for what is worth another attempt."""
-        sending = {**self._headers, **(headers or {})}
-        content = None
-        if body is not None:
-            try:
-                content = json.dumps(body, ensure_ascii=False, allow_nan=False).encode()
-            except (TypeError, ValueError) as error:  # e.g. a Decimal read back for a PUT
-                raise AdapterError(f"{self.system}: {method} {url}: {error}") from None
-            sending["Content-Type"] = "application/json"
-        self.activity.requests += 1
-        try:
-            response = self._client.request(
-                method, url, content=content, headers=sending, params=params
-            )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
-            raise _Retryable(method, url, f"could not connect ({error})", sent=False) from error
-        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as error:
-            reason = f"{type(error).__name__}: {error}"
-            raise _Retryable(method, url, reason, sent=method != "GET") from error
-        status = response.status_code
-        if status in (408, 429) or status >= 500:
-            raise _Retryable(
-                method,
-                url,
-                _describe(response),
-                sent=status >= 500 and method != "GET",
-                retry_after=_retry_after(response),
-            )
-        return response
-
-    # -- retries ----------------------------------------------------------------------------
-
-    def _retrying(self) -> Retrying:
-        return Retrying(
-            stop=stop_after_attempt(self._attempts) | _StopOnLongRetryAfter(self._wait_max),
-            wait=self._wait,
-            retry=retry_if_exception_type(_Retryable),
-            sleep=self._pause,
-            reraise=True,
-        )
-
-    def _pause(self, seconds: float) -> None:
-        self.activity.retries += 1
-        self.activity.waited += seconds
-        self._sleep(seconds)
-
-    def _wait(self, retry_state: RetryCallState) -> float:
-        failure = _failure(retry_state)
-        if isinstance(failure, _Moved):
-            return 0.0
-        if failure is not None and failure.retry_after is not None:
-            return failure.retry_after
-        return float(self._backoff(retry_state))
-
-    def _call(self, function: Callable[..., T], *args: Any) -> T:
-        """An idempotent request function, retried; `TransientError` once attempts run out."""
-        retrying = self._retrying()
-        try:
-            return retrying(function, *args)
-        except _Retryable as failure:
-            raise self._transient(failure, retrying) from failure
-
-    def _transient(self, failure: _Retryable, retrying: Retrying) -> TransientError:
-        attempts = retrying.statistics.get("attempt_number", 1)
-        waited = ""
-        if failure.retry_after is not None and failure.retry_after > self._wait_max:
-            waited = f" (the server asked to wait {failure.retry_after:g}s)"
-        done = "this read changed nothing" if failure.method == "GET" else "this write did not land"
-        return TransientError(
-            f"{self.system}: {failure.method} {failure.url} failed after {attempts} "
-            f"attempt(s), last: {failure.reason}{waited}; {done}; retry later"
-        )
-
     def _route(self, collection: str) -> CollectionRoute:
         try:
             return self._routes[collection]
@@ -815,12 +686,6 @@ class HttpAdapter:
 def _one_of(where: str, name: str, value: Any, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise ConfigurationError(f"{where}: {name} {value!r} is not one of {', '.join(allowed)}")
-
-
-def _failure(retry_state: RetryCallState) -> _Retryable | None:
-    outcome = retry_state.outcome
-    failure = outcome.exception() if outcome is not None else None
-    return failure if isinstance(failure, _Retryable) else None
 
 
 def _holds(write: Write, current: Record | None) -> bool:
@@ -875,25 +740,3 @@ def _not_json(value: Any, where: str = "") -> str | None:
         f"field {where!r} holds a {kind.__name__} ({value!r}), which JSON cannot carry "
         "exactly; convert it to text or a number before writing"
     )
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    if value.strip().isdigit():
-        return float(value.strip())
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _describe(response: httpx.Response) -> str:
-    text = response.text
-    if len(text) > _BODY_SHOWN:
-        text = text[:_BODY_SHOWN] + "…"
-    return f"{response.status_code} {response.reason_phrase}: {text}"

@@ -365,6 +365,13 @@ def test_an_undeclared_number_model_shows_as_a_conflict_not_a_silent_applied(
     )
 
 
+def test_a_write_not_normalized_first_is_compared_as_the_server_holds_it(
+    server: JsonServer,
+) -> None:
+    (result,) = connect(server.url).write(C, [Write("1", "update", {"score": 90.0})])
+    assert (result.outcome, result.field) == ("applied", None)
+
+
 # -- 10. lost answers to POSTs ------------------------------------------------------------
 
 
