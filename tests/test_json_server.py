@@ -158,8 +158,10 @@ def test_an_outside_edit_inside_the_window_is_a_conflict_never_a_before_image(
 
     assert (outcome.status, outcome.conflict) == ("applied", True)
     assert (outcome.field, outcome.expected, outcome.actual) == ("name", "Ann", "Ann B.")
-    (action,) = book.history(Address("crm", C, "1"))
-    # The batch's own before-image; the outside value is a conflict (and drift), not part of it.
+    tracked, action = book.history(Address("crm", C, "1"))
+    # The record as the run found it, then the batch's own before-image: the outside value is
+    # a conflict (and drift), part of neither.
+    assert (tracked.operation, tracked.after) == ("track", SEED["1"])
     assert (action.before, action.after) == ({"stage": "lead"}, {"stage": "sql"})
     assert server.records(C)["1"] == {**SEED["1"], "name": "Ann B.", "stage": "sql"}
     (drift,) = compare(book, adapter, C, tracked_only=True, all_fields=True)
@@ -563,7 +565,10 @@ def test_a_batch_outside_edits_rollback_and_reconcile_end_to_end(
         drift = ledger_cli("reconcile", "crm/contacts", "--tracked-only", "--json")
         assert drift.exit_code == 2, drift.output
         report = json.loads(drift.stdout)
-        assert [(d["key"], list(d["fields"])) for d in report["samples"]] == [("2", ["stage"])]
+        assert [(d["key"], list(d["fields"])) for d in report["samples"]] == [
+            ("2", ["stage"]),  # exactly the two outside edits
+            ("3", ["name"]),
+        ]
         adopted = ledger_cli(
             "reconcile", "crm/contacts", "--tracked-only", "--apply", "--policy", "target"
         )
