@@ -584,11 +584,11 @@ def http_config(tmp_path: Path, crm: CrmServer, settings: str) -> str:
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ("timout = 5", "systems.crm.timout is not a setting of an http system"),
-        ('retry_attempts = "3"', "systems.crm.retry_attempts must be an integer, not '3'"),
+        ("timout = 5", "systems.crm.timout is not a setting; expected some of"),
+        ('retry_attempts = "3"', "systems.crm.retry_attempts must be a whole number, not '3'"),
         ("require_conditional = 1", "systems.crm.require_conditional must be true or false"),
-        ('number_model = "js"', "number_model 'js' is not one of json, javascript"),
-        ('conditional_writes = "yes"', "conditional_writes 'yes' is not one of probe"),
+        ('number_model = "js"', "number_model must be one of 'json', 'javascript', not 'js'"),
+        ('conditional_writes = "yes"', "conditional_writes must be one of 'probe', 'honoured'"),
     ],
 )
 def test_unknown_or_malformed_http_settings_are_refused_naming_the_key(
