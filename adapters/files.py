@@ -29,7 +29,8 @@ CSV types
     (``{"score": "int", "amount": "decimal", "signed_up": "date", "active": "bool"}``):
     ``text`` (the default), ``int``, ``float``, ``decimal``, ``date`` and ``datetime``
     (ISO 8601, offsets kept), ``bool`` (``true``/``false``) and ``json`` (strict JSON,
-    as in JSON Lines below). An empty cell is null (``None``) in every column. CSV cannot
+    as in JSON Lines below; a ``null`` cell is the document null, `JSON_NULL`, kept apart
+    from an empty cell). An empty cell is null (``None``) in every column. CSV cannot
     tell an empty string from null, so a text column's empty cell reads as null and writing
     ``""`` is refused, unless the collection says ``empty="text"``: then empty cells read
     as ``""`` and writing null to a text column is refused. CSV has no absent field: every
@@ -96,7 +97,7 @@ from adapters.protocol import (
     split_key,
 )
 from ledger.errors import AdapterError, ConfigurationError, InvalidValue
-from ledger.values import parse_json, same
+from ledger.values import JSON_NULL, parse_json, same
 
 COLUMN_TYPES = ("text", "int", "float", "decimal", "date", "datetime", "bool", "json")
 SORT_RUN_ROWS = 50_000
@@ -643,7 +644,7 @@ def _encode_cell(value: Any, kind: str, empty_text: bool) -> str:
             raise ValueError("with empty='text' an empty cell reads as '', so null cannot be kept")
         return ""
     if kind == "json":
-        text = json_text(value)
+        text = "null" if value is JSON_NULL else json_text(value)
     elif type(value) is not _TYPES[kind]:
         raise ValueError(f"a {type(value).__name__} is not a {kind}")
     elif kind == "text":
@@ -695,7 +696,8 @@ def _decode_cell(cell: str, kind: str, empty_text: bool) -> Any:
         if truth is None:
             raise ValueError("not true or false")
         return truth
-    return parse_json(cell, "the cell")
+    document = parse_json(cell, "the cell")
+    return JSON_NULL if document is None else document  # apart from an empty cell's None
 
 
 # -- JSON Lines ----------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from ledger.values import JSON_NULL
+
 
 def json_text(value: Any) -> str:
     """`value` as JSON text, Decimals as numbers with every digit; ValueError if JSON has no
@@ -20,6 +22,11 @@ def json_text(value: Any) -> str:
     kind = type(value)
     if value is None:
         return "null"
+    if value is JSON_NULL:
+        raise ValueError(
+            "JSON_NULL is a JSON column's document null, kept apart from SQL NULL; "
+            "here JSON's null is None"
+        )
     if kind is bool:
         return "true" if value else "false"
     if kind is int:

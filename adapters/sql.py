@@ -43,7 +43,7 @@ from adapters.keysort import sorted_by_key
 from adapters.protocol import Record, Relation, Write, WriteResult, check_expected
 from ledger.errors import AdapterError, ConfigurationError, InvalidValue, TransientError
 from ledger.keys import join_key, split_key
-from ledger.values import parse_json, same
+from ledger.values import JSON_NULL, parse_json, same
 
 CHUNK = 500
 
@@ -588,18 +588,23 @@ def _from_text(column: sa.Column[Any], text: str, record: str) -> Any:
 
 
 def _document(text: str | None, where: str) -> Any:
-    """A JSON column's value read as text: SQL NULL is None; a document is parsed exactly."""
+    """A JSON column's value read as text: SQL NULL is None, the document ``null`` is
+    JSON_NULL, any other document is parsed exactly."""
     if text is None:
         return None
     try:
-        return parse_json(text, where)
+        document = parse_json(text, where)
     except InvalidValue as error:
         raise AdapterError(f"{error}; the ledger cannot hold it exactly") from None
+    return JSON_NULL if document is None else document
 
 
 def _json_param(value: Any) -> str | None:
-    """A JSON column's document as text for the database (None: SQL NULL)."""
-    return None if value is None else json_text(value)
+    """A JSON column's document as text for the database: None is SQL NULL, JSON_NULL the
+    document ``null``."""
+    if value is None:
+        return None
+    return "null" if value is JSON_NULL else json_text(value)
 
 
 def _converted(kind: type | None, value: Any) -> Any:
@@ -635,7 +640,9 @@ def _unfit(column: sa.Column[Any], value: Any, dialect: sa.Dialect) -> str | Non
     if value is None:
         return None if column.nullable else f"is NOT NULL in {column.table.name}"
     if _is_json(column):
-        return _unfit_document(column, value, dialect)
+        return None if value is JSON_NULL else _unfit_document(column, value, dialect)
+    if value is JSON_NULL:
+        return "is the JSON document null, but its column is not JSON; write null (SQL NULL)"
     kind = _python_type(column)
     accepted = _ACCEPTED.get(kind) if kind is not None else None
     if kind is None or accepted is None:
