@@ -176,12 +176,7 @@ class SqlAdapter:
         table = self.table(collection)
         keys = self.routes[collection].key
         names = [str(column.name) for column in table.c]  # plain str, not quoted_name
-        select = sa.select(
-            *(
-                sa.cast(column, sa.Text).label(column.name) if _is_json(column) else column
-                for column in table.c
-            )
-        )
+        select = sa.select(*(self._as_read(column) for column in table.c))
         where = f"{self.system}/{collection}"
         at_key = [names.index(name) for name in keys]
         fields = [(index, name) for index, name in enumerate(names) if name not in keys]
@@ -414,6 +409,17 @@ class SqlAdapter:
             return sa.delete(table).where(match), rows
         return sa.update(table).where(match).values(values), rows
 
+    def _as_read(self, column: sa.Column[Any]) -> Any:
+        """A column as `_select` reads it: JSON as the database holds it (PostgreSQL's driver
+        would parse it, making SQL NULL and the document null one None), as text there;
+        SQLite's value itself (its JSON columns have NUMERIC affinity: a number document is
+        stored as a number, whose text would be rounded to 15 digits)."""
+        if not _is_json(column):
+            return column
+        if self.sqlite:
+            return sa.type_coerce(column, sa.types.NullType()).label(column.name)
+        return sa.cast(column, sa.Text).label(column.name)
+
     def _param(self, column: sa.Column[Any], name: str) -> Any:
         """The bound value for a column: JSON columns take their document as text (cast to
         the column's type where the database needs it), so that None is SQL NULL."""
@@ -587,11 +593,13 @@ def _from_text(column: sa.Column[Any], text: str, record: str) -> Any:
     return text
 
 
-def _document(text: str | None, where: str) -> Any:
-    """A JSON column's value read as text: SQL NULL is None, the document ``null`` is
-    JSON_NULL, any other document is parsed exactly."""
+def _document(text: str | float | None, where: str) -> Any:
+    """A JSON column's value as read: SQL NULL is None, the document ``null`` is JSON_NULL,
+    any other document is parsed exactly (SQLite may hold a number document as a number)."""
     if text is None:
         return None
+    if not isinstance(text, str):
+        return text
     try:
         document = parse_json(text, where)
     except InvalidValue as error:
@@ -774,6 +782,14 @@ def _unfit_document(column: sa.Column[Any], value: Any, dialect: sa.Dialect) -> 
             text.encode("utf-8")
         except UnicodeEncodeError:
             return f"holds {value!r}, which is not valid Unicode text (a lone surrogate)"
+    kind = type(value)
+    number = kind in (float, Decimal) or (kind is int and not -(2**63) <= value < 2**63)
+    if dialect.name == "sqlite" and number:
+        return (
+            f"is the number document {value!r}, which a JSON column of SQLite (NUMERIC "
+            "affinity) stores as a number and gives back rounded or as another type; "
+            "wrap it in a list or object, or write it as an integer of 64 bits"
+        )
     if isinstance(column.type, postgresql.JSONB):
         if "\\u0000" in text:
             return "holds a NUL character, which PostgreSQL's JSONB cannot hold"

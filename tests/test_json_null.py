@@ -183,3 +183,28 @@ def test_a_csv_json_column_keeps_an_empty_cell_and_a_null_cell_apart(tmp_path: P
         ],
     )
     assert (tmp_path / "c.csv").read_bytes() == b"id,meta\r\n1,null\r\n2,\r\n"
+
+
+def test_a_number_document_in_sqlite_is_refused_unless_it_comes_back_exactly(tmp_path) -> None:
+    """SQLite gives a column declared JSON NUMERIC affinity: the document 4.478070691203475e-289
+    would be stored as a REAL and come back as text rounded to 15 digits (found by the value
+    fidelity property); 1.0 would come back as the integer 1."""
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE c (id TEXT PRIMARY KEY, meta JSON)")
+        connection.exec_driver_sql("INSERT INTO c VALUES ('1', NULL), ('2', 0.1)")
+    adapter = SqlAdapter("crm", url, {"c": SqlCollection("c")})
+    assert adapter.read("c", ["2"])["2"]["meta"] == 0.1  # a REAL stored by another writer
+    refused, exact = adapter.write(
+        "c",
+        [
+            Write("1", "update", {"meta": 4.478070691203475e-289}),
+            Write("2", "update", {"meta": 12345}),
+        ],
+    )
+    assert refused.outcome == "failed" and "field 'meta' is the number document" in refused.error
+    assert exact.outcome == "applied"
+    assert same(adapter.read("c", ["1", "2"]), {"1": {"meta": None}, "2": {"meta": 12345}})
+    adapter.close()
+    engine.dispose()
