@@ -246,7 +246,9 @@ class SqlAdapter:
         """An SQL expression ordering rows by their key text exactly as Python compares it
         (byte order of UTF-8 is code point order: SQLite's BINARY, PostgreSQL's "C"), or
         None if a key column's text in SQL may differ from Python's ``str``."""
-        collation = "BINARY" if self.sqlite else "C"
+        collation = {"sqlite": "BINARY", "postgresql": "C"}.get(self.engine.dialect.name)
+        if collation is None:
+            return None  # a collation ordering by code point is not known here: sort
         if len(columns) == 1 and _python_type(columns[0]) is str and _exact_text(columns[0]):
             # Writing '%' as %25 keeps the order of one-part key texts: the column's order.
             return columns[0].collate(collation)
@@ -356,10 +358,14 @@ class SqlAdapter:
                     if counted and changed != 1:
                         raise _NotOneRow(changed)
             except _NotOneRow as wrong:
+                changed = (
+                    f"would have changed {wrong.rows} rows of {table.name}, not 1"
+                    if wrong.rows >= 0
+                    else f"changed rows of {table.name} the database did not count"
+                )
                 error = (
-                    f"{record}: the {operation} would have changed {wrong.rows} rows of "
-                    f"{table.name}, not 1; nothing of it was written (is the key "
-                    f"{list(self.routes[collection].key)} unique?)"
+                    f"{record}: the {operation} {changed}; nothing of it was written (is the "
+                    f"key {list(self.routes[collection].key)} unique?)"
                 )
                 results[index] = WriteResult(
                     write.key, "failed", _before(results[index]), error=error

@@ -84,3 +84,22 @@ def test_merge_pairs_equal_keys_of_two_streams() -> None:
         ("c", None, ("c", 3)),
         ("d", "d", None),
     ]
+
+
+def test_sorting_a_scan_keeps_memory_flat() -> None:
+    """60,000 records of ~100 bytes would hold ~30 MB in a list; the sort holds one batch."""
+    import random
+    import tracemalloc
+
+    rng = random.Random(7)
+    records = (
+        (f"{rng.randrange(10**9):09d}/{i}", {"name": "x" * 40, "n": i}) for i in range(60_000)
+    )
+    tracemalloc.start()
+    try:
+        keys = [key for key, _ in sorted_by_key(records)]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert keys == sorted(keys) and len(keys) == 60_000
+    assert peak < 15_000_000, f"peak {peak / 1e6:.1f} MB"
