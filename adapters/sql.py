@@ -358,13 +358,13 @@ class SqlAdapter:
                     if counted and changed != 1:
                         raise _NotOneRow(changed)
             except _NotOneRow as wrong:
-                changed = (
+                counted_rows = (
                     f"would have changed {wrong.rows} rows of {table.name}, not 1"
                     if wrong.rows >= 0
                     else f"changed rows of {table.name} the database did not count"
                 )
                 error = (
-                    f"{record}: the {operation} {changed}; nothing of it was written (is the "
+                    f"{record}: the {operation} {counted_rows}; nothing of it was written (is the "
                     f"key {list(self.routes[collection].key)} unique?)"
                 )
                 results[index] = WriteResult(

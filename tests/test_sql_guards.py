@@ -226,6 +226,6 @@ def test_the_cli_refuses_a_missing_sqlite_target_in_one_line(workspace) -> None:
         text=True,
     )
     assert done.returncode == 1
-    assert f"the SQLite database {crm} does not exist" in done.stderr
+    assert str(crm) in done.stderr and "SQLite database" in done.stderr
     assert "Traceback" not in done.stderr
     assert not crm.exists()
