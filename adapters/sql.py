@@ -88,10 +88,9 @@ class SqlAdapter:
                     f"known: {', '.join(sorted(self.routes))}"
                 )
             try:
-                with self._connect() as connection:
-                    table = sa.Table(
-                        route.table, sa.MetaData(), autoload_with=connection, schema=route.schema
-                    )
+                table = sa.Table(  # an unreachable database: the CLI's edge explains it
+                    route.table, sa.MetaData(), autoload_with=self.engine, schema=route.schema
+                )
             except sa.exc.NoSuchTableError:
                 raise ConfigurationError(
                     f"{self.system}/{collection}: table {route.table!r} does not exist"
@@ -438,7 +437,8 @@ class SqlAdapter:
         try:
             return self.engine.connect()
         except sa.exc.OperationalError as error:
-            raise TransientError(f"{self.system}: cannot connect: {error.orig}") from error
+            reason = str(error.orig or error).strip().splitlines()[0]
+            raise TransientError(f"{self.system}: cannot connect: {reason}") from error
 
     def close(self) -> None:
         self.engine.dispose()
