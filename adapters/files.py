@@ -2,8 +2,8 @@
 
 Each collection is one file in ``directory`` (``contacts.csv`` / ``contacts.jsonl`` unless
 configured otherwise) whose key column(s) (``key``, default ``"id"``) identify each row. A
-record is the row without its key columns; its key text is the key cell itself, or for a
-composite key (``key=("region", "number")``) the cells joined with `join_key`.
+record is the row without its key columns; its key text is `join_key` of its key cell(s)
+(``key=("region", "number")`` for a composite key; see `ledger.keys`).
 
 Sorted files, streamed
     The adapter keeps every file sorted by key text (as Python compares str) and writes it
@@ -29,7 +29,8 @@ CSV types
     (``{"score": "int", "amount": "decimal", "signed_up": "date", "active": "bool"}``):
     ``text`` (the default), ``int``, ``float``, ``decimal``, ``date`` and ``datetime``
     (ISO 8601, offsets kept), ``bool`` (``true``/``false``) and ``json`` (strict JSON,
-    as in JSON Lines below). An empty cell is null (``None``) in every column. CSV cannot
+    as in JSON Lines below; a ``null`` cell is the document null, `JSON_NULL`, kept apart
+    from an empty cell). An empty cell is null (``None``) in every column. CSV cannot
     tell an empty string from null, so a text column's empty cell reads as null and writing
     ``""`` is refused, unless the collection says ``empty="text"``: then empty cells read
     as ``""`` and writing null to a text column is refused. CSV has no absent field: every
@@ -58,8 +59,8 @@ JSON Lines types
 
 Keys
     A write's values may repeat a key field only with the record's own key: a key never
-    changes (delete, then create under the new key). A composite key must be in the
-    canonical `join_key` form, or the write fails.
+    changes (delete, then create under the new key). A key must be in its one form
+    (`ledger.keys`), or the write fails.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple
 
+from adapters.jsontext import json_text
 from adapters.protocol import (
     Record,
     Relation,
@@ -95,7 +97,7 @@ from adapters.protocol import (
     split_key,
 )
 from ledger.errors import AdapterError, ConfigurationError, InvalidValue
-from ledger.values import parse_json, same
+from ledger.values import JSON_NULL, parse_json, same
 
 COLUMN_TYPES = ("text", "int", "float", "decimal", "date", "datetime", "bool", "json")
 SORT_RUN_ROWS = 50_000
@@ -353,7 +355,7 @@ def _without_key_fields(table: _Table, write: Write, parts: list[str]) -> Write:
 
 
 def _key_label(table: _Table, parts: list[str]) -> str:
-    return f"{table.path.name} record {_key_text(parts)!r}"
+    return f"{table.path.name} record {join_key(parts)!r}"
 
 
 def _in_order(rows: Iterator[_Row], path: Path, collection: str) -> Iterator[_Row]:
@@ -378,10 +380,6 @@ def _in_order(rows: Iterator[_Row], path: Path, collection: str) -> Iterator[_Ro
 
 def _row_key(row: _Row) -> str:
     return row.key
-
-
-def _key_text(parts: Sequence[str]) -> str:
-    return parts[0] if len(parts) == 1 else join_key(parts)
 
 
 def _key_text_of(value: Any) -> str | None:
@@ -474,13 +472,14 @@ class _Table:
             self._source.close()
 
     def parts(self, key: str) -> list[str]:
-        """The key's parts, one per key column; refused unless `key` is their canonical text."""
-        parts = [key] if len(self.keys) == 1 else split_key(key)
-        if len(parts) != len(self.keys) or _key_text(parts) != key:
+        """The key's parts, one per key column; refused unless `key` is their one key text."""
+        parts = split_key(key, len(self.keys))
+        if len(parts) != len(self.keys) or join_key(parts) != key:
             raise _Unfit(
                 None,
-                f"{self.path.name}: key {key!r} is not {len(self.keys)} parts joined by '/', "
-                f"each percent-encoded (see join_key), for key columns {list(self.keys)}",
+                f"{self.path.name}: key {key!r} is not the key text of {len(self.keys)} "
+                f"part(s) for key columns {list(self.keys)} (each part's '%' written %25 "
+                "and, in a composite key, '/' written %2F: see ledger/keys.py)",
             )
         return parts
 
@@ -573,7 +572,7 @@ class _CsvTable(_Table):
                         f"{self.path} line {line}: {len(cells)} cells but the header has "
                         f"{len(self.header)} columns; fix the row"
                     )
-                yield _Row(_key_text([cells[i] for i in self._key_at]), line, cells, cells)
+                yield _Row(join_key([cells[i] for i in self._key_at]), line, cells, cells)
 
     def record(self, row: _Row) -> Record:
         record: Record = {}
@@ -645,7 +644,7 @@ def _encode_cell(value: Any, kind: str, empty_text: bool) -> str:
             raise ValueError("with empty='text' an empty cell reads as '', so null cannot be kept")
         return ""
     if kind == "json":
-        text = _json_text(value)
+        text = "null" if value is JSON_NULL else json_text(value)
     elif type(value) is not _TYPES[kind]:
         raise ValueError(f"a {type(value).__name__} is not a {kind}")
     elif kind == "text":
@@ -697,7 +696,8 @@ def _decode_cell(cell: str, kind: str, empty_text: bool) -> Any:
         if truth is None:
             raise ValueError("not true or false")
         return truth
-    return parse_json(cell, "the cell")
+    document = parse_json(cell, "the cell")
+    return JSON_NULL if document is None else document  # apart from an empty cell's None
 
 
 # -- JSON Lines ----------------------------------------------------------------------------
@@ -735,7 +735,7 @@ class _JsonLinesTable(_Table):
                 parts.append(text)
             if not raw.endswith(b"\n"):
                 raw += b"\n"
-            yield _Row(_key_text(parts), line, raw, parsed)
+            yield _Row(join_key(parts), line, raw, parsed)
 
     def record(self, row: _Row) -> Record:
         return {name: value for name, value in row.parsed.items() if name not in self.keys}
@@ -748,7 +748,7 @@ class _JsonLinesTable(_Table):
         fields = []
         for name, value in {**head, **record}.items():
             try:
-                text = f"{json.dumps(name, ensure_ascii=False)}: {_json_text(value)}"
+                text = f"{json.dumps(name, ensure_ascii=False)}: {json_text(value)}"
                 fields.append(text.encode("utf-8"))
             except (ValueError, InvalidValue) as error:
                 raise _Unfit(
@@ -773,35 +773,6 @@ class _JsonLinesTable(_Table):
             out.write(raw)
 
         return put
-
-
-def _json_text(value: Any) -> str:
-    """`value` as JSON text, Decimals as numbers with every digit; ValueError if JSON has no
-    form for it. (The caller checks that the text reads back the same.)"""
-    kind = type(value)
-    if value is None:
-        return "null"
-    if kind is bool:
-        return "true" if value else "false"
-    if kind is int:
-        return str(value)
-    if kind is float or kind is Decimal:
-        if not (math.isfinite(value) if kind is float else value.is_finite()):
-            raise ValueError("JSON has no NaN or infinity; write null or a finite number")
-        return repr(value) if kind is float else str(value)
-    if kind is str:
-        return json.dumps(value, ensure_ascii=False)
-    if kind is list:
-        return "[" + ", ".join(_json_text(item) for item in value) + "]"
-    if kind is dict:
-        for name in value:
-            if type(name) is not str:
-                raise ValueError(f"the key {name!r} is not text")
-        items = (f"{json.dumps(k, ensure_ascii=False)}: {_json_text(v)}" for k, v in value.items())
-        return "{" + ", ".join(items) + "}"
-    if kind is date or kind is datetime:
-        raise ValueError("JSON has no dates; write its ISO text (or use a CSV date column)")
-    raise ValueError(f"JSON has no {kind.__name__}")
 
 
 # -- the two adapters ----------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 An adapter speaks for one *system* (a CRM, a SQL database, a folder of spreadsheets) and
 addresses records as ``collection`` + ``key``, where ``key`` is the text form of the record's
-key (composite keys are joined with ``/``, each part percent-encoded: see `join_key`).
+key in its one form (composite keys are joined with ``/``, each part's ``%`` and ``/``
+escaped: see `ledger.keys`), and lists records in the one key order defined there.
 
 Every write is compare-and-set: a `Write` names the values it expects the record to hold
 for the fields it touches, and the adapter applies it only if the record still holds them.
@@ -17,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
-from urllib.parse import quote, unquote
 
 from ledger.errors import ConfigurationError
+from ledger.keys import join_key as join_key  # the key helpers adapters use
+from ledger.keys import split_key as split_key
 from ledger.values import ABSENT, same
 
 Record = dict[str, Any]
@@ -109,7 +111,8 @@ class Adapter(Protocol):
 
     def scan(self, collection: str) -> Iterator[tuple[str, Record]]:
         """Every record of a collection in ascending order of its key text (as Python compares
-        str), streamed so that memory does not grow with the collection."""
+        str: `ledger.keys`), streamed so that memory does not grow with the collection; an
+        adapter whose system lists in another order sorts through `adapters.keysort`."""
         ...
 
     def write(self, collection: str, writes: Sequence[Write]) -> list[WriteResult]:
@@ -164,12 +167,3 @@ def apply_write(write: Write, current: Record | None) -> Record | None:
     updated = {name: value for name, value in (current or {}).items() if name not in write.unset}
     updated.update(write.values)
     return updated
-
-
-def join_key(parts: Sequence[Any]) -> str:
-    """The text key of a record with a composite key: parts percent-encoded, joined by '/'."""
-    return "/".join(quote(str(part), safe="") for part in parts)
-
-
-def split_key(key: str) -> list[str]:
-    return [unquote(part) for part in key.split("/")]

@@ -42,6 +42,7 @@ from ledger.errors import (
     NotFound,
     UnknownCheckpoint,
 )
+from ledger.keys import merge_by_key
 from ledger.points import Point, looks_like_time
 from ledger.store import Cutoff, IndexedRecorder, IndexEntry, from_micros, to_micros
 from ledger.transcoder import OrjsonTranscoder
@@ -600,17 +601,8 @@ class Ledger(Application[UUID]):
         left = self.collection(system, collection, a)
         right = self.collection(system, collection, b)
         absent = EntityState("", False, {}, 0)
-        x, y = next(left, None), next(right, None)
-        while x is not None or y is not None:
-            if y is None or (x is not None and x.entity < y.entity):
-                difference = _diff(cast(EntityState, x), absent)
-                x = next(left, None)
-            elif x is None or y.entity < x.entity:
-                difference = _diff(absent, y)
-                y = next(right, None)
-            else:
-                difference = _diff(x, y)
-                x, y = next(left, None), next(right, None)
+        for _, x, y in merge_by_key(left, right, _entity_key, _entity_key):
+            difference = _diff(absent if x is None else x, absent if y is None else y)
             if difference is not None:
                 yield difference
 
@@ -625,6 +617,10 @@ def _in_effective_order(rows: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, 
         ordered = sorted(actions, key=lambda row: (row[7] or row[8], row[1]))
         for row in ordered:
             yield row[:7]
+
+
+def _entity_key(state: EntityState) -> str:
+    return state.entity
 
 
 def _diff(a: EntityState, b: EntityState) -> EntityDiff | None:

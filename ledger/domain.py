@@ -17,6 +17,7 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from ledger.errors import InvalidChange
+from ledger.keys import canonical_key
 from ledger.values import ABSENT
 
 NAMESPACE: Final = UUID("6f1c1d1e-8f55-4f5b-9a51-0b7e4c3d2a10")
@@ -33,11 +34,16 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 @dataclass(frozen=True, order=True)
 class Address:
-    """Where a record lives: ``system/collection/key``; the key may itself contain slashes."""
+    """Where a record lives: ``system/collection/key``; the key may itself contain slashes.
+    The key is kept in its one form (`canonical_key`), so every spelling of it is one record."""
 
     system: str
     collection: str
     key: str
+
+    def __post_init__(self) -> None:
+        if "%" in self.key:
+            object.__setattr__(self, "key", canonical_key(self.key))
 
     @classmethod
     def parse(cls, text: str) -> Address:

@@ -41,7 +41,8 @@ from ledger.application import Ledger
 from ledger.changes import Change
 from ledger.domain import TRACK, Address, Entity, fold
 from ledger.encoding import encode_value
-from ledger.errors import AdapterError, BatchClosed, InvalidChange, NotFound
+from ledger.errors import BatchClosed, InvalidChange, NotFound
+from ledger.keys import in_key_order, merge_by_key
 from ledger.points import Point
 from ledger.runs import Outcome, Run, Target
 from ledger.store import Cutoff
@@ -165,7 +166,7 @@ def _compare(
     label = str(scope.at) if scope.at else None
     comparison = Comparison(adapter.system, collection, label, iter(()))
     projection = _projection(ledger, adapter.system, collection, cutoff)
-    target = _ordered(adapter.scan(collection), f"{adapter.system}/{collection}")
+    target = in_key_order(adapter.scan(collection), f"{adapter.system}/{collection}")
     comparison._drifts = _drifts(_merge(projection, target), comparison.sides, scope)
     return comparison
 
@@ -256,34 +257,20 @@ def _projection(ledger: Ledger, system: str, collection: str, cutoff: Cutoff) ->
         yield state
 
 
-def _ordered(records: Iterator[tuple[str, Record]], where: str) -> Iterator[tuple[str, Record]]:
-    """The adapter's scan, checked to be in strictly ascending key order (a merge needs it)."""
-    previous: str | None = None
-    for key, record in records:
-        if previous is not None and not previous < key:
-            raise AdapterError(
-                f"{where}: the scan gave key {key!r} after {previous!r}; reconciliation needs "
-                "the adapter to scan in ascending key-text order (as Python compares str)"
-            )
-        previous = key
-        yield key, record
-
-
 def _merge(
     ours: Iterator[_Known], theirs: Iterator[tuple[str, Record]]
 ) -> Iterator[tuple[str, _Known | None, Record | None]]:
     """Pairs of (key, the ledger's record, the target's record) from two key-ordered streams."""
-    a, b = next(ours, None), next(theirs, None)
-    while a is not None or b is not None:
-        if b is None or (a is not None and a.key < b[0]):
-            yield cast(_Known, a).key, a, None
-            a = next(ours, None)
-        elif a is None or b[0] < a.key:
-            yield b[0], None, b[1]
-            b = next(theirs, None)
-        else:
-            yield a.key, a, b[1]
-            a, b = next(ours, None), next(theirs, None)
+    for key, known, record in merge_by_key(ours, theirs, _known_key, _record_key):
+        yield key, known, None if record is None else record[1]
+
+
+def _known_key(known: _Known) -> str:
+    return known.key
+
+
+def _record_key(record: tuple[str, Record]) -> str:
+    return record[0]
 
 
 # Reports --------------------------------------------------------------------------------
@@ -858,7 +845,9 @@ def capture_baseline(
     try:
         with partial.open("wb") as out:
             out.write(orjson.dumps(header) + b"\n")
-            for key, record in _ordered(adapter.scan(collection), f"{adapter.system}/{collection}"):
+            for key, record in in_key_order(
+                adapter.scan(collection), f"{adapter.system}/{collection}"
+            ):
                 out.write(_CODEC.encode([key, record]) + b"\n")
                 count += 1
             out.flush()
@@ -893,7 +882,7 @@ def compare_baseline(
         if at > position and (batch is None or event.batch == batch)
     )
     comparison = Comparison(system, collection, f"baseline:{header['captured_at']}", iter(()))
-    target = _ordered(adapter.scan(collection), f"{system}/{collection}")
+    target = in_key_order(adapter.scan(collection), f"{system}/{collection}")
     predicted = _predict(records, since)
     scope = Scope(null_is_absent=null_is_absent)
     comparison._drifts = _drifts(_merge(predicted, target), comparison.sides, scope)
@@ -921,7 +910,7 @@ def _read_baseline(path: Path) -> tuple[dict[str, Any], Iterator[tuple[str, Reco
                 key, record = _CODEC.decode(line)
                 yield key, record
 
-    return header, _ordered(records(), str(path))
+    return header, in_key_order(records(), str(path))
 
 
 def _predict(

@@ -58,6 +58,8 @@ headers = {{ Authorization = "Bearer ${{CRM_TOKEN}}" }}
 collections.contacts = {{ path = "/contacts" }}
 """,
     )
+    with sqlite3.connect(tmp_path / "crm.db") as crm_db:  # the adapter opens the table
+        crm_db.execute("CREATE TABLE contacts (id TEXT PRIMARY KEY)")
     crm = open_adapter("crm", path)
     assert isinstance(crm, SqlAdapter) and crm.routes["contacts"].key == ("id",)
     api = open_adapter("api", path)
@@ -120,7 +122,9 @@ rollback = { repair = "notify", owner = "support" }
         ("crm", "contacts"): Contract(("email",), timedelta(days=7), None, "sales-ops"),
         ("crm", "emails"): Contract(repair="notify", owner="support"),
     }
-    assert open_adapter("crm", path).routes["contacts"].table == "contacts"
+    # the route is built without its rollback contract; opening checks the table exists
+    with pytest.raises(ConfigurationError, match="crm/contacts: table 'contacts' does not exist"):
+        open_adapter("crm", path)
     bad = config(
         tmp_path,
         '[systems.crm]\ntype = "sql"\nurl = "sqlite://"\n'

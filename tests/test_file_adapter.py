@@ -38,7 +38,9 @@ from adapters.files import (
     JsonLinesCollection,
 )
 from adapters.protocol import Write
+from ledger import Address, Change, open_ledger
 from ledger.errors import AdapterError, ConfigurationError
+from ledger.runs import Run, Target
 from ledger.values import ABSENT, same
 
 C = "contacts"
@@ -279,7 +281,7 @@ def test_composite_keys_are_joined_percent_encoded_and_checked(tmp_path: Path) -
         ],
     )
     assert [r.outcome for r in results] == ["applied", "applied", "failed", "failed"]
-    assert "2 parts" in results[2].error
+    assert "2 part(s)" in results[2].error
     assert read_csv(tmp_path / "offices.csv") == [
         ["region", "number", "name"],
         ["a/b", "1", "Slash"],
@@ -700,3 +702,34 @@ def test_a_bulk_write_of_10000_records_is_one_rewrite(
     scanned = list(adapter.scan(C))
     assert [k for k, _ in scanned] == sorted(keys)
     assert sum(1 for _, r in scanned if r["score"] == 0) == 5_000 + 1  # odd keys and "0"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_key_on_two_rows_is_refused_before_anything_is_written(fmt: str, tmp_path: Path) -> None:
+    """Two rows naming one record (a hand edit; in JSON Lines ``5`` and ``"5"`` too): a run is
+    refused naming the line, the file is left as it was, no intent is left pending; and two
+    creates of one key in one write make one row."""
+    path = tmp_path / f"contacts.{fmt}"
+    if fmt == "csv":
+        write_csv(path, ["id", *CONTACT_COLUMNS], [["5", "Ann", "", 1], ["5", "Bob", "", 2]])
+    else:
+        path.write_text('{"id": 5, "name": "Ann"}\n{"id": "5", "name": "Bob"}\n')
+    adapter = contacts_adapter(tmp_path, fmt)
+    before = path.read_bytes()
+    ledger = open_ledger(str(tmp_path / "ledger.db"))
+    change = Change(Address(adapter.system, C, "5"), "update", values={"name": "Cat"})
+    with (
+        pytest.raises(AdapterError, match=r"line [23]: key '5' appears twice"),
+        Run(ledger, "b1") as run,
+    ):
+        run.apply(Target(adapter, C), [change])
+    assert path.read_bytes() == before
+    assert ledger.index.pending("b1") == []
+    ledger.close()
+
+    path.unlink()
+    first, second = adapter.write(
+        C, [Write("7", "create", {"name": "Dan"}), Write("7", "create", {"name": "Eve"})]
+    )
+    assert (first.outcome, second.outcome, second.field) == ("applied", "stale", "(record)")
+    assert [(key, record["name"]) for key, record in adapter.scan(C)] == [("7", "Dan")]
