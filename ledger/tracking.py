@@ -13,7 +13,7 @@ it silently would hide an outside edit; `ledger reconcile` is the tool for it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ledger.application import Ledger
 from ledger.changes import Change
 from ledger.domain import TRACK, Address
+from ledger.keys import in_key_order, merge_by_key
 from ledger.values import ABSENT, same
 from ledger.views import EntityState
 
@@ -78,9 +79,14 @@ def track(
             counts["tracked"] += len(pending)
             pending.clear()
 
-    for key, known, record in _merged(
-        ledger.collection(system, collection, deleted=True), adapter.scan(collection)
+    prefix = len(f"{system}/{collection}/")
+    for key, known, found in merge_by_key(
+        ledger.collection(system, collection, deleted=True),
+        in_key_order(adapter.scan(collection), f"{system}/{collection}"),
+        lambda state: state.entity[prefix:],
+        lambda item: item[0],
     ):
+        record = found[1] if found is not None else None
         if on_progress is not None:
             on_progress(1)
         verdict = _verdict(known, record)
@@ -111,26 +117,3 @@ def _verdict(known: EntityState | None, record: Record | None) -> str:
     if any(not same(value, record.get(name, ABSENT)) for name, value in known.fields.items()):
         return "drifted"
     return "track" if set(record) - set(known.fields) else "whole"
-
-
-def _merged(
-    ledger_side: Iterator[EntityState], system_side: Iterator[tuple[str, Record]]
-) -> Iterator[tuple[str, EntityState | None, Record | None]]:
-    """The two key-ordered streams side by side: (key, the ledger's state, the record)."""
-    prefix_length = None
-    known = next(ledger_side, None)
-    found = next(system_side, None)
-    while known is not None or found is not None:
-        known_key = None
-        if known is not None:
-            prefix_length = prefix_length or known.entity.index("/", known.entity.index("/") + 1)
-            known_key = known.entity[prefix_length + 1 :]
-        if found is None or (known_key is not None and known_key < found[0]):
-            yield known_key or "", known, None
-            known = next(ledger_side, None)
-        elif known_key is None or found[0] < known_key:
-            yield found[0], None, found[1]
-            found = next(system_side, None)
-        else:
-            yield found[0], known, found[1]
-            known, found = next(ledger_side, None), next(system_side, None)
