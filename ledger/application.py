@@ -670,14 +670,7 @@ def _action_view(event: Entity.Action, position: int | None) -> Action:
 def _retry_receipt(change: Change, action: Action) -> Receipt:
     """The first receipt, for a change whose fingerprint is already recorded — refused when the
     change does something else than that action."""
-    reused = reused_fingerprint(
-        change,
-        action.entity,
-        action.operation,
-        action.before,
-        action.after,
-        action.inputs.get("requested"),
-    )
+    reused = reused_fingerprint(change, action)
     if reused is not None:
         raise reused
     return Receipt(action, True)

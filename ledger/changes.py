@@ -27,6 +27,7 @@ from ledger.errors import BeforeMismatch, FingerprintReused, InvalidChange
 from ledger.points import parse_time
 from ledger.transcoder import OrjsonTranscoder
 from ledger.values import ABSENT, check_value, parse_json, same
+from ledger.views import Action
 
 _KEYS = (
     "entity",
@@ -364,20 +365,14 @@ def _action(change: Change, before: dict[str, Any], after: dict[str, Any]) -> di
     }
 
 
-def reused_fingerprint(
-    change: Change,
-    entity: str,
-    operation: str,
-    before: dict[str, Any],
-    after: dict[str, Any],
-    requested: str | None = None,
-) -> FingerprintReused | None:
-    """The error for a change whose fingerprint already names an action that does something
-    else (``operation`` of ``entity``, created there when ``requested`` at another key); None
-    for a true retry. What the change does is compared (record, operation, values set and
+def reused_fingerprint(change: Change, action: Action) -> FingerprintReused | None:
+    """The error for a change whose fingerprint already names an `action` that does something
+    else; None for a true retry. What the change does is compared (record — or the key it was
+    requested at, for a record the system created elsewhere — operation, values set and
     unset), not its inputs or batch, which a retry may word differently."""
     name = str(change.address)
-    if name not in (entity, requested):
+    operation, before, after = action.operation, action.before, action.after
+    if name not in (action.entity, action.requested):
         differs = "record"
     elif operation != change.operation:
         differs = "operation"
@@ -390,7 +385,7 @@ def reused_fingerprint(
     else:
         return None
     return FingerprintReused(
-        f"fingerprint {change.fingerprint!r} already names the {operation} of {entity}; "
+        f"fingerprint {change.fingerprint!r} already names the {operation} of {action.entity}; "
         f"this {change.operation} of {name} differs in its {differs}: give a new change a "
         "fingerprint of its own",
         field="fingerprint",

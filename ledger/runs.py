@@ -269,14 +269,7 @@ class Run:
             if change.fingerprint in done:
                 where = done[cast(str, change.fingerprint)]
                 action = self.ledger._action(where.entity_id, where.version)
-                reused = reused_fingerprint(
-                    change,
-                    action.entity,
-                    action.operation,
-                    action.before,
-                    action.after,
-                    action.inputs.get("requested"),
-                )
+                reused = reused_fingerprint(change, action)
                 if reused is not None:
                     outcomes[index] = Outcome(str(change.address), "failed", error=reused.reason)
                 else:
