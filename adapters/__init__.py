@@ -1,5 +1,5 @@
 """Connector adapters: how changes reach real systems, compare-and-set, exactly once."""
 
-from adapters.protocol import Adapter, Record, Write, WriteResult
+from ledger.ports import Adapter, Record, Write, WriteResult
 
 __all__ = ["Adapter", "Record", "Write", "WriteResult"]

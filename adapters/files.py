@@ -85,7 +85,8 @@ from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple
 
 from adapters.jsontext import json_text
-from adapters.protocol import (
+from ledger.errors import AdapterError, ConfigurationError, InvalidValue
+from ledger.ports import (
     Record,
     Relation,
     Write,
@@ -96,7 +97,6 @@ from adapters.protocol import (
     join_key,
     split_key,
 )
-from ledger.errors import AdapterError, ConfigurationError, InvalidValue
 from ledger.values import JSON_NULL, parse_json, same
 
 COLUMN_TYPES = ("text", "int", "float", "decimal", "date", "datetime", "bool", "json")

@@ -89,8 +89,8 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Literal, cast
 from urllib.parse import quote, unquote, urlsplit
 
@@ -98,9 +98,16 @@ import httpx
 
 from adapters import http_listing
 from adapters.http_client import Activity, Moved, Retryable, RetryingClient, describe
-from adapters.http_listing import LISTINGS, Listing
+from adapters.http_routes import LISTINGS, CollectionRoute
 from adapters.numbers import NUMBER_MODELS, NumberModel, held, not_held
-from adapters.protocol import (
+from ledger.errors import (
+    AdapterError,
+    ConfigurationError,
+    InvalidValue,
+    TargetRejected,
+    TransientError,
+)
+from ledger.ports import (
     Record,
     Relation,
     Write,
@@ -109,42 +116,12 @@ from adapters.protocol import (
     check_expected,
     declared_relations,
 )
-from ledger.errors import (
-    AdapterError,
-    ConfigurationError,
-    InvalidValue,
-    TargetRejected,
-    TransientError,
-)
 from ledger.values import ABSENT, parse_json, same
 
 __all__ = ["Activity", "CollectionRoute", "Guarantee", "HttpAdapter"]
 
 ConditionalWrites = Literal["probe", "honoured", "ignored"]
 CONDITIONAL_WRITES: tuple[ConditionalWrites, ...] = ("probe", "honoured", "ignored")
-
-
-@dataclass(frozen=True)
-class CollectionRoute:
-    """Where a collection lives on the server, how its ids are named and how it is listed."""
-
-    path: str
-    id_field: str = "id"
-    put_create: bool = False
-    assigns_ids: bool = False
-    parents: Mapping[str, str] = field(default_factory=dict)  # field -> parent collection
-    listing: Listing = "cursor"
-    ordered: bool | None = None  # listed in key-text order? (default: only a cursor listing)
-    limit_param: str = "limit"
-    after_param: str = "after"
-    page_param: str | None = None  # "page" for a page listing; sent by a link one only if set
-    first_page: int = 1
-    offset_param: str = "offset"
-    items_field: str = "items"
-    next_field: str = "next"
-    idempotency_header: str | None = "Idempotency-Key"
-    fingerprint_field: str | None = None  # where a create stores its fingerprint, if anywhere
-    version_field: str | None = None  # a counter the server increments on every write
 
 
 @dataclass(frozen=True)

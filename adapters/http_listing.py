@@ -31,19 +31,17 @@ concurrent deletes is not detected; prefer ``cursor`` listings for large, busy c
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 import httpx
 
+from adapters.http_routes import CollectionRoute
 from ledger.errors import AdapterError
 
 if TYPE_CHECKING:
-    from adapters.http import CollectionRoute
-    from adapters.protocol import Record
+    from ledger.ports import Record
 
-Listing = Literal["cursor", "array", "page", "offset", "link"]
-LISTINGS: tuple[Listing, ...] = ("cursor", "array", "page", "offset", "link")
 
 # One GET of a listing page through the adapter's retries, and its body parsed.
 Get = Callable[[str, dict[str, str] | None], httpx.Response]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from adapters.protocol import Record, Relation, Write, WriteResult, apply_write, check_expected
+from ledger.ports import Record, Relation, Write, WriteResult, apply_write, check_expected
 
 
 class MemoryAdapter:

@@ -40,9 +40,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from adapters.jsontext import json_text
 from adapters.keysort import sorted_by_key
-from adapters.protocol import Record, Relation, Write, WriteResult, check_expected
 from ledger.errors import AdapterError, ConfigurationError, InvalidValue, TransientError
 from ledger.keys import join_key, split_key
+from ledger.ports import Record, Relation, Write, WriteResult, check_expected
 from ledger.values import JSON_NULL, parse_json, same
 
 CHUNK = 500

@@ -16,7 +16,7 @@ from adapters.sql import SqlAdapter, SqlCollection
 from bench.data import COLLECTION, SEED_BATCH, SYSTEM
 from ledger import Address, Change, open_ledger
 from ledger.rollback import Scope, apply, plan
-from ledger.runs import Target
+from ledger.runs import Run, Target
 
 BAD_BATCH = "bad-batch"
 WORKFLOW = "lead-sync"
@@ -84,7 +84,7 @@ def seed_rollback(db: str, target: str, n: int) -> dict[str, Any]:
         )
     adapter = _adapter(target)
     changes = [Change(_address(i), "update", values=bad_values(i)) for i in range(n)]
-    with ledger.batch(BAD_BATCH, workflow=WORKFLOW) as run:
+    with Run(ledger, BAD_BATCH, workflow=WORKFLOW) as run:
         outcomes = run.apply(Target(adapter, COLLECTION), changes)
     adapter.close()
     ledger.close()

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import Any, ClassVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
@@ -47,10 +47,6 @@ from ledger.points import Point, looks_like_time
 from ledger.store import Cutoff, IndexedRecorder, IndexEntry, from_micros, to_micros
 from ledger.transcoder import OrjsonTranscoder
 from ledger.values import ABSENT, same
-
-if TYPE_CHECKING:
-    from ledger.runs import Run
-
 from ledger.views import Action, BatchView, CheckpointView, EntityDiff, EntityState, Receipt
 
 MAX_ATTEMPTS = 25
@@ -302,13 +298,6 @@ class Ledger(Application[UUID]):
         )
 
     # Batches ---------------------------------------------------------------------------
-
-    def batch(self, name: str, **options: Any) -> Run:
-        """A run of a workflow through adapters, as a context manager that closes the batch:
-        ``with ledger.batch("lead-sync-7", workflow="lead-sync") as run: run.update(...)``."""
-        from ledger.runs import Run  # runs builds on this module
-
-        return Run(self, name, **options)
 
     def batch_view(self, name: str) -> BatchView:
         return self._batch_view(self._batch(name), self.index.batch_totals().get(name))

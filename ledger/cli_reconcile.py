@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from ledger.cli import _common, _config_option, _emit, _errors_as_messages, _open, _table, main
+from ledger.cli_base import _common, _config_option, _emit, _errors_as_messages, _open, _table, main
 from ledger.cli_exit import Exit
 from ledger.errors import InvalidChange
 from ledger.points import Point

@@ -15,12 +15,21 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from adapters.protocol import Adapter
 from ledger.application import Ledger
-from ledger.cli import F, _common, _config_option, _emit, _errors_as_messages, _open, _table, main
+from ledger.cli_base import (
+    F,
+    _common,
+    _config_option,
+    _emit,
+    _errors_as_messages,
+    _open,
+    _table,
+    main,
+)
 from ledger.cli_exit import Exit
 from ledger.config import load_contracts, load_systems, open_adapters
 from ledger.errors import InvalidChange
+from ledger.ports import Adapter
 from ledger.rollback import MISSING_PARENT, ON_FAILURE, POLICIES, RollbackPlan, Scope, apply, plan
 
 

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ledger.cli import _common, _config_option, _emit, _errors_as_messages, _open, main
+from ledger.cli_base import _common, _config_option, _emit, _errors_as_messages, _open, main
 from ledger.cli_exit import Exit
 from ledger.errors import InvalidChange
 from ledger.tracking import track

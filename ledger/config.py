@@ -26,8 +26,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from adapters.protocol import Adapter
 from ledger.errors import ConfigurationError
+from ledger.ports import Adapter
 from ledger.rollback import REPAIRS, Contract
 
 CONFIG_KEY = "LEDGER_CONFIG"

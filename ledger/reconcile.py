@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import orjson
 from eventsourcing.persistence import StoredEvent
@@ -44,13 +44,11 @@ from ledger.encoding import encode_value
 from ledger.errors import BatchClosed, InvalidChange, NotFound
 from ledger.keys import in_key_order, merge_by_key
 from ledger.points import Point
+from ledger.ports import Adapter, Record, Relation, Write, WriteResult
 from ledger.runs import Outcome, Run, Target
 from ledger.store import Cutoff
 from ledger.transcoder import OrjsonTranscoder
 from ledger.values import ABSENT, same
-
-if TYPE_CHECKING:
-    from adapters.protocol import Adapter, Record, Relation, Write, WriteResult
 
 KINDS = ("missing_in_target", "unknown_to_ledger", "fields", "before_differs")
 POLICIES = ("ledger", "target")

@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.protocol import Adapter, Relation
 from ledger.application import Ledger
 from ledger.domain import Address
 from ledger.errors import NotFound
+from ledger.ports import Adapter, Relation
 
 
 @dataclass(frozen=True)

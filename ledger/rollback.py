@@ -32,7 +32,6 @@ from uuid import UUID
 
 import orjson
 
-from adapters.protocol import Adapter, Relation
 from ledger.application import Ledger
 from ledger.changes import OBSERVED_BATCH, Change
 from ledger.domain import MOVE, TRACK, Address, Entity, fold
@@ -40,6 +39,7 @@ from ledger.encoding import encode_value
 from ledger.errors import InvalidChange, NotFound
 from ledger.plan_seal import digest, seal, unseal
 from ledger.points import Point
+from ledger.ports import Adapter, Relation
 from ledger.relations import Caution, Moves, cascade_cautions, follow_parents
 from ledger.runs import Outcome, Run, Target
 from ledger.values import ABSENT, same

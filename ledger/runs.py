@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
@@ -35,9 +35,6 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-# A module import, not names: `adapters.protocol` itself imports `ledger`, so importing
-# `adapters` first must find this module able to load while that one is half-initialised.
-import adapters.protocol as protocol
 from ledger.application import Ledger
 from ledger.changes import Change, reused_fingerprint
 from ledger.domain import MOVE, Address, Intent, intent_id
@@ -51,11 +48,9 @@ from ledger.errors import (
     StaleWrite,
     TransientError,
 )
+from ledger.ports import Adapter, Record, Write, WriteResult
 from ledger.values import ABSENT, same
 from ledger.views import Receipt
-
-if TYPE_CHECKING:
-    from adapters.protocol import Adapter, Record, Write, WriteResult
 
 CHUNK_SIZE = 500
 WRITE_ATTEMPTS = 5
@@ -490,7 +485,7 @@ def compare_and_set(change: Change) -> Write:
     expected.update(change.expected or {})
     if change.operation == "create":
         expected = {}
-    return protocol.Write(
+    return Write(
         change.address.key,
         cast(Any, change.operation),
         dict(change.values),
@@ -643,7 +638,7 @@ def recover(
             )
         record = adapter.read(collection, [key])[key]
         if holds(change, record):
-            result = protocol.WriteResult(key, "applied", change.image)
+            result = WriteResult(key, "applied", change.image)
             outcomes.extend(settle(ledger, [(change, result)]))
         else:
             intent.settle("not_applied")

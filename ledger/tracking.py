@@ -16,17 +16,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ledger.application import Ledger
 from ledger.changes import Change
 from ledger.domain import TRACK, Address
 from ledger.keys import in_key_order, merge_by_key
+from ledger.ports import Adapter, Record
 from ledger.values import ABSENT, same
 from ledger.views import EntityState
-
-if TYPE_CHECKING:
-    from adapters.protocol import Adapter, Record
 
 CHUNK = 1000
 SAMPLES = 20

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from adapters.protocol import Write, WriteResult
 from adapters.sql import SqlAdapter, SqlCollection
 from ledger import Address, Change, open_ledger
 from ledger.errors import TransientError
+from ledger.ports import Write, WriteResult
 from ledger.runs import Run, Target
 
 STAGES = ["subscriber", "lead", "mql"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from adapters.protocol import Adapter, Write
+from ledger.ports import Adapter, Write
 from ledger.values import ABSENT
 
 C = "contacts"

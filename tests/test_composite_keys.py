@@ -16,10 +16,10 @@ import pytest
 import sqlalchemy as sa
 
 from adapters.files import CsvAdapter, CsvCollection, JsonLinesAdapter, JsonLinesCollection
-from adapters.protocol import Adapter
 from adapters.sql import SqlAdapter, SqlCollection
 from ledger import Address, Change, Ledger, open_ledger
 from ledger.keys import join_key
+from ledger.ports import Adapter
 from ledger.reconcile import compare
 from ledger.rollback import Scope, apply, plan
 from ledger.runs import Run, Target

@@ -14,9 +14,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from crm_tables import make_contacts
 
-from adapters.protocol import Record, Write, WriteResult
 from adapters.sql import SqlAdapter, SqlCollection
 from ledger import Address, Change, open_ledger
+from ledger.ports import Record, Write, WriteResult
 from ledger.record_locks import file_record_locks
 from ledger.runs import Run, Target
 

@@ -33,7 +33,7 @@ collections.log = { format = "jsonl", key = ["region", "id"] }
     sheets = open_adapter("sheets", path)
     assert isinstance(sheets, FileAdapter) and sheets.directory == tmp_path / "sheets"
     (tmp_path / "sheets").mkdir()
-    from adapters.protocol import Write
+    from ledger.ports import Write
 
     (result,) = sheets.write("leads", [Write("7", "create", {"score": 3})])
     assert result.outcome == "applied"

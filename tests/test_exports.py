@@ -19,6 +19,6 @@ def test_adapters_import_first_without_a_cycle():
     import subprocess
     import sys
 
-    for module in ("adapters.protocol", "adapters.sql", "adapters.files", "adapters.http"):
+    for module in ("ledger.ports", "adapters.sql", "adapters.files", "adapters.http"):
         result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True)
         assert result.returncode == 0, result.stderr.decode()

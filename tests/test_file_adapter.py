@@ -37,9 +37,9 @@ from adapters.files import (
     JsonLinesAdapter,
     JsonLinesCollection,
 )
-from adapters.protocol import Write
 from ledger import Address, Change, open_ledger
 from ledger.errors import AdapterError, ConfigurationError
+from ledger.ports import Write
 from ledger.runs import Run, Target
 from ledger.values import ABSENT, same
 
@@ -534,7 +534,7 @@ def test_a_failed_replace_leaves_the_original_file_and_no_temporary_file(
 KILLED_WRITER = """
 import os, signal, sys
 from adapters import files
-from adapters.protocol import Write
+from ledger.ports import Write
 
 start = files._JsonLinesTable.start
 

@@ -16,9 +16,9 @@ from adapter_contract import SEED, AdapterContract
 from crm_server import CrmServer
 
 from adapters.http import CollectionRoute, HttpAdapter
-from adapters.protocol import Write, join_key
 from ledger.config import open_adapter
 from ledger.errors import AdapterError, ConfigurationError, TargetRejected, TransientError
+from ledger.ports import Write, join_key
 from ledger.values import same
 
 C = "contacts"

@@ -14,9 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from adapters.files import CsvAdapter, CsvCollection
-from adapters.protocol import Write
 from adapters.sql import SqlAdapter, SqlCollection
 from ledger import Address, Change, Ledger
+from ledger.ports import Write
 from ledger.reconcile import compare
 from ledger.rollback import Scope, apply, plan
 from ledger.runs import Run, Target

@@ -17,10 +17,10 @@ from fault_proxy import FaultProxy
 from json_server import JsonServer, start_json_server
 
 from adapters.http import CollectionRoute, HttpAdapter
-from adapters.protocol import Write
 from ledger import Address, Change, Ledger, open_ledger
 from ledger.cli import main
 from ledger.errors import AdapterError, ConfigurationError, NotFound, TransientError
+from ledger.ports import Write
 from ledger.reconcile import compare
 from ledger.rollback import Scope
 from ledger.rollback import apply as roll_back

@@ -10,11 +10,11 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from adapters.memory import MemoryAdapter
-from adapters.protocol import Write
 from adapters.sql import SqlAdapter, SqlCollection
 from ledger import ABSENT, Address, Change, Point, open_ledger
 from ledger.cli import main
 from ledger.errors import AdapterError, InvalidChange
+from ledger.ports import Write
 from ledger.reconcile import (
     Drift,
     ReconcilePlan,

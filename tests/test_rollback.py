@@ -3,8 +3,8 @@
 import pytest
 
 from adapters.memory import MemoryAdapter
-from adapters.protocol import Write
 from ledger import ABSENT, Address, Change
+from ledger.ports import Write
 from ledger.rollback import RollbackPlan, Scope, apply, plan
 from ledger.runs import Run, Target
 

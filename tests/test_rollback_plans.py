@@ -17,9 +17,9 @@ import pytest
 from crm_tables import make_contacts
 
 from adapters.memory import MemoryAdapter
-from adapters.protocol import Write
 from ledger import Address, Change, Ledger
 from ledger.errors import InvalidChange
+from ledger.ports import Write
 from ledger.rollback import (
     Compensation,
     Contract,

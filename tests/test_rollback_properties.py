@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.memory import MemoryAdapter
-from adapters.protocol import Write
 from ledger import Address, Change, open_ledger
+from ledger.ports import Write
 from ledger.rollback import Scope, apply, plan
 from ledger.runs import Run, Target
 

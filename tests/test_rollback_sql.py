@@ -223,7 +223,7 @@ def check_exactly_once(crm, ledger_db):
 
 def test_a_rollback_spanning_a_sql_crm_and_a_csv_sheet_runs_in_reverse_global_order(tmp_path):
     from adapters.files import CsvCollection, FileAdapter
-    from adapters.protocol import Write
+    from ledger.ports import Write
 
     engine = make_crm(f"sqlite:///{tmp_path / 'crm.db'}", 2)
     crm = SqlAdapter(

@@ -3,9 +3,9 @@
 import pytest
 
 from adapters.memory import MemoryAdapter
-from adapters.protocol import Write
 from ledger import ABSENT, Address, Change, open_ledger
 from ledger.errors import CanaryLimit, StaleWrite, TransientError
+from ledger.ports import Write
 from ledger.runs import Run, Target, recover
 
 
@@ -211,11 +211,11 @@ def test_creates_and_deletes_carry_what_undoes_them(ledger, crm):
 
 
 def test_a_run_reads_like_the_automation_it_records(ledger, crm):
-    from ledger.runs import System
+    from ledger import Run, System
 
     contacts = System(crm).contacts
-    with ledger.batch(
-        "lead-sync-7", workflow="lead-sync", workflow_version="3", actor="zapier"
+    with Run(
+        ledger, "lead-sync-7", workflow="lead-sync", workflow_version="3", actor="zapier"
     ) as run:
         run.update(contacts, 1, {"stage": "customer"}, inputs={"score": 91})
         run.update(contacts, 2, {"stage": "customer"}, expected={"owner": "bo"})

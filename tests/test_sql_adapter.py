@@ -7,10 +7,10 @@ import pytest
 import sqlalchemy as sa
 from adapter_contract import AdapterContract
 
-from adapters.protocol import Write
 from adapters.sql import SqlAdapter, SqlCollection
 from ledger import Address, Change, open_ledger
 from ledger.errors import ConfigurationError
+from ledger.ports import Write
 from ledger.reconcile import compare
 from ledger.runs import Run, Target
 

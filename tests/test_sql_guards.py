@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from adapters.protocol import Write
 from adapters.sql import SqlAdapter, SqlCollection
 from ledger import Address, Change, open_ledger
 from ledger.errors import ConfigurationError
+from ledger.ports import Write
 from ledger.runs import Run, Target
 
 
