@@ -119,7 +119,6 @@ class Ledger(Application[UUID]):
                 actor=change.actor,
                 trigger=change.trigger,
                 sources=list(change.sources),
-                effective_at=change.effective_at.isoformat() if change.effective_at else None,
             )
             return "record-" + digest.removeprefix("sha256:")[:16]
 

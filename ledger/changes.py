@@ -163,7 +163,9 @@ class Change:
             "inputs": self.inputs,
         }
         # Only present links enter the hash, so the fingerprints of changes without any (every
-        # change an automation submits) stay what they were.
+        # change an automation submits) stay what they were. When a change took effect is
+        # part of what it says: the same values effective at another time (a backdated
+        # correction) are another change, not a retry of the first.
         identity.update(
             (name, value)
             for name, value in (
@@ -171,6 +173,7 @@ class Change:
                 ("replays", self.replays),
                 ("moved_to", self.moved_to),
                 ("requested", self.requested),
+                ("effective_at", self.effective_at),
             )
             if value
         )
@@ -318,10 +321,10 @@ def observed_drift(change: Change, entity: Entity | None) -> Change | None:
         return Change(change.address, "create", values=dict(image), **seen) if image else None
     if image is None:
         return Change(change.address, "delete", **seen)
-    if change.operation == "update":
-        touched = [*change.values, *change.unset]
-    else:
-        touched = sorted(set(entity.fields) | set(image))
+    # The whole record is compared, not only the fields this change touches: an outside edit
+    # of another field made before this action must be history before it, or a later
+    # rollback would take it for a change made since, and under `skip` leave the record.
+    touched = sorted(set(entity.fields) | set(image))
     differing = [f for f in touched if not same(entity.fields.get(f, ABSENT), image.get(f, ABSENT))]
     if not differing:
         return None

@@ -203,3 +203,22 @@ def test_a_backdated_correction_recorded_late_folds_where_it_took_effect(ledger)
     between = Point.parse("effective:2025-07-01T00:00:00Z")
     assert ledger.state(deal, between).fields == {"a": 2}
     assert ledger.state(deal).fields == {"a": 2}  # now, in recorded order: the latest action
+
+
+def test_the_same_values_effective_at_another_time_are_recorded_not_taken_for_a_retry(ledger):
+    from datetime import UTC, datetime
+
+    from ledger import Address, Change
+
+    deal = Address.parse("crm/deals/2")
+    ledger.record(Change(deal, "create", values={"a": 0}), batch="b")
+    first = ledger.record(
+        Change(deal, "update", values={"a": 1}, effective_at=datetime(2026, 1, 1, tzinfo=UTC)),
+        batch="b",
+    )
+    correction = ledger.record(
+        Change(deal, "update", values={"a": 1}, effective_at=datetime(2025, 1, 1, tzinfo=UTC)),
+        batch="b",
+    )
+    assert not correction.duplicate
+    assert correction.action.version == first.action.version + 1

@@ -215,7 +215,8 @@ def test_policy_ledger_corrections_leave_a_clean_second_comparison(ledger, crm):
     }
     history = ledger.history(contact("2"))
     assert [(a.actor, a.trigger, a.delta) for a in history[1:]] == [
-        ("external", "observed", {"stage": ("lead", "customer")}),  # history explains the edit
+        # history explains the outside edit, the whole of it
+        ("external", "observed", {"email": (ABSENT, "kept@x"), "stage": ("lead", "customer")}),
         ("reconcile", "reconcile", {"stage": ("customer", "lead")}),
     ]
 
