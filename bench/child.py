@@ -30,6 +30,10 @@ TASKS = {
     "seed_rollback": "bench.rollback_tasks:seed_rollback",
     "ledger_rollback": "bench.rollback_tasks:ledger_rollback",
     "raw_rollback": "bench.rollback_tasks:raw_rollback",
+    "empty_ledger": "bench.track_tasks:empty_ledger",
+    "ledger_track": "bench.track_tasks:ledger_track",
+    "export_track": "bench.track_tasks:export_track",
+    "raw_track": "bench.track_tasks:raw_track",
 }
 
 

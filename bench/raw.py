@@ -3,6 +3,8 @@
 The rows of workloads 1, 3 and 8a are exported, untimed, from the database the ledger just
 wrote (`export_rows`), so each reference stores byte-identical event and index rows into
 its own copy of the same seeded database, with the same schema, indexes and durability.
+Workload 9 writes a row per record of a million-row table, so its rows are exported and
+loaded in chunks (`export_chunks`, `load_chunks`): neither process holds them all at once.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import pickle
 import sqlite3
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Literal
 
 from bench.data import COLLECTION, SYSTEM
 
@@ -20,6 +23,20 @@ INDEX_COLUMNS = (
 )
 EVENTS = "stored_events"
 INDEX = "ledger_actions"
+INSERT_INDEX = f"INSERT INTO {INDEX} ({INDEX_COLUMNS}) VALUES ({', '.join('?' * 12)})"
+EXPORT_CHUNK = 10_000
+_EVENTS_SQL = (
+    "SELECT {id}, originator_id, originator_version, topic, state FROM {table} "
+    "WHERE {id} > {p} ORDER BY {id}"
+)
+_INDEX_SQL = f"SELECT {INDEX_COLUMNS} FROM {INDEX} WHERE position > {{p}} ORDER BY position"
+
+
+def insert_events(table: str) -> str:
+    return (
+        f"INSERT INTO {table} (rowid, originator_id, originator_version, topic, state) "
+        "VALUES (?, ?, ?, ?, ?)"
+    )
 
 
 def is_postgres(db: str) -> bool:
@@ -36,28 +53,57 @@ def sqlite_connect(db: str) -> sqlite3.Connection:
 
 def export_rows(db: str, table: str, after: int, path: str) -> dict[str, Any]:
     """Save the event and index rows written after log position ``after``; untimed."""
-    events_sql = (
-        f"SELECT {{id}}, originator_id, originator_version, topic, state FROM {table} "
-        "WHERE {id} > {p} ORDER BY {id}"
-    )
-    index_sql = f"SELECT {INDEX_COLUMNS} FROM {INDEX} WHERE position > {{p}} ORDER BY position"
     if is_postgres(db):
         import psycopg
 
         with psycopg.connect(db) as postgres:
             events = postgres.execute(
-                events_sql.format(id="notification_id", p="%s"), (after,)
+                _EVENTS_SQL.format(table=table, id="notification_id", p="%s"), (after,)
             ).fetchall()
-            index = postgres.execute(index_sql.format(p="%s"), (after,)).fetchall()
+            index = postgres.execute(_INDEX_SQL.format(p="%s"), (after,)).fetchall()
     else:
         with sqlite3.connect(db) as connection:
-            events = connection.execute(events_sql.format(id="rowid", p="?"), (after,)).fetchall()
-            index = connection.execute(index_sql.format(p="?"), (after,)).fetchall()
+            events = connection.execute(
+                _EVENTS_SQL.format(table=table, id="rowid", p="?"), (after,)
+            ).fetchall()
+            index = connection.execute(_INDEX_SQL.format(p="?"), (after,)).fetchall()
         connection.close()
     with open(path, "wb") as file:
         pickle.dump({"table": table, "events": events, "index": index}, file)
     state_bytes = sum(len(row[4]) for row in events)
     return {"events": len(events), "index_rows": len(index), "state_bytes": state_bytes}
+
+
+def export_chunks(db: str, table: str, after: int, path: str) -> dict[str, Any]:
+    """`export_rows` for a SQLite ledger, streamed: chunks of event rows, then chunks of index
+    rows, each its own pickle; untimed."""
+    counts = {"events": 0, "index_rows": 0, "state_bytes": 0}
+    connection = sqlite3.connect(db)
+    with open(path, "wb") as file:
+        for kind, statement in (
+            ("events", _EVENTS_SQL.format(table=table, id="rowid", p="?")),
+            ("index", _INDEX_SQL.format(p="?")),
+        ):
+            cursor = connection.execute(statement, (after,))
+            while rows := cursor.fetchmany(EXPORT_CHUNK):
+                pickle.dump((kind, rows), file)
+                if kind == "events":
+                    counts["events"] += len(rows)
+                    counts["state_bytes"] += sum(len(row[4]) for row in rows)
+                else:
+                    counts["index_rows"] += len(rows)
+    connection.close()
+    return {"table": table, **counts}
+
+
+def load_chunks(path: str) -> Iterator[tuple[Literal["events", "index"], list[Any]]]:
+    """The chunks `export_chunks` wrote, read one at a time."""
+    with open(path, "rb") as file:
+        while True:
+            try:
+                yield pickle.load(file)
+            except EOFError:
+                return
 
 
 def _load(path: str) -> tuple[str, list[tuple[Any, ...]], list[tuple[Any, ...]]]:
@@ -74,12 +120,8 @@ def raw_batch(db: str, rows: str) -> dict[str, Any]:
     connection = sqlite_connect(db)
     started = time.perf_counter()
     connection.execute("BEGIN")
-    connection.executemany(
-        f"INSERT INTO {table} (rowid, originator_id, originator_version, topic, state) "
-        "VALUES (?, ?, ?, ?, ?)",
-        events,
-    )
-    connection.executemany(f"INSERT INTO {INDEX} ({INDEX_COLUMNS}) VALUES ({_marks(12)})", index)
+    connection.executemany(insert_events(table), events)
+    connection.executemany(INSERT_INDEX, index)
     connection.execute("COMMIT")
     seconds = time.perf_counter() - started
     connection.close()
@@ -90,18 +132,14 @@ def raw_single(db: str, rows: str) -> dict[str, Any]:
     """Reference of workload 3: one transaction per event (with its index row), each fsynced."""
     table, events, index = _load(rows)
     by_position = {row[0]: row for row in index}
-    insert_event = (
-        f"INSERT INTO {table} (rowid, originator_id, originator_version, topic, state) "
-        "VALUES (?, ?, ?, ?, ?)"
-    )
-    insert_index = f"INSERT INTO {INDEX} ({INDEX_COLUMNS}) VALUES ({_marks(12)})"
+    insert_event = insert_events(table)
     connection = sqlite_connect(db)
     started = time.perf_counter()
     for event in events:
         connection.execute("BEGIN")
         connection.execute(insert_event, event)
         if event[0] in by_position:
-            connection.execute(insert_index, by_position[event[0]])
+            connection.execute(INSERT_INDEX, by_position[event[0]])
         connection.execute("COMMIT")
     seconds = time.perf_counter() - started
     connection.close()
@@ -145,7 +183,3 @@ def raw_collection(db: str, position: int) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     connection.close()
     return {"count": count, "seconds": seconds, "state_bytes": size}
-
-
-def _marks(n: int) -> str:
-    return ", ".join("?" * n)

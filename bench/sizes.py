@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
+TUPLES = ("collection", "reconcile", "pg_batch", "track")  # the sizes that take a list
+
 
 @dataclass(frozen=True)
 class Sizes:
@@ -18,23 +20,24 @@ class Sizes:
     # workload 8: actions in one batch on PostgreSQL; 100,000 would hang (see the report), so
     # the default runs the largest size that passes and one that shows the hang.
     pg_batch: tuple[int, ...] = (5_000, 10_000)
+    track: tuple[int, ...] = (100_000, 1_000_000)  # workload 9: rows of the table baselined
 
     def with_overrides(self, text: str) -> Sizes:
-        """``key=value,…``; ``collection`` takes sizes separated by ``:`` (e.g. 10000:100000)."""
+        """``key=value,…``; the tuples (``collection``, ``reconcile``, ``pg_batch``, ``track``)
+        take sizes separated by ``:`` (e.g. collection=10000:100000)."""
         changes: dict[str, object] = {}
         names = {f.name for f in fields(self)}
         for item in filter(None, (part.strip() for part in text.split(","))):
             key, sep, value = item.partition("=")
             if not sep or key not in names:
                 raise ValueError(f"--sizes item {item!r}: expected one of {', '.join(names)}=N")
-            if key in ("collection", "pg_batch", "reconcile"):
+            if key in TUPLES:
                 changes[key] = tuple(sorted(int(v) for v in value.split(":")))
             else:
                 changes[key] = int(value)
         sizes = replace(self, **changes)  # type: ignore[arg-type]
-        lists = (sizes.collection, sizes.pg_batch, sizes.reconcile)
-        if any(not sizes_ or min(sizes_) < 1 for sizes_ in lists):
-            raise ValueError("--sizes: collection and pg_batch need sizes of at least 1")
+        if any(not getattr(sizes, key) or min(getattr(sizes, key)) < 1 for key in TUPLES):
+            raise ValueError(f"--sizes: {', '.join(TUPLES)} need sizes of at least 1")
         if min(sizes.batch, sizes.single, sizes.samples, sizes.rollback) < 1 or sizes.history < 2:
             raise ValueError("--sizes: sizes must be at least 1 (history at least 2)")
         return replace(sizes, replay=max(1, min(sizes.replay, sizes.samples)))
@@ -57,4 +60,5 @@ QUICK = Sizes(
     rollback=300,
     reconcile=(100, 300),
     pg_batch=(300,),
+    track=(100, 300),
 )

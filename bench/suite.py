@@ -19,7 +19,7 @@ from bench import ROOT
 from bench.report import Row
 from bench.sizes import Sizes
 
-ROWS = ("1", "2", "3", "4", "5", "6", "7", "8")
+ROWS = ("1", "2", "3", "4", "5", "6", "7", "8", "9")
 TIMES = "\N{MULTIPLICATION SIGN}"
 FLAT_MIB = 10.0  # peak RSS counts as flat if it grows by at most this (or 10 %)
 
@@ -42,6 +42,8 @@ class Suite:
         self.log = log
         self.postgres_version = "not run"
         self._seeds: dict[int, tuple[str, int]] = {}
+        self._targets: dict[int, str] = {}
+        self._empty: str | None = None
         self._batch: dict[str, Any] | None = None
         self._files = 0
 
@@ -90,6 +92,22 @@ class Suite:
             _fold_wal(db)
             self._seeds[n] = (db, position)
         return self._seeds[n]
+
+    def target(self, n: int) -> str:
+        """A SQLite `contacts` table of ``n`` rows, the seed records' values (built once)."""
+        if n not in self._targets:
+            self.log(f"a {n:,}-row SQLite table (not timed)")
+            self._targets[n] = self.path(f"target-{n}.db")
+            self.task("seed_target", target=self._targets[n], n=n)
+        return self._targets[n]
+
+    def empty(self, stem: str) -> str:
+        """A copy of a new, empty SQLite ledger (built once)."""
+        if self._empty is None:
+            self._empty = self.path("empty.db")
+            self.task("empty_ledger", db=self._empty)
+            _fold_wal(self._empty)
+        return self.copy_file(self._empty, stem)
 
     def copy(self, n: int) -> str:
         source, _ = self.seeded(n)
@@ -274,9 +292,7 @@ class Suite:
                 raw,
             )
             rows.append(row)
-        first = rows[0].rss[0] if rows[0].rss else 0.0
-        last = rows[-1].rss[0] if rows[-1].rss else 0.0
-        flat = last - first <= max(FLAT_MIB, 0.1 * first)
+        first, last, flat = _flat(rows)
         for row in rows:
             row.met = row.ratio is not None and row.ratio >= 0.25 and flat
         if len(rows) > 1:
@@ -346,8 +362,7 @@ class Suite:
         rows: list[Row] = []
         for letter, n in zip("abcdefgh", self.sizes.reconcile, strict=False):
             db, position = self.seeded(n)
-            target = self.path(f"target-{n}.db")
-            self.task("seed_target", target=target, n=n)
+            target = self.target(n)
             self.log(f"workload 7: reconcile a {n:,}-row table against the ledger")
             ledger = self.task("ledger_reconcile", db=db, target=target)
             raw = self.task("raw_reconcile", db=db, target=target, position=position)
@@ -368,9 +383,8 @@ class Suite:
                     raw,
                 )
             )
-        first = rows[0].rss[0] if rows[0].rss else 0.0
-        last = rows[-1].rss[0] if rows[-1].rss else 0.0
-        flat = last - first <= max(FLAT_MIB, 0.1 * first) and last < 500
+        first, last, flat = _flat(rows)
+        flat = flat and last < 500
         for row in rows:
             row.met = flat and (row.ledger_rate or 0) >= 100_000
         rows[-1].notes.append(
@@ -430,6 +444,75 @@ class Suite:
         )
         return row
 
+    # Workload 9 ---------------------------------------------------------------------------
+
+    def row_9(self) -> list[Row]:
+        sizes = self.sizes.track
+        rows = [self.track(f"9{letter}", n) for letter, n in zip("abcdefgh", sizes, strict=False)]
+        measured = [(n, r) for n, r in zip(sizes, rows, strict=False) if r.status is None]
+        if not measured:
+            return rows
+        first, last, flat = _flat([row for _, row in measured])
+        for _, row in measured:
+            row.met = row.ratio is not None and row.ratio >= 0.3 and flat
+        if len(measured) > 1:
+            (smallest, _), (largest, row) = measured[0], measured[-1]
+            row.extra = f"RSS {round(last - first):+d} MiB vs {smallest:,}"
+            row.notes.append(
+                f"ledger peak RSS {first:.0f} MiB at {smallest:,} rows and {last:.0f} MiB at "
+                f"{largest:,}: "
+                + ("flat" if flat else "NOT flat")
+                + f" (flat means at most +{FLAT_MIB:.0f} MiB or +10 %)"
+            )
+        return rows
+
+    def track(self, row_id: str, n: int) -> Row:
+        """Row 9 at one size: the baseline, its rows exported (untimed), the reference."""
+        target = self.target(n)
+        row = Row(
+            row_id,
+            f"baseline of a {n:,}-row SQLite table into an empty SQLite ledger "
+            "(`ledger track`, `tracking.track`) through the SQL adapter, streamed",
+            "raw streaming `SELECT` of the same table, then raw `sqlite3` `executemany` of the "
+            "same event + index rows into a copy of the same empty ledger, one transaction "
+            "(WAL, synchronous=FULL)",
+            f"≥ 0.3{TIMES} the reference, memory flat",
+            unit="rows/s",
+        )
+        self.log(f"workload 9: the ledger takes a baseline of the {n:,}-row table")
+        db = self.empty(f"track-{n}.db")
+        try:
+            ledger = self.task("ledger_track", db=db, target=target, n=n)
+        except TaskTimeout as error:
+            row.status, row.met = f"**timed out**: {error}", False
+            return row
+        rows_file = self.path(f"track-{n}-rows.pickle")
+        written = self.task(
+            "export_track", db=db, table=ledger["table"], after=ledger["after"], path=rows_file
+        )
+        if written["index_rows"] != n:
+            raise BenchError(f"workload 9: the ledger recorded {written['index_rows']} actions")
+        self.log("workload 9: raw read of the table + sqlite3 insert of the same rows")
+        raw = self.task(
+            "raw_track",
+            db=self.empty(f"track-raw-{n}.db"),
+            target=target,
+            table=ledger["table"],
+            rows=rows_file,
+        )
+        if raw["count"] != n or raw["events"] != written["events"]:
+            raise BenchError(f"workload 9: the reference read {raw['count']} rows, not {n}")
+        _compared(row, ledger, raw)
+        size = written["state_bytes"] / written["events"]
+        row.notes.append(
+            f"the ledger committed every {written['chunk']:,} records and wrote "
+            f"{written['events']:,} event rows ({size:.0f} bytes of state each) and "
+            f"{written['index_rows']:,} index rows; the reference read the table in "
+            f"{raw['read_seconds']:.2f} s and stored exactly these rows in "
+            f"{raw['insert_seconds']:.2f} s"
+        )
+        return row
+
     @staticmethod
     def postgres_skipped(reason: str) -> list[Row]:
         return [
@@ -439,6 +522,13 @@ class Suite:
             Row("8b", "row 4 (time) on PostgreSQL", "full replay", "reported", status=reason),
             Row("8c", "row 4 (version) on PostgreSQL", "full replay", "reported", status=reason),
         ]
+
+
+def _flat(rows: list[Row]) -> tuple[float, float, bool]:
+    """The ledger's peak RSS at the smallest and largest size, and whether it stayed flat."""
+    first = rows[0].rss[0] if rows[0].rss else 0.0
+    last = rows[-1].rss[0] if rows[-1].rss else 0.0
+    return first, last, last - first <= max(FLAT_MIB, 0.1 * first)
 
 
 def _fold_wal(db: str) -> None:

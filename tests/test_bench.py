@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "bench.py"
-MEASURED = ("1", "2", "3", "4a", "4b", "5a", "5b", "6", "7a", "7b")
+MEASURED = ("1", "2", "3", "4a", "4b", "5a", "5b", "6", "7a", "7b", "9a", "9b")
 RATE = re.compile(r"^[\d,]+ (actions|states|records|rows)/s\b")
 RATIO = re.compile(r"^\d+\.\d{2,8}\N{MULTIPLICATION SIGN}$")
 RSS = re.compile(r"^\d+ / \d+ MiB$")
@@ -46,7 +46,7 @@ def quick_report(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def test_every_row_is_reported(quick_report: str) -> None:
     rows = _table(quick_report)
-    assert list(rows) == [*MEASURED, "8a", "8b", "8c"]
+    assert list(rows) == [*MEASURED[:-2], "8a", "8b", "8c", *MEASURED[-2:]]
     for row_id in ("8a", "8b", "8c"):
         assert rows[row_id][3] == "skipped (--no-postgres)"
 
@@ -63,6 +63,24 @@ def test_measured_rows_have_numbers_that_parse(quick_report: str) -> None:
         assert target and met in ("yes", "**no**")
     for row_id in ("4a", "4b"):
         assert re.search(r"median \d+\.\d\d ms", rows[row_id][3])
+    for row_id in ("5b", "9b"):  # the largest size says how peak RSS grew from the smallest
+        assert re.search(r"; RSS [+-]\d+ MiB vs [\d,]+$", rows[row_id][3])
+
+
+def test_the_baseline_row_compares_the_same_rows_and_says_whether_memory_is_flat(
+    quick_report: str,
+) -> None:
+    rows = _table(quick_report)
+    assert rows["9a"][1].startswith("baseline of a 100-row SQLite table")
+    assert rows["9b"][1].startswith("baseline of a 300-row SQLite table")
+    assert rows["9b"][7] == "≥ 0.3\N{MULTIPLICATION SIGN} the reference, memory flat"
+    assert "- **9a**: the ledger committed every 1,000 records and wrote 101 event rows" in (
+        quick_report
+    )
+    assert re.search(
+        r"- \*\*9b\*\*: ledger peak RSS \d+ MiB at 100 rows and \d+ MiB at 300: (NOT )?flat",
+        quick_report,
+    )
 
 
 def test_report_names_machine_versions_and_command(quick_report: str) -> None:
@@ -94,9 +112,14 @@ def test_quick_never_writes_the_committed_report() -> None:
 
 def test_sizes_and_rows_are_parameters() -> None:
     script = _script()
-    args = script.parse_args(["--sizes", "batch=50,collection=10:20,pg_batch=7", "--only", "1,4"])
-    assert (args.sizes.batch, args.sizes.collection, args.sizes.pg_batch) == (50, (10, 20), (7,))
-    assert args.only == {"1", "4"}
-    for bad in (["--sizes", "nope=1"], ["--sizes", "batch=0"], ["--only", "9"]):
+    args = script.parse_args(
+        ["--sizes", "batch=50,collection=10:20,pg_batch=7,track=30:10", "--only", "1,4,9"]
+    )
+    sizes = args.sizes
+    assert (sizes.batch, sizes.collection, sizes.pg_batch) == (50, (10, 20), (7,))
+    assert sizes.track == (10, 30)
+    assert args.only == {"1", "4", "9"}
+    bad_args = (["--sizes", "nope=1"], ["--sizes", "batch=0"], ["--sizes", "track=0:5"])
+    for bad in (*bad_args, ["--only", "10"]):
         with pytest.raises(SystemExit):
             script.parse_args(bad)
