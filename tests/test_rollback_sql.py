@@ -2,15 +2,14 @@
 
 import json
 import os
-import random
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 import sqlalchemy as sa
+from crash_after import CRASH_AFTER, crash_schedule
 from crm_tables import make_contacts
 
 from adapters.sql import SqlAdapter, SqlCollection
@@ -165,7 +164,7 @@ def test_plan_then_apply_from_the_cli(workspace):
 
 
 @pytest.mark.slow
-def test_a_rollback_killed_at_random_points_resumes_and_applies_each_compensation_once(workspace):
+def test_a_rollback_killed_in_every_window_resumes_and_applies_each_compensation_once(workspace):
     tmp_path, crm, env = workspace
     count = 10_000
     make_crm(f"sqlite:///{crm}", count).dispose()
@@ -177,22 +176,17 @@ def test_a_rollback_killed_at_random_points_resumes_and_applies_each_compensatio
         capture_output=True,
         check=True,
     )
-    rng = random.Random(int(os.environ.get("SIGKILL_SEED", "5")))
-    kills = 0
-    for _ in range(6):
-        process = subprocess.Popen(
-            [*LEDGER, "rollback", "apply", "--plan", plan_path],
+    killed = []
+    for crash in crash_schedule(int(os.environ.get("SIGKILL_SEED", "5")), chunks=count // 2000):
+        process = subprocess.run(
+            [*CRASH_AFTER, crash, "rollback", "apply", "--plan", plan_path],
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
         )
-        # Shorter than the whole apply (about 4 s of work after 1 s of start-up): most
-        # runs are killed part-way, at a different point each time.
-        time.sleep(rng.uniform(0.5, 1.6))
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            kills += 1
-        process.wait()
+        assert process.returncode in (0, -signal.SIGKILL), process.stderr
+        if process.returncode == -signal.SIGKILL:
+            killed.append(crash.split(":")[0])
         subprocess.run([*LEDGER, "recover"], env=env, check=True, capture_output=True)
         restored_in_target, compensations = check_exactly_once(crm, tmp_path / "ledger.db")
         assert restored_in_target == set(compensations)
@@ -203,7 +197,7 @@ def test_a_rollback_killed_at_random_points_resumes_and_applies_each_compensatio
         text=True,
     )
     assert final.returncode == 0, final.stderr
-    assert kills >= 3
+    assert set(killed) == {"write", "before-write", "statement", "save"}, killed
     restored_in_target, compensations = check_exactly_once(crm, tmp_path / "ledger.db")
     assert len(restored_in_target) == len(compensations) == count
 
