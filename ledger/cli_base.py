@@ -1,5 +1,8 @@
 """The old names of `ledger.cli.base`, for `ledger/cli_reconcile.py` until the lead moves it
-into the `ledger.cli` package (then this module goes)."""
+into the `ledger.cli` package (then this module goes).
+
+Import it only through `ledger.cli` or `ledger.cli_reconcile`: imported first on its own, the
+package's `__init__` (which registers `cli_reconcile`) would find it half-initialised."""
 
 # for cli_reconcile.py until the lead moves it
 from ledger.cli.base import common as _common
