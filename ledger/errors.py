@@ -8,6 +8,7 @@
      ├── ConcurrencyConflict    the entity kept moving under us; retry later
      ├── BatchClosed            an action was recorded into a closed batch
      ├── CanaryLimit            a canary batch reached its limit; the rest was not applied
+     ├── RunInterrupted         a run stopped by an error after some writes had landed
      ├── NotFound               an entity, batch or checkpoint that does not exist
      │    └── UnknownCheckpoint
      ├── CheckpointExists       a checkpoint name is already taken
@@ -87,6 +88,11 @@ class BatchClosed(LedgerError):
 
 class CanaryLimit(LedgerError):
     """A canary batch may apply only its first N actions; the next one is refused."""
+
+
+class RunInterrupted(LedgerError):
+    """A run stopped by an error after some of its writes had landed (and were recorded): the
+    message says how many, and that running it again goes on without applying any twice."""
 
 
 class NotFound(LedgerError):

@@ -4,6 +4,7 @@ import json
 import re
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -166,6 +167,41 @@ def test_every_command_has_help_and_is_documented():
         assert command.help, name
         assert re.search(rf"^## `ledger {name}", documented, re.MULTILINE), name
         assert CliRunner().invoke(main, [name, "--help"]).exit_code == 0
+
+
+def command_paths(group=main, prefix=()):
+    """Every command a user can run, groups' subcommands included: ("rollback", "plan"), …"""
+    for name, command in group.commands.items():
+        path = (*prefix, name)
+        yield path, command
+        if isinstance(command, click.Group):
+            yield from command_paths(command, path)
+
+
+def documented_commands():
+    """The commands named in docs/cli.md's headings, each in backticks ("ledger rollback plan");
+    a heading may name several."""
+    headings = re.findall(r"^## (.*)$", DOCS.read_text(), re.MULTILINE)
+    return {name for heading in headings for name in re.findall(r"`ledger ([^`]+)`", heading)}
+
+
+@pytest.mark.parametrize(
+    "path, command", list(command_paths()), ids=[" ".join(p) for p, _ in command_paths()]
+)
+def test_every_subcommand_has_help_and_a_heading_in_the_docs(path, command):
+    shown = CliRunner().invoke(main, [*path, "--help"])
+    assert shown.exit_code == 0, shown.output
+    assert f"Usage: main {' '.join(path)}" in shown.output
+    assert command.help, path
+    if isinstance(command, click.Group):  # documented by its subcommands' headings
+        assert any(d.startswith(f"{' '.join(path)} ") for d in documented_commands()), path
+    else:
+        assert " ".join(path) in documented_commands(), path
+
+
+def test_the_docs_name_no_command_that_does_not_exist():
+    paths = {" ".join(p) for p, _ in command_paths()}
+    assert documented_commands() <= paths
 
 
 def test_import_refuses_a_line_naming_another_batch_than_the_option(run, tmp_path):

@@ -1,4 +1,4 @@
-"""One exit-code table for every command (ledger/cli_exit.py, docs/cli.md): 0 done, 1 error
+"""One exit-code table for every command (ledger/cli/exit.py, docs/cli.md): 0 done, 1 error
 (usage mistakes too), 2 done with items left for review, 3 some writes refused or failed."""
 
 import contextlib
@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from ledger.cli import main
-from ledger.cli_exit import Exit
+from ledger.cli.exit import Exit
 
 DOCS = Path(__file__).parent.parent / "docs" / "cli.md"
 

@@ -1,7 +1,7 @@
 """`ledger rollback …` and `ledger replay …`: plan first, then apply, exactly once.
 
 A replay is a rollback's other direction (redo a batch): the same commands, planner and runs.
-Exit codes follow the one table (`ledger.cli_exit`): 0 done, nothing left; 1 error; 2 done,
+Exit codes follow the one table (`ledger.cli.exit`): 0 done, nothing left; 1 error; 2 done,
 with items left for review (conflicts, follow-ups, cautions, a blocked or aborted plan); 3 some
 writes were refused (changed since the plan) or failed, or verification found a record that does
 not hold the planned state."""
@@ -15,22 +15,20 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from ledger.application import Ledger
-from ledger.cli_base import (
-    F,
-    _common,
-    _config_option,
-    _emit,
-    _errors_as_messages,
-    _open,
-    _table,
-    main,
+from ledger.cli.base import F, common, config_option, emit, errors_as_messages, main, open_db, table
+from ledger.cli.exit import Exit
+from ledger.config import load_contracts, open_adapters
+from ledger.rollback import MISSING_PARENT, ON_FAILURE, POLICIES, RollbackPlan, Scope, apply
+from ledger.rollback_requests import (
+    PLANNING_OPTIONS,
+    Direction,
+    ScopeCheck,
+    for_review,
+    load_saved_plan,
+    plan_configured,
+    plan_with,
+    rollback_scope,
 )
-from ledger.cli_exit import Exit
-from ledger.config import load_contracts, load_systems, open_adapters
-from ledger.errors import InvalidChange
-from ledger.ports import Adapter
-from ledger.rollback import MISSING_PARENT, ON_FAILURE, POLICIES, RollbackPlan, Scope, apply, plan
 
 
 @main.group("rollback")
@@ -78,53 +76,12 @@ def _scope_options(command: F) -> F:
 
 def _verb(command: F) -> F:
     """--db, --json and --config, with library errors as messages."""
-    return _config_option(_common(_errors_as_messages(command)))
+    return config_option(common(errors_as_messages(command)))
 
 
-def _scope(
-    batches: tuple[str, ...],
-    workflow: str | None,
-    since: str | None,
-    system: str | None,
-    collection: str | None,
-) -> Scope:
-    if collection and not system:
-        raise InvalidChange("--collection needs --system", field="--collection")
-    if workflow and not since and not batches:
-        raise InvalidChange("--workflow needs --since (or --batch)", field="--workflow")
-    return Scope(tuple(batches), workflow, since, system, collection)
-
-
-def _plan_now(
-    ledger: Ledger,
-    adapters: dict[str, Adapter],
-    config: str | None,
-    policy: str,
-    direction: str,
-    scope: dict[str, Any],
-) -> RollbackPlan:
-    """Plan a scope given as command options (``missing_parent`` among them)."""
-    options = dict(scope)
-    missing_parent = options.pop("missing_parent", "skip")
-    return plan(
-        ledger,
-        _scope(**options),
-        adapters,
-        policy=policy,
-        contracts=load_contracts(config),
-        direction=direction,
-        missing_parent=missing_parent,
-        collections={
-            system: list(settings.get("collections", {}))
-            for system, settings in load_systems(config).items()
-        },
-    )
-
-
-def _for_review(chosen: RollbackPlan) -> bool:
-    """Whether a plan leaves something for a person: conflicts (or an abort because of them),
-    manual follow-ups, or cautions to check before applying."""
-    return bool(chosen.conflicts or chosen.aborted or chosen.followups or chosen.cautions)
+def _scope(options: dict[str, Any]) -> Scope:
+    """The scope the options name (``missing_parent`` among them is a planning option)."""
+    return rollback_scope(**{k: v for k, v in options.items() if k != "missing_parent"})
 
 
 _HELP = {
@@ -149,19 +106,7 @@ _HELP = {
 }
 
 
-def _plan(
-    db: str | None, config: str | None, policy: str, direction: str, scope: dict[str, Any]
-) -> RollbackPlan:
-    """Plan a scope with the configured systems and contracts; reads only."""
-    adapters = open_adapters(config)
-    try:
-        return _plan_now(_open(db), adapters, config, policy, direction, scope)
-    finally:
-        for adapter in adapters.values():
-            adapter.close()
-
-
-def _register(group: click.Group, direction: str) -> None:
+def _register(group: click.Group, direction: Direction) -> None:
     """The plan, check and apply commands of one direction."""
 
     @group.command("plan", help=_HELP[direction]["plan"])
@@ -191,52 +136,39 @@ def _register(group: click.Group, direction: str) -> None:
             runbook.write_text(result.runbook())
         if out:
             out.write_bytes(result.dumps())
-        _emit(as_json, result.to_json(), lambda: click.echo(result.runbook()))
-        sys.exit(Exit.REVIEW if _for_review(result) else Exit.DONE)
+        emit(as_json, result.to_json(), lambda: click.echo(result.runbook()))
+        sys.exit(Exit.REVIEW if for_review(result) else Exit.DONE)
 
     @group.command("check", help=_HELP[direction]["check"])
     @_verb
     @_scope_options
     def check(db: str | None, as_json: bool, config: str | None, policy: str, **scope: Any) -> None:
         result = _plan(db, config, policy, direction, scope)
-        kinds: dict[str, int] = {}
-        for compensation in result.compensations:
-            kinds[compensation.kind] = kinds.get(compensation.kind, 0) + 1
-        blockers = [
-            {"entity": c.entity, "reason": c.reason, "fields": list(c.fields)}
-            for c in result.conflicts
-        ]
-        blocked = bool(blockers or result.aborted)
-        summary = {
-            "scope": result.scope.describe(),
-            "reversible": kinds,
-            "blocked": blockers,
-            "already_rolled_back": len(result.already_rolled_back),
-            "cautions": [c.entity for c in result.cautions],
-            "clean": not blocked,
-        }
+        found = ScopeCheck.of(result)
 
         def human() -> None:
-            counts = ", ".join(f"{n} to {kind}" for kind, n in sorted(kinds.items())) or "nothing"
+            counts = (
+                ", ".join(f"{n} to {kind}" for kind, n in sorted(found.kinds.items())) or "nothing"
+            )
             done = (
                 f"; {len(result.already_rolled_back)} already rolled back"
                 if result.already_rolled_back
                 else ""
             )
             click.echo(f"{result.scope.describe()}: {counts}{done}")
-            if blockers:
-                click.echo(f"blocked by {len(blockers)} conflict(s) under policy {policy}:")
-                _table(
+            if found.blockers:
+                click.echo(f"blocked by {len(found.blockers)} conflict(s) under policy {policy}:")
+                table(
                     ["entity", "reason", "fields"],
-                    ([b["entity"], b["reason"], ", ".join(b["fields"])] for b in blockers),
+                    ([b.entity, b.reason, ", ".join(b.fields)] for b in found.blockers),
                 )
             else:
                 click.echo("nothing blocks it")
             for caution in result.cautions:
                 click.echo(f"caution: {caution.entity}: {caution.reason}")
 
-        _emit(as_json, summary, human)
-        sys.exit(Exit.REVIEW if blocked else Exit.DONE)
+        emit(as_json, found.to_json(), human)
+        sys.exit(Exit.REVIEW if found.blocked else Exit.DONE)
 
     @group.command("apply", help=_HELP[direction]["apply"])
     @_verb
@@ -267,13 +199,23 @@ def _register(group: click.Group, direction: str) -> None:
         **scope: Any,
     ) -> None:
         chosen: RollbackPlan | None = None
-        if saved is not None:  # a bad plan file is refused before anything is opened
+        # A bad plan file or scope is refused before anything is opened.
+        if saved is not None:
             chosen = _saved_plan(saved, scope)
-        ledger = _open(db)
+        asked = _scope(scope)
+        ledger = open_db(db)
         adapters = open_adapters(config)
         try:
             if chosen is None:
-                chosen = _plan_now(ledger, adapters, config, policy, direction, scope)
+                chosen = plan_with(
+                    ledger,
+                    adapters,
+                    config,
+                    asked,
+                    policy=policy,
+                    direction=direction,
+                    missing_parent=scope["missing_parent"],
+                )
             with click.progressbar(
                 length=len(chosen.compensations), label="rolling back", file=sys.stderr
             ) as bar:
@@ -306,7 +248,7 @@ def _register(group: click.Group, direction: str) -> None:
                     f"scope were {'rolled back' if direction == 'undo' else 'replayed'} "
                     "before; nothing was done"
                 )
-            _table(
+            table(
                 ["entity", "outcome", "reason / error"],
                 ([o["entity"], o["outcome"], _detail(o)] for o in report.outcomes),
             )
@@ -325,30 +267,38 @@ def _register(group: click.Group, direction: str) -> None:
                 verdict = "verified"
             click.echo(f"verification: {verdict}")
 
-        _emit(as_json, report.to_json(), human)
+        emit(as_json, report.to_json(), human)
         if report.mismatches or report.refused:
             sys.exit(Exit.REFUSED)
-        sys.exit(Exit.REVIEW if report.needs_attention or _for_review(chosen) else Exit.DONE)
+        sys.exit(Exit.REVIEW if report.needs_attention or for_review(chosen) else Exit.DONE)
 
 
 def _saved_plan(saved: Path, scope: dict[str, Any]) -> RollbackPlan:
     """A plan saved by `plan --out`, given without a scope or planning options."""
-    given = {k: v for k, v in scope.items() if k != "missing_parent"}
-    if any(given.values()):
-        raise InvalidChange("give --plan or a scope, not both", field="--plan")
     context = click.get_current_context()
-    for name in ("policy", "missing_parent"):
-        if context.get_parameter_source(name) is ParameterSource.COMMANDLINE:
-            option = "--" + name.replace("_", "-")
-            raise InvalidChange(
-                f"{option} applies when planning; a saved plan keeps the one it was made with "
-                f"(plan again with {option} to change it)",
-                field=option,
-            )
-    try:
-        return RollbackPlan.loads(saved.read_bytes())
-    except InvalidChange as error:
-        raise InvalidChange(f"{saved}: {error}", field="--plan") from None
+    return load_saved_plan(
+        saved,
+        scope_given=any(v for k, v in scope.items() if k != "missing_parent"),
+        planning_options_given=[
+            name
+            for name in PLANNING_OPTIONS
+            if context.get_parameter_source(name) is ParameterSource.COMMANDLINE
+        ],
+    )
+
+
+def _plan(
+    db: str | None, config: str | None, policy: str, direction: Direction, scope: dict[str, Any]
+) -> RollbackPlan:
+    """Plan the scope the options name, with the configured systems; reads only."""
+    return plan_configured(
+        db,
+        config,
+        _scope(scope),
+        policy=policy,
+        direction=direction,
+        missing_parent=scope["missing_parent"],
+    )
 
 
 def _detail(outcome: dict[str, Any]) -> str | None:
@@ -362,15 +312,15 @@ _register(replay, "redo")
 
 
 @rollback.command("status")
-@_common
-@_errors_as_messages
+@common
+@errors_as_messages
 def status(db: str | None, as_json: bool) -> None:
     """Every rollback applied so far, with how many records it changed."""
-    views = [b for b in _open(db).batches() if b.workflow == "rollback"]
-    _emit(
+    views = [b for b in open_db(db).batches() if b.workflow == "rollback"]
+    emit(
         as_json,
         [v.to_json() for v in views],
-        lambda: _table(
+        lambda: table(
             ["rollback batch", "status", "records", "opened_at"],
             ([v.name, v.status, v.actions, v.opened_at.isoformat()] for v in views),
         ),

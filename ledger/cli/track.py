@@ -6,16 +6,17 @@ import sys
 
 import click
 
-from ledger.cli_base import _common, _config_option, _emit, _errors_as_messages, _open, main
-from ledger.cli_exit import Exit
+from ledger.cli.base import common, config_option, emit, errors_as_messages, main, open_db
+from ledger.cli.exit import Exit
+from ledger.config import open_adapter
 from ledger.errors import InvalidChange
 from ledger.tracking import track
 
 
 @main.command("track")
-@_common
-@_errors_as_messages
-@_config_option
+@common
+@errors_as_messages
+@config_option
 @click.argument("target", metavar="SYSTEM/COLLECTION")
 @click.option("--batch", help="Batch to record the baseline in [default: track-SYSTEM-…-TIME].")
 @click.option("--actor", help="Who takes the baseline.")
@@ -32,13 +33,11 @@ def track_(
     any view of the collection as of any later point is the whole table. Records whose values
     contradict the ledger are drift, left alone and counted (see `ledger reconcile`).
     Exit code 0: done; 2: done, with drift left for review; 1: error."""
-    from ledger.config import open_adapter
-
     system, _, collection = target.partition("/")
     if not system or not collection or "/" in collection:
         raise InvalidChange(f"{target!r} is not of the form SYSTEM/COLLECTION", field="target")
     adapter = open_adapter(system, config)
-    ledger = _open(db)
+    ledger = open_db(db)
     try:
         with click.progressbar(length=0, label=f"tracking {target}", file=sys.stderr) as bar:
             report = track(
@@ -55,6 +54,6 @@ def track_(
         for entity in report.drift_samples:
             click.echo(f"  drift: {entity}")
 
-    _emit(as_json, report.to_json(), human)
+    emit(as_json, report.to_json(), human)
     if report.drifted:
         sys.exit(Exit.REVIEW)

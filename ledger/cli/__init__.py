@@ -1,0 +1,13 @@
+"""The `ledger` command: a thin edge over the library, tables for people and --json for machines.
+
+Each command group lives in its own module and registers itself on the group in
+`ledger.cli.base` when imported here; the commands parse their options, call the library and
+print. Library errors become one-line messages in `ledger.cli.errors` only, and every command
+exits with a code of the one table in `ledger.cli.exit`.
+"""
+
+from ledger import cli_reconcile  # noqa: F401  (moves into this package when the lead merges it)
+from ledger.cli import apply, inspect, recording, rollback, track  # noqa: F401  (registration)
+from ledger.cli.base import main
+
+__all__ = ["main"]  # the `ledger` entry point

@@ -1,0 +1,162 @@
+"""A rollback (or replay) as a person asks for it: which scopes are well formed, which options
+go together, planning with the configured systems, and what counts as left for review.
+
+These rules are the same whatever asks (the CLI today, the HTTP API next), so they live here
+and the edges only parse and print.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ledger.application import Ledger
+from ledger.bootstrap import open_ledger
+from ledger.config import load_contracts, load_systems, open_adapters
+from ledger.errors import InvalidChange
+from ledger.ports import Adapter
+from ledger.rollback import RollbackPlan, Scope, plan
+
+Direction = Literal["undo", "redo"]  # a rollback, or a replay
+PLANNING_OPTIONS = ("policy", "missing_parent")  # fixed when planning, kept by a saved plan
+
+
+def rollback_scope(
+    batches: Collection[str] = (),
+    workflow: str | None = None,
+    since: str | None = None,
+    system: str | None = None,
+    collection: str | None = None,
+) -> Scope:
+    """A scope, refused when it cannot mean what was asked: a collection is named within its
+    system, and a workflow's actions are taken since a point (or within batches)."""
+    if collection and not system:
+        raise InvalidChange("--collection needs --system", field="--collection")
+    if workflow and not since and not batches:
+        raise InvalidChange("--workflow needs --since (or --batch)", field="--workflow")
+    return Scope(tuple(batches), workflow, since, system, collection)
+
+
+def load_saved_plan(
+    path: Path, *, scope_given: bool, planning_options_given: Collection[str] = ()
+) -> RollbackPlan:
+    """A plan saved by `plan --out`: it is the scope and keeps the options it was made with,
+    so a scope or a planning option given with it is refused (naming the option)."""
+    if scope_given:
+        raise InvalidChange("give --plan or a scope, not both", field="--plan")
+    for name in PLANNING_OPTIONS:
+        if name in planning_options_given:
+            option = "--" + name.replace("_", "-")
+            raise InvalidChange(
+                f"{option} applies when planning; a saved plan keeps the one it was made with "
+                f"(plan again with {option} to change it)",
+                field=option,
+            )
+    try:
+        return RollbackPlan.loads(path.read_bytes())
+    except InvalidChange as error:
+        raise InvalidChange(f"{path}: {error}", field="--plan") from None
+
+
+def plan_with(
+    ledger: Ledger,
+    adapters: dict[str, Adapter],
+    config: str | None,
+    scope: Scope,
+    *,
+    policy: str,
+    direction: Direction,
+    missing_parent: str = "skip",
+) -> RollbackPlan:
+    """Plan a scope with the configured systems' contracts and collections; reads only."""
+    return plan(
+        ledger,
+        scope,
+        adapters,
+        policy=policy,
+        contracts=load_contracts(config),
+        direction=direction,
+        missing_parent=missing_parent,
+        collections={
+            system: list(settings.get("collections", {}))
+            for system, settings in load_systems(config).items()
+        },
+    )
+
+
+def plan_configured(
+    db: str | None,
+    config: str | None,
+    scope: Scope,
+    *,
+    policy: str,
+    direction: Direction,
+    missing_parent: str = "skip",
+) -> RollbackPlan:
+    """Plan a scope in the ledger at ``db``, opening the configured systems for it and closing
+    them after; reads only."""
+    adapters = open_adapters(config)
+    try:
+        return plan_with(
+            open_ledger(db, create=False),
+            adapters,
+            config,
+            scope,
+            policy=policy,
+            direction=direction,
+            missing_parent=missing_parent,
+        )
+    finally:
+        for adapter in adapters.values():
+            adapter.close()
+
+
+def for_review(chosen: RollbackPlan) -> bool:
+    """Whether a plan leaves something for a person: conflicts (or an abort because of them),
+    manual follow-ups, or cautions to check before applying."""
+    return bool(chosen.conflicts or chosen.aborted or chosen.followups or chosen.cautions)
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """A conflict that keeps one record of a scope from being reversed."""
+
+    entity: str
+    reason: str
+    fields: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"entity": self.entity, "reason": self.reason, "fields": list(self.fields)}
+
+
+@dataclass(frozen=True)
+class ScopeCheck:
+    """Can a scope be reversed: how many records of each kind, and what blocks the rest."""
+
+    plan: RollbackPlan
+    kinds: dict[str, int]
+    blockers: tuple[Blocker, ...]
+
+    @classmethod
+    def of(cls, chosen: RollbackPlan) -> ScopeCheck:
+        kinds: dict[str, int] = {}
+        for compensation in chosen.compensations:
+            kinds[compensation.kind] = kinds.get(compensation.kind, 0) + 1
+        blockers = tuple(Blocker(c.entity, c.reason, tuple(c.fields)) for c in chosen.conflicts)
+        return cls(chosen, kinds, blockers)
+
+    @property
+    def blocked(self) -> bool:
+        return bool(self.blockers or self.plan.aborted)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scope": self.plan.scope.describe(),
+            "reversible": self.kinds,
+            "blocked": [b.to_json() for b in self.blockers],
+            "already_rolled_back": len(self.plan.already_rolled_back),
+            "cautions": [c.entity for c in self.plan.cautions],
+            "clean": not self.blocked,
+        }
