@@ -9,8 +9,7 @@ from typing import Any
 from adapters.sql import SqlAdapter, SqlCollection
 from bench.data import COLLECTION, seed_values
 from bench.raw import raw_collection
-from ledger import open_ledger
-from ledger.reconcile import Report, compare
+from ledger import DriftReport, compare_with_target, open_ledger
 
 COLUMNS = ("email", "lifecycle_stage", "owner", "score")
 
@@ -32,11 +31,12 @@ def seed_target(target: str, n: int) -> dict[str, Any]:
 
 
 def ledger_reconcile(db: str, target: str) -> dict[str, Any]:
-    """`compare` of the whole collection, both sides streamed in key order, into a report."""
+    """`compare_with_target` of the whole collection, both sides streamed in key order, to a
+    report."""
     ledger = open_ledger(db, create=False)
     adapter = SqlAdapter("crm", f"sqlite:///{target}", {COLLECTION: SqlCollection(COLLECTION)})
     started = time.perf_counter()
-    report = Report.of(compare(ledger, adapter, COLLECTION))
+    report = DriftReport.of(compare_with_target(ledger, adapter, COLLECTION))
     seconds = time.perf_counter() - started
     adapter.close()
     ledger.close()

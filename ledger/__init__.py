@@ -30,6 +30,19 @@ from ledger.errors import (
     UnknownCheckpoint,
 )
 from ledger.points import Point
+from ledger.reconcile import (
+    Comparison,
+    Drift,
+    DriftReport,
+    ReconcilePlan,
+    ReconcileResult,
+    ReconcileScope,
+    apply_reconciliation,
+    capture_baseline,
+    compare_baseline,
+    compare_with_target,
+    plan_reconciliation,
+)
 from ledger.runs import Outcome, Run, System, Target
 from ledger.values import ABSENT
 from ledger.views import Action, BatchView, CheckpointView, EntityDiff, EntityState, Receipt
@@ -46,8 +59,11 @@ __all__ = [
     "Change",
     "CheckpointExists",
     "CheckpointView",
+    "Comparison",
     "ConcurrencyConflict",
     "ConfigurationError",
+    "Drift",
+    "DriftReport",
     "EntityDiff",
     "EntityState",
     "FingerprintReused",
@@ -59,6 +75,9 @@ __all__ = [
     "Outcome",
     "Point",
     "Receipt",
+    "ReconcilePlan",
+    "ReconcileResult",
+    "ReconcileScope",
     "Run",
     "RunInterrupted",
     "StaleWrite",
@@ -68,6 +87,11 @@ __all__ = [
     "TargetRejected",
     "TransientError",
     "UnknownCheckpoint",
+    "apply_reconciliation",
+    "capture_baseline",
+    "compare_baseline",
+    "compare_with_target",
     "entity_id",
     "open_ledger",
+    "plan_reconciliation",
 ]

@@ -1,4 +1,13 @@
-"""`ledger reconcile`: drift between the ledger and a system, its correction, and baselines.
+"""`ledger reconcile check|plan|apply` and `ledger reconcile baseline capture|check`.
+
+The grammar of `ledger rollback`: `check` finds drift, `plan` shows the corrections under a
+policy (and can save them), `apply` carries them out and verifies. The rules of what goes with
+what (an explicit policy, a saved plan keeping its own options) are the library's
+(`ledger.reconcile.plans`); this module only reads options and prints.
+
+The spelling before the subcommands, `ledger reconcile SYSTEM/COLLECTION [--plan|--apply]
+[--capture-baseline FILE|--baseline FILE] …`, still works for one release: it does exactly
+what it did, with a one-line note on stderr naming the new spelling.
 
 Exit codes in the manner of ``terraform plan -detailed-exitcode``, so cron and CI can act on
 them (the table of every command, `ledger.cli_exit`): 0 clean, 2 drift (found, planned, or
@@ -8,156 +17,408 @@ left after applying), 3 some corrections refused or failed, 1 error.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ledger.cli_base import _common, _config_option, _emit, _errors_as_messages, _open, _table, main
+from ledger.application import Ledger
+from ledger.cli_base import F, _common, _config_option, _emit, _errors_as_messages, _open, main
 from ledger.cli_exit import Exit
+from ledger.cli_reconcile_output import print_plan, print_report, print_result
+from ledger.config import open_adapter
 from ledger.errors import InvalidChange
 from ledger.points import Point
+from ledger.ports import Adapter
 from ledger.reconcile import (
     POLICIES,
     SAMPLES,
-    ApplyResult,
-    Drift,
+    DriftReport,
     ReconcilePlan,
-    Report,
-    apply,
+    ReconcileScope,
+    apply_reconciliation,
     capture_baseline,
-    compare,
     compare_baseline,
+    compare_in_scope,
+    load_plan,
     parse_field_rules,
-    plan,
+    plan_reconciliation,
 )
-from ledger.values import ABSENT
 
 
-@main.command("reconcile")
-@_common
-@_errors_as_messages
-@_config_option
-@click.argument("target", metavar="SYSTEM/COLLECTION")
-@click.option("--at", "at", metavar="POINT", help="Compare the ledger as of a checkpoint or time.")
-@click.option("--policy", type=click.Choice(POLICIES), help="Which side wins (for --plan/--apply).")
-@click.option(
-    "--field-rule",
-    "field_rules",
-    multiple=True,
-    metavar="FIELD=ledger|target",
-    help="This field's winner, overriding --policy (repeatable).",
+class _ReconcileCommands(click.Group):
+    """The subcommands, and the old spelling for whatever does not start with one."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [_OLD, *args]
+        return super().parse_args(ctx, args)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return _old_spelling if cmd_name == _OLD else super().get_command(ctx, cmd_name)
+
+
+_OLD = "(old spelling)"
+
+
+@main.group("reconcile", cls=_ReconcileCommands)
+def reconcile() -> None:
+    """Compare SYSTEM/COLLECTION in the ledger with the system itself: `check` reports drift,
+    `plan` shows its corrections under a policy, `apply` makes them and verifies;
+    `baseline capture` before a batch and `baseline check` after it. Exit code 0: clean;
+    2: drift found (or left after apply); 3: some corrections were refused or failed; 1: error.
+    (`ledger reconcile SYSTEM/COLLECTION [--plan|--apply] …` is the old spelling, kept for a
+    release.)"""
+
+
+@reconcile.group("baseline")
+def baseline() -> None:
+    """Capture the target before a batch; check afterwards that the batch did only what it
+    recorded."""
+
+
+def _verb(command: F) -> F:
+    """SYSTEM/COLLECTION, --db, --json and --config, with library errors as messages."""
+    command = click.argument("target", metavar="SYSTEM/COLLECTION")(command)
+    return _common(_errors_as_messages(_config_option(command)))
+
+
+def _scope_options(command: F) -> F:
+    for option in reversed(
+        [
+            click.option("--at", metavar="POINT", help="The ledger as of a checkpoint or time."),
+            click.option(
+                "--tracked-only", is_flag=True, help="Ignore records the ledger never saw."
+            ),
+            click.option(
+                "--all-fields", is_flag=True, help="Also compare fields the ledger never touched."
+            ),
+            _null_is_absent,
+            _samples,
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _policy_options(command: F) -> F:
+    for option in reversed(
+        [
+            click.option("--policy", type=click.Choice(POLICIES), help="Which side wins."),
+            click.option(
+                "--field-rule",
+                "field_rules",
+                multiple=True,
+                metavar="FIELD=ledger|target",
+                help="This field's winner, overriding --policy (repeatable).",
+            ),
+            click.option(
+                "--delete-unknown", is_flag=True, help="Policy ledger: delete unknown records."
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+_null_is_absent = click.option(
+    "--null-is-absent", is_flag=True, help="A null equals an absent field (SQL)."
 )
-@click.option("--delete-unknown", is_flag=True, help="Policy ledger: delete unknown records.")
-@click.option("--plan", "mode", flag_value="plan", help="Show the corrections; change nothing.")
-@click.option("--apply", "mode", flag_value="apply", help="Apply the corrections, then verify.")
+_samples = click.option("--samples", type=click.IntRange(0), default=SAMPLES, show_default=True)
+_new_file = click.Path(dir_okay=False, path_type=Path)
+_file = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@reconcile.command("check")
+@_verb
+@_scope_options
+def check(db: str | None, as_json: bool, config: str | None, target: str, **scope: Any) -> None:
+    """Report the drift between the ledger and the system; change nothing.
+    Exit code 0: clean; 2: drift found; 1: error."""
+    _check(db, as_json, config, target, **scope)
+
+
+@reconcile.command("plan")
+@_verb
+@_policy_options
+@_scope_options
 @click.option(
-    "--out",
-    "out",
-    metavar="FILE",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="With --plan: save the plan, to apply exactly it later with --apply --from FILE.",
+    "--out", metavar="FILE", type=_new_file, help="Save the plan, to apply exactly it later."
 )
+def plan(db: str | None, as_json: bool, config: str | None, target: str, **options: Any) -> None:
+    """Plan the corrections under an explicit --policy (ledger: correct the target; target:
+    adopt the target's values into the ledger); change nothing.
+    Exit code 0: clean, nothing to do; 2: drift planned; 1: error."""
+    _plan(db, as_json, config, target, **options)
+
+
+@reconcile.command("apply")
+@_verb
+@_policy_options
+@_scope_options
 @click.option(
     "--from",
     "from_",
     metavar="FILE",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="With --apply: apply this saved plan instead of planning now.",
+    type=_file,
+    help="Apply this saved plan (`plan --out`) instead of planning now.",
 )
-@click.option("--tracked-only", is_flag=True, help="Ignore records the ledger never saw.")
-@click.option("--all-fields", is_flag=True, help="Also compare fields the ledger never touched.")
-@click.option("--null-is-absent", is_flag=True, help="A null equals an absent field (SQL).")
-@click.option("--samples", type=click.IntRange(0), default=SAMPLES, show_default=True)
+def apply(db: str | None, as_json: bool, config: str | None, target: str, **options: Any) -> None:
+    """Apply the corrections (planned now under --policy, or a saved plan: --from FILE)
+    exactly once, compare-and-set, then compare again. Exit code 0: clean afterwards;
+    2: drift left for review; 3: some corrections refused or failed; 1: error."""
+    _apply(db, as_json, config, target, **options)
+
+
+@baseline.command("capture")
+@_verb
+@click.argument("path", metavar="FILE", type=_new_file)
+def capture(db: str | None, as_json: bool, config: str | None, target: str, path: Path) -> None:
+    """Write the target's collection to FILE, with the ledger's position (before a batch).
+    Exit code 0: written; 1: error."""
+    _capture(db, as_json, config, target, path)
+
+
+@baseline.command("check")
+@_verb
+@click.argument("path", metavar="FILE", type=_file)
+@click.option("--batch", help="Only this batch's actions explain changes.")
+@_null_is_absent
+@_samples
+def baseline_check(
+    db: str | None, as_json: bool, config: str | None, target: str, path: Path, **options: Any
+) -> None:
+    """Check the target against a baseline FILE and the actions recorded since (after a
+    batch). Exit code 0: everything explained; 2: drift; 1: error."""
+    _baseline_check(db, as_json, config, target, path, **options)
+
+
+# What each command does, shared by the old spelling --------------------------------------
+
+
+def _collection(target: str) -> tuple[str, str]:
+    system, sep, collection = target.partition("/")
+    if not sep or not system or not collection or "/" in collection:
+        raise InvalidChange(f"{target!r} is not of the form system/collection")
+    return system, collection
+
+
+@contextmanager
+def _opened(db: str | None, config: str | None, system: str) -> Iterator[tuple[Ledger, Adapter]]:
+    ledger = _open(db)
+    adapter = open_adapter(system, config)
+    try:
+        yield ledger, adapter
+    finally:
+        adapter.close()
+
+
+def _scope(
+    at: str | None, tracked_only: bool, all_fields: bool, null_is_absent: bool
+) -> ReconcileScope:
+    point = Point.parse(at) if at else None
+    return ReconcileScope(point, tracked_only, all_fields, null_is_absent)
+
+
+def _report(as_json: bool, found: DriftReport) -> None:
+    _emit(as_json, found.to_json(), lambda: print_report(found))
+    sys.exit(Exit.DONE if found.clean else Exit.REVIEW)
+
+
+def _check(
+    db: str | None, as_json: bool, config: str | None, target: str, samples: int, **scope: Any
+) -> None:
+    system, collection = _collection(target)
+    chosen = _scope(**scope)
+    with _opened(db, config, system) as (ledger, adapter):
+        _report(
+            as_json, DriftReport.of(compare_in_scope(ledger, adapter, collection, chosen), samples)
+        )
+
+
+def _planned(
+    ledger: Ledger, adapter: Adapter, collection: str, samples: int, **options: Any
+) -> ReconcilePlan:
+    scope = _scope(*(options[k] for k in ("at", "tracked_only", "all_fields", "null_is_absent")))
+    return plan_reconciliation(
+        ledger,
+        adapter,
+        collection,
+        options["policy"],
+        scope.at,
+        field_rules=parse_field_rules(options["field_rules"]),
+        delete_unknown=options["delete_unknown"],
+        tracked_only=scope.tracked_only,
+        all_fields=scope.all_fields,
+        null_is_absent=scope.null_is_absent,
+        samples=samples,
+    )
+
+
+def _plan(
+    db: str | None, as_json: bool, config: str | None, target: str, out: Path | None, **options: Any
+) -> None:
+    system, collection = _collection(target)
+    parse_field_rules(options["field_rules"])  # a bad rule is refused before anything is read
+    with _opened(db, config, system) as (ledger, adapter):
+        made = _planned(ledger, adapter, collection, **options)
+    if out is not None:
+        out.write_bytes(made.dumps())
+    _emit(as_json, made.to_json(), lambda: print_plan(made, options["samples"]))
+    sys.exit(Exit.DONE if made.report.clean else Exit.REVIEW)
+
+
+def _apply(
+    db: str | None,
+    as_json: bool,
+    config: str | None,
+    target: str,
+    from_: Path | None,
+    **options: Any,
+) -> None:
+    system, collection = _collection(target)
+    rules = parse_field_rules(options["field_rules"])
+    with _opened(db, config, system) as (ledger, adapter):
+        if from_ is not None:
+            made = load_plan(
+                from_.read_bytes(),
+                system,
+                collection,
+                policy=options["policy"],
+                field_rules=rules,
+                delete_unknown=options["delete_unknown"],
+                scope=_scope(
+                    *(options[k] for k in ("at", "tracked_only", "all_fields", "null_is_absent"))
+                ),
+            )
+        else:
+            made = _planned(ledger, adapter, collection, **options)
+        result = apply_reconciliation(ledger, adapter, made)
+    payload = {**result.to_json(), "plan": made.to_json()}
+    _emit(as_json, payload, lambda: print_result(result))
+    if result.refused:
+        sys.exit(Exit.REFUSED)
+    sys.exit(Exit.DONE if result.verification.clean else Exit.REVIEW)
+
+
+def _capture(db: str | None, as_json: bool, config: str | None, target: str, path: Path) -> None:
+    system, collection = _collection(target)
+    with _opened(db, config, system) as (ledger, adapter):
+        taken = capture_baseline(ledger, adapter, collection, path).to_json()
+    _emit(
+        as_json,
+        taken,
+        lambda: click.echo(
+            f"baseline {taken['baseline']}: {taken['records']} records of "
+            f"{taken['system']}/{taken['collection']} at ledger position {taken['position']}"
+        ),
+    )
+
+
+def _baseline_check(
+    db: str | None,
+    as_json: bool,
+    config: str | None,
+    target: str,
+    path: Path,
+    batch: str | None,
+    null_is_absent: bool,
+    samples: int,
+) -> None:
+    system, collection = _collection(target)
+    with _opened(db, config, system) as (ledger, adapter):
+        comparison = compare_baseline(
+            ledger, adapter, path, collection=collection, batch=batch, null_is_absent=null_is_absent
+        )
+        _report(as_json, DriftReport.of(comparison, samples))
+
+
+# The old spelling, kept for one release -------------------------------------------------
+
+
+class _OldSpellingContext(click.Context):
+    """The old spelling has no name of its own: its usage reads `ledger reconcile …`."""
+
+    @property
+    def command_path(self) -> str:
+        return self.parent.command_path if self.parent is not None else ""
+
+
+class _OldSpelling(click.Command):
+    context_class = _OldSpellingContext
+
+
+@click.command(_OLD, cls=_OldSpelling, hidden=True)
+@_verb
+@_policy_options
+@_scope_options
+@click.option("--plan", "mode", flag_value="plan", help="Show the corrections; change nothing.")
+@click.option("--apply", "mode", flag_value="apply", help="Apply the corrections, then verify.")
+@click.option("--out", metavar="FILE", type=_new_file, help="With --plan: save the plan.")
+@click.option("--from", "from_", metavar="FILE", type=_file, help="With --apply: a saved plan.")
 @click.option(
     "--capture-baseline",
     "capture_path",
     metavar="FILE",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=_new_file,
     help="Write the target's collection to FILE (before a batch).",
 )
 @click.option(
     "--baseline",
     "baseline_path",
     metavar="FILE",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=_file,
     help="Check the target against FILE and the actions recorded since (after a batch).",
 )
 @click.option("--batch", help="With --baseline: only this batch's actions explain changes.")
-def reconcile(
+def _old_spelling(
     db: str | None, as_json: bool, config: str | None, target: str, **options: Any
 ) -> None:
-    """Compare SYSTEM/COLLECTION in the ledger with the system itself; plan or apply the
-    corrections under a policy; capture a baseline before a batch and check it after.
-
-    Exit code 0: clean; 2: drift found (or left after --apply); 3: some corrections were
-    refused or failed; 1: error."""
-    from ledger.config import open_adapter
-
-    system, sep, collection = target.partition("/")
-    if not sep or not system or not collection or "/" in collection:
-        raise InvalidChange(f"{target!r} is not of the form system/collection")
-    rules = parse_field_rules(options["field_rules"])
+    """The old spelling of `ledger reconcile check|plan|apply` and `ledger reconcile baseline
+    capture|check`, kept for a release: the same options, with --plan, --apply,
+    --capture-baseline FILE or --baseline FILE for the subcommand."""
     _refuse_what_does_not_go_together(options)
-    mode, samples = options["mode"], options["samples"]
-    point = Point.parse(options["at"]) if options["at"] else None
-    scope = {k: options[k] for k in ("tracked_only", "all_fields", "null_is_absent")}
-    ledger = _open(db)
-    adapter = open_adapter(system, config)
-    try:
-        if options["capture_path"] is not None:
-            taken = capture_baseline(ledger, adapter, collection, options["capture_path"])
-            _emit(as_json, taken.to_json(), lambda: _print_baseline(taken.to_json()))
-            return
-        if options["baseline_path"] is not None or mode is None:
-            comparison = (
-                compare_baseline(
-                    ledger,
-                    adapter,
-                    options["baseline_path"],
-                    batch=options["batch"],
-                    null_is_absent=options["null_is_absent"],
-                )
-                if options["baseline_path"] is not None
-                else compare(ledger, adapter, collection, point, **scope)
-            )
-            found = Report.of(comparison, samples)
-            _emit(as_json, found.to_json(), lambda: _print_report(found))
-            sys.exit(Exit.DONE if found.clean else Exit.REVIEW)
-        if options["from_"] is not None:
-            made = ReconcilePlan.loads(options["from_"].read_bytes())
-            if (made.system, made.collection) != (system, collection):
-                raise InvalidChange(
-                    f"that plan is for {made.system}/{made.collection}, not {target}"
-                )
-        else:
-            made = plan(
-                ledger,
-                adapter,
-                collection,
-                options["policy"],
-                point,
-                field_rules=rules,
-                delete_unknown=options["delete_unknown"],
-                samples=samples,
-                **scope,
-            )
-        if mode == "plan":
-            if options["out"] is not None:
-                options["out"].write_bytes(made.dumps())
-            _emit(as_json, made.to_json(), lambda: _print_plan(made, samples))
-            sys.exit(Exit.DONE if made.report.clean else Exit.REVIEW)
-        result = apply(ledger, adapter, made)
-        payload = {**result.to_json(), "plan": made.to_json()}
-        _emit(as_json, payload, lambda: _print_result(result))
-        if result.refused:
-            sys.exit(Exit.REFUSED)
-        sys.exit(Exit.DONE if result.verification.clean else Exit.REVIEW)
-    finally:
-        adapter.close()
+    mode, out, from_ = options.pop("mode"), options.pop("out"), options.pop("from_")
+    capture_path, baseline_path = options.pop("capture_path"), options.pop("baseline_path")
+    batch = options.pop("batch")
+    common = (db, as_json, config, target)
+    if capture_path is not None:
+        _deprecated(target, "--capture-baseline", f"baseline capture {target} {capture_path}")
+        _capture(*common, capture_path)
+    elif baseline_path is not None:
+        with_batch = f" --batch {batch}" if batch else ""
+        _deprecated(target, "--baseline", f"baseline check {target} {baseline_path}{with_batch}")
+        _baseline_check(
+            *common, baseline_path, batch, options["null_is_absent"], options["samples"]
+        )
+    elif mode is None:
+        _deprecated(target, "", f"check {target}")
+        for name in ("policy", "field_rules", "delete_unknown"):
+            options.pop(name)
+        _check(*common, **options)
+    elif mode == "plan":
+        _deprecated(target, "--plan", f"plan {target}")
+        _plan(*common, out, **options)
+    else:
+        _deprecated(target, "--apply", f"apply {target}")
+        _apply(*common, from_, **options)
+
+
+def _deprecated(target: str, flag: str, new: str) -> None:
+    old = f"ledger reconcile {target}" + (f" {flag}" if flag else "")
+    click.echo(
+        f"note: `{old}` is the old spelling, removed in the next release: "
+        f"use `ledger reconcile {new}` (the other options are the same)",
+        err=True,
+    )
 
 
 def _refuse_what_does_not_go_together(options: dict[str, Any]) -> None:
+    """The old spelling's grammar: which options go with which of its modes. (What goes with
+    what in any spelling — an explicit policy, a saved plan keeping its own — is the
+    library's: `Rules.of`, `load_plan`.)"""
     given = {name for name, value in options.items() if value not in (None, False, ())}
     baseline = given & {"capture_path", "baseline_path"}
     if len(baseline) == 2:
@@ -184,119 +445,3 @@ def _refuse_what_does_not_go_together(options: dict[str, Any]) -> None:
         raise InvalidChange("--out goes with --plan")
     if "from_" in given and mode != "apply":
         raise InvalidChange("--from goes with --apply")
-    if "from_" in given and given & {"policy", "field_rules", "delete_unknown", "at"}:
-        raise InvalidChange("a saved plan keeps its own --policy, --field-rule and --at")
-    if mode is not None and not given & {"policy", "from_"}:
-        raise InvalidChange(
-            f"--{mode} needs an explicit --policy: ledger (correct the target) or target "
-            "(adopt the target's values into the ledger)"
-            + ("; or --from FILE, a plan saved with --plan --out" if mode == "apply" else ""),
-            field="--policy",
-        )
-    if "delete_unknown" in given and options["policy"] != "ledger":
-        raise InvalidChange("--delete-unknown goes with --policy ledger")
-
-
-def _shown(value: Any, other: Any) -> Any:
-    """A value for a table; with its type when the other side differs only in type."""
-    if value is ABSENT or other is ABSENT or type(value) is type(other):
-        return value
-    return f"{value!r} ({type(value).__name__})" if value is not None else value
-
-
-def _drift_rows(drifts: tuple[Drift, ...]) -> list[list[Any]]:
-    rows = []
-    for drift in drifts:
-        for name, (ours, theirs) in drift.fields.items() or {"": (ABSENT, ABSENT)}.items():
-            rows.append([drift.key, drift.kind, name, _shown(ours, theirs), _shown(theirs, ours)])
-    return rows
-
-
-def _print_summary(found: Report) -> None:
-    where = f"{found.system}/{found.collection}" + (f" at {found.at}" if found.at else "")
-    sizes = f"{found.ledger_records} in the ledger, {found.target_records} in the target"
-    if found.clean:
-        click.echo(f"{where}: clean ({sizes})")
-        return
-    counts = ", ".join(f"{n} {kind}" for kind, n in found.counts.items())
-    click.echo(f"{where}: {found.drifted} drifted ({counts}); {sizes}")
-
-
-def _print_report(found: Report) -> None:
-    _print_summary(found)
-    if found.clean:
-        return
-    if found.field_counts:
-        click.echo("fields: " + ", ".join(f"{f} {n}" for f, n in found.field_counts.items()))
-    if found.samples:
-        _table(["key", "kind", "field", "ledger", "target"], _drift_rows(found.samples))
-    if found.drifted > len(found.samples):
-        click.echo(
-            f"(showing {len(found.samples)} of {found.drifted}; --json --samples N for more)"
-        )
-
-
-def _print_plan(made: ReconcilePlan, samples: int) -> None:
-    _print_summary(made.report)
-    if made.report.clean:
-        return
-    click.echo(
-        f"plan {made.id} (policy {made.policy}): {len(made.corrections)} correction(s) to the "
-        f"target, {len(made.adoptions)} adoption(s) into the ledger"
-    )
-    rows: list[list[Any]] = []
-    for c in made.corrections:
-        names = sorted({*c.values, *c.unset, *c.expected}) or [""]
-        for name in names:
-            rows.append(
-                [
-                    c.key,
-                    f"{c.operation} target",
-                    name,
-                    c.expected.get(name, ABSENT),
-                    c.values.get(name, ABSENT),
-                ]
-            )
-    for a in made.adoptions:
-        for name in sorted({*a.values, *a.unset, *a.before}) or [""]:
-            rows.append(
-                [
-                    a.key,
-                    f"adopt {a.operation}",
-                    name,
-                    a.before.get(name, ABSENT),
-                    a.values.get(name, ABSENT),
-                ]
-            )
-    if rows:
-        _table(["key", "step", "field", "from", "to"], rows[:samples])
-    if len(rows) > samples:
-        click.echo(f"(showing {samples} of {len(rows)} rows; --json for the whole plan)")
-    _print_skipped(made)
-
-
-def _print_skipped(made: ReconcilePlan) -> None:
-    if made.skipped:
-        keys = ", ".join(s.key for s in made.skipped[:10])
-        more = f" and {len(made.skipped) - 10} more" if len(made.skipped) > 10 else ""
-        click.echo(f"{len(made.skipped)} left alone ({keys}{more}): {made.skipped[0].reason}")
-
-
-def _print_result(result: ApplyResult) -> None:
-    counts = ", ".join(f"{n} {status}" for status, n in result.counts.items()) or "nothing to do"
-    click.echo(f"plan {result.plan.id} (batch {result.plan.batch}): {counts}")
-    if result.refused:
-        _table(
-            ["entity", "status", "field", "expected", "actual", "error"],
-            ([o.entity, o.status, o.field, o.expected, o.actual, o.error] for o in result.refused),
-        )
-    _print_skipped(result.plan)
-    click.echo("verification:")
-    _print_report(result.verification)
-
-
-def _print_baseline(taken: dict[str, Any]) -> None:
-    click.echo(
-        f"baseline {taken['baseline']}: {taken['records']} records of "
-        f"{taken['system']}/{taken['collection']} at ledger position {taken['position']}"
-    )

@@ -17,10 +17,9 @@ import sqlalchemy as sa
 
 from adapters.files import CsvAdapter, CsvCollection, JsonLinesAdapter, JsonLinesCollection
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Address, Change, Ledger, open_ledger
+from ledger import Address, Change, Ledger, compare_with_target, open_ledger
 from ledger.keys import join_key
 from ledger.ports import Adapter
-from ledger.reconcile import compare
 from ledger.rollback import Scope, apply, plan
 from ledger.runs import Run, Target
 
@@ -68,13 +67,13 @@ def create_all_then_roll_back(ledger: Ledger, adapter: Adapter, collection: str)
     assert scanned == sorted(join_key(parts) for parts in KEYS)
     known = [state.entity.split("/", 2)[2] for state in ledger.collection("crm", collection)]
     assert known == scanned
-    assert list(compare(ledger, adapter, collection)) == []
+    assert list(compare_with_target(ledger, adapter, collection)) == []
 
     rollback = plan(ledger, Scope(batches=("orders-import",)), {"crm": adapter})
     report = apply(ledger, rollback, {"crm": adapter})
     assert report.mismatches == []
     assert list(adapter.scan(collection)) == []
-    assert list(compare(ledger, adapter, collection)) == []
+    assert list(compare_with_target(ledger, adapter, collection)) == []
 
 
 def test_sql_composite_keys_scan_in_key_text_order(sql_url: str) -> None:
@@ -130,7 +129,9 @@ def test_sql_keys_the_database_cannot_write_as_text_are_sorted_on_the_way_out(
     assert keys[0].startswith("eu-west/")  # not tuple order
     assert adapter.read("days", ["eu/2026-10-01"]) == {"eu/2026-10-01": {"n": 1}}
     ledger = open_ledger(str(tmp_path / "ledger.db"))
-    assert len(list(compare(ledger, adapter, "days"))) == len(rows)  # unknown to the ledger
+    assert len(list(compare_with_target(ledger, adapter, "days"))) == len(
+        rows
+    )  # unknown to the ledger
     ledger.close()
     adapter.close()
 

@@ -15,9 +15,8 @@ from sqlalchemy.dialects import postgresql
 
 from adapters.files import CsvAdapter, CsvCollection
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Address, Change, Ledger
+from ledger import Address, Change, Ledger, compare_with_target
 from ledger.ports import Write
-from ledger.reconcile import compare
 from ledger.rollback import Scope, apply, plan
 from ledger.runs import Run, Target
 from ledger.values import JSON_NULL, same
@@ -104,7 +103,7 @@ def test_a_rollback_restores_the_null_the_record_held(crm, ledger: Ledger) -> No
         )
     assert {o.status for o in outcomes} == {"applied"}
     assert stored(engine) == {"1": "null", "2": None, "3": "null"}
-    assert list(compare(ledger, adapter, "contacts")) == []
+    assert list(compare_with_target(ledger, adapter, "contacts")) == []
     befores = {
         key: action.before["meta"]
         for key in "123"
@@ -121,7 +120,7 @@ def test_a_rollback_restores_the_null_the_record_held(crm, ledger: Ledger) -> No
     assert stored(engine) == {"1": None, "2": "null", "3": json.dumps(DOCUMENT, sort_keys=True)}
     back = {key: record["meta"] for key, record in adapter.scan("contacts")}
     assert same(back, {"1": None, "2": JSON_NULL, "3": DOCUMENT})
-    assert list(compare(ledger, adapter, "contacts")) == []
+    assert list(compare_with_target(ledger, adapter, "contacts")) == []
     assert ledger.state(Address("crm", "contacts", "2")).fields["meta"] is JSON_NULL
 
 
@@ -134,7 +133,9 @@ def test_reconcile_tells_sql_null_from_the_document_null(crm, ledger: Ledger) ->
         )
     with engine.begin() as connection:  # someone outside writes SQL NULL back
         connection.execute(sa.text("UPDATE contacts SET meta = NULL WHERE id = '1'"))
-    (drift,) = compare(ledger, adapter, "contacts", tracked_only=True, null_is_absent=True)
+    (drift,) = compare_with_target(
+        ledger, adapter, "contacts", tracked_only=True, null_is_absent=True
+    )
     assert drift.key == "1" and drift.fields == {"meta": (JSON_NULL, None)}
 
 

@@ -17,11 +17,10 @@ from fault_proxy import FaultProxy
 from json_server import JsonServer, start_json_server
 
 from adapters.http import CollectionRoute, HttpAdapter
-from ledger import Address, Change, Ledger, open_ledger
+from ledger import Address, Change, Ledger, compare_with_target, open_ledger
 from ledger.cli import main
 from ledger.errors import AdapterError, ConfigurationError, NotFound, TransientError
 from ledger.ports import Write
-from ledger.reconcile import compare
 from ledger.rollback import Scope
 from ledger.rollback import apply as roll_back
 from ledger.rollback import plan as plan_rollback
@@ -164,7 +163,7 @@ def test_an_outside_edit_inside_the_window_is_a_conflict_never_a_before_image(
     assert (tracked.operation, tracked.after) == ("track", SEED["1"])
     assert (action.before, action.after) == ({"stage": "lead"}, {"stage": "sql"})
     assert server.records(C)["1"] == {**SEED["1"], "name": "Ann B.", "stage": "sql"}
-    (drift,) = compare(book, adapter, C, tracked_only=True, all_fields=True)
+    (drift,) = compare_with_target(book, adapter, C, tracked_only=True, all_fields=True)
     assert drift.key == "1" and drift.fields["name"][1] == "Ann B."  # reconcile shows it too
 
 
@@ -349,7 +348,7 @@ def test_numbers_are_recorded_as_a_javascript_server_holds_them(
     assert refused.status == "failed" and "'score' holds 9007199254740993" in (refused.error or "")
     assert [path for method, path in proxy.hits if method == "PATCH"] == ["/contacts/1"]
     assert server.records(C)["2"] == SEED["2"]
-    assert list(compare(book, adapter, C, tracked_only=True)) == []  # no drift
+    assert list(compare_with_target(book, adapter, C, tracked_only=True)) == []  # no drift
 
 
 def test_an_undeclared_number_model_shows_as_a_conflict_not_a_silent_applied(

@@ -11,20 +11,24 @@ from click.testing import CliRunner
 
 from adapters.memory import MemoryAdapter
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import ABSENT, Address, Change, Point, open_ledger
+from ledger import (
+    ABSENT,
+    Address,
+    Change,
+    Drift,
+    DriftReport,
+    Point,
+    ReconcilePlan,
+    apply_reconciliation,
+    capture_baseline,
+    compare_baseline,
+    compare_with_target,
+    open_ledger,
+    plan_reconciliation,
+)
 from ledger.cli import main
 from ledger.errors import AdapterError, InvalidChange
 from ledger.ports import Write
-from ledger.reconcile import (
-    Drift,
-    ReconcilePlan,
-    Report,
-    apply,
-    capture_baseline,
-    compare,
-    compare_baseline,
-    plan,
-)
 from ledger.runs import Run, Target
 
 SEED = {
@@ -48,7 +52,7 @@ def seed(ledger, adapter, records=SEED, batch="seed"):
 
 
 def drifts(ledger, adapter, **options):
-    return list(compare(ledger, adapter, "contacts", **options))
+    return list(compare_with_target(ledger, adapter, "contacts", **options))
 
 
 def outside(adapter, key, **values):
@@ -67,7 +71,7 @@ def crm(ledger):
 
 
 def test_a_target_that_matches_the_ledger_is_clean(ledger, crm):
-    found = Report.of(compare(ledger, crm, "contacts"))
+    found = DriftReport.of(compare_with_target(ledger, crm, "contacts"))
     assert found.clean
     assert (found.ledger_records, found.target_records, found.counts) == (5, 5, {})
 
@@ -154,7 +158,7 @@ def test_a_report_counts_every_drift_and_keeps_only_a_few_samples(ledger, crm):
     for key in "12345":
         outside(crm, key, stage="customer")
     crm.collections["contacts"]["9"] = {"stage": "x"}
-    found = Report.of(compare(ledger, crm, "contacts"), samples=2)
+    found = DriftReport.of(compare_with_target(ledger, crm, "contacts"), samples=2)
     assert found.counts == {"unknown_to_ledger": 1, "fields": 5}
     assert found.field_counts == {"stage": 5}
     assert [d.key for d in found.samples] == ["1", "2"]
@@ -187,7 +191,7 @@ def test_policy_ledger_plans_only_the_differing_fields_expecting_the_targets_val
     outside(crm, "2", stage="customer", note="hi")
     crm.collections["contacts"]["3"].pop("note")
     del crm.collections["contacts"]["1"]
-    made = plan(ledger, crm, "contacts", "ledger")
+    made = plan_reconciliation(ledger, crm, "contacts", "ledger")
     assert [(c.key, c.operation, c.values, c.unset, c.expected) for c in made.corrections] == [
         ("1", "create", {"stage": "lead", "n": 1}, (), {}),
         ("2", "update", {"stage": "lead"}, (), {"stage": "customer"}),
@@ -203,7 +207,9 @@ def test_policy_ledger_corrections_leave_a_clean_second_comparison(ledger, crm):
     outside(crm, "2", stage="customer", email="kept@x")
     outside(crm, "4", n=4.0)
     crm.collections["contacts"]["3"].pop("note")
-    result = apply(ledger, crm, plan(ledger, crm, "contacts", "ledger", delete_unknown=True))
+    result = apply_reconciliation(
+        ledger, crm, plan_reconciliation(ledger, crm, "contacts", "ledger", delete_unknown=True)
+    )
     assert result.counts == {"applied": 5}
     assert result.verification.clean
     assert crm.collections["contacts"] == {
@@ -223,12 +229,14 @@ def test_policy_ledger_corrections_leave_a_clean_second_comparison(ledger, crm):
 
 def test_records_unknown_to_the_ledger_are_kept_unless_delete_unknown(ledger, crm):
     crm.collections["contacts"]["6"] = {"stage": "lead"}
-    made = plan(ledger, crm, "contacts", "ledger")
+    made = plan_reconciliation(ledger, crm, "contacts", "ledger")
     assert made.corrections == () and [s.key for s in made.skipped] == ["6"]
-    result = apply(ledger, crm, made)
+    result = apply_reconciliation(ledger, crm, made)
     assert "6" in crm.collections["contacts"]
     assert result.verification.counts == {"unknown_to_ledger": 1}
-    apply(ledger, crm, plan(ledger, crm, "contacts", "ledger", delete_unknown=True))
+    apply_reconciliation(
+        ledger, crm, plan_reconciliation(ledger, crm, "contacts", "ledger", delete_unknown=True)
+    )
     assert "6" not in crm.collections["contacts"]
     deleted = ledger.history(contact("6"))[-1]
     assert (deleted.operation, deleted.before) == ("delete", {"stage": "lead"})
@@ -236,10 +244,10 @@ def test_records_unknown_to_the_ledger_are_kept_unless_delete_unknown(ledger, cr
 
 def test_re_applying_a_plan_changes_nothing(ledger, crm):
     outside(crm, "2", stage="customer")
-    made = plan(ledger, crm, "contacts", "ledger")
-    first = apply(ledger, crm, made)
+    made = plan_reconciliation(ledger, crm, "contacts", "ledger")
+    first = apply_reconciliation(ledger, crm, made)
     position = ledger.recorder.max_notification_id()
-    again = apply(ledger, crm, made)
+    again = apply_reconciliation(ledger, crm, made)
     assert (first.counts, again.counts) == ({"applied": 1}, {"already_applied": 1})
     assert ledger.recorder.max_notification_id() == position
     assert ledger.batch_view(made.batch).status == "closed"
@@ -249,10 +257,10 @@ def test_a_correction_whose_target_moved_since_the_plan_is_refused_not_overwritt
     outside(crm, "2", stage="customer")
     outside(crm, "3", stage="customer")
     crm.collections["contacts"]["4"].pop("n")  # the plan expects "n" absent...
-    made = plan(ledger, crm, "contacts", "ledger")
+    made = plan_reconciliation(ledger, crm, "contacts", "ledger")
     outside(crm, "2", stage="churned")
     outside(crm, "4", n=40)  # ... someone sets it before apply
-    result = apply(ledger, crm, made)
+    result = apply_reconciliation(ledger, crm, made)
     assert [(o.entity, o.status, o.field, o.expected, o.actual) for o in result.refused] == [
         ("crm/contacts/2", "stale", "stage", "customer", "churned"),
         ("crm/contacts/4", "stale", "n", ABSENT, 40),
@@ -266,9 +274,9 @@ def test_a_correction_whose_target_moved_since_the_plan_is_refused_not_overwritt
 
 def test_a_delete_expects_the_whole_record_the_plan_saw(ledger, crm):
     crm.collections["contacts"]["6"] = {"stage": "lead"}
-    made = plan(ledger, crm, "contacts", "ledger", delete_unknown=True)
+    made = plan_reconciliation(ledger, crm, "contacts", "ledger", delete_unknown=True)
     outside(crm, "6", owner="eve")  # someone starts using the record
-    (outcome,) = apply(ledger, crm, made).outcomes
+    (outcome,) = apply_reconciliation(ledger, crm, made).outcomes
     assert (outcome.status, outcome.field, outcome.expected, outcome.actual) == (
         "stale",
         "owner",
@@ -280,9 +288,9 @@ def test_a_delete_expects_the_whole_record_the_plan_saw(ledger, crm):
 
 def test_a_record_the_ledger_acted_on_since_the_plan_is_left_alone(ledger, crm):
     outside(crm, "2", stage="customer")
-    made = plan(ledger, crm, "contacts", "ledger")
+    made = plan_reconciliation(ledger, crm, "contacts", "ledger")
     ledger.record(Change(contact("2"), "update", values={"n": 20}), batch="elsewhere")
-    (outcome,) = apply(ledger, crm, made).outcomes
+    (outcome,) = apply_reconciliation(ledger, crm, made).outcomes
     assert (outcome.status, outcome.field) == ("stale", "(ledger)")
     assert crm.collections["contacts"]["2"]["stage"] == "customer"
 
@@ -290,11 +298,11 @@ def test_a_record_the_ledger_acted_on_since_the_plan_is_left_alone(ledger, crm):
 def test_a_saved_plan_is_applied_exactly_as_made_and_refused_if_altered(ledger, crm):
     crm.collections["contacts"]["3"].pop("note")
     outside(crm, "4", n=Decimal("4.50"))
-    made = plan(ledger, crm, "contacts", "ledger", at=Point.parse("position:99"))
+    made = plan_reconciliation(ledger, crm, "contacts", "ledger", at=Point.parse("position:99"))
     loaded = ReconcilePlan.loads(made.dumps())
     assert loaded == made
     assert [c.expected for c in loaded.corrections] == [{"note": ABSENT}, {"n": Decimal("4.50")}]
-    assert apply(ledger, crm, loaded).counts == {"applied": 2}
+    assert apply_reconciliation(ledger, crm, loaded).counts == {"applied": 2}
     altered = made.dumps().replace(b'"values":{"n":4}', b'"values":{"n":5}')
     assert altered != made.dumps()
     with pytest.raises(InvalidChange, match="altered"):
@@ -311,9 +319,9 @@ def test_policy_target_adopts_the_drift_as_observed_changes_and_is_then_clean(le
     crm.collections["contacts"]["6"] = {"stage": "lead", "note": None}
     outside(crm, "2", stage="customer")
     crm.collections["contacts"]["3"].pop("note")
-    made = plan(ledger, crm, "contacts", "target")
+    made = plan_reconciliation(ledger, crm, "contacts", "target")
     assert made.corrections == ()
-    result = apply(ledger, crm, made)
+    result = apply_reconciliation(ledger, crm, made)
     assert result.counts == {"adopted": 4}
     assert result.verification.clean
     assert ledger.state(contact("6")).fields == {"stage": "lead", "note": None}
@@ -323,22 +331,22 @@ def test_policy_target_adopts_the_drift_as_observed_changes_and_is_then_clean(le
     assert adopted.delta == {"stage": ("lead", "customer")}
     assert adopted.effective_at == made.observed_at  # when the edit was seen
     assert ledger.history(contact("3"))[-1].delta == {"note": (None, ABSENT)}
-    assert apply(ledger, crm, made).counts == {"already_adopted": 4}
+    assert apply_reconciliation(ledger, crm, made).counts == {"already_adopted": 4}
 
 
 def test_adopting_the_target_needs_the_ledger_as_it_is_now(ledger, crm):
     ledger.checkpoint("before")
     outside(crm, "2", stage="customer")
     with pytest.raises(InvalidChange, match="drop --at"):
-        plan(ledger, crm, "contacts", "target", at=Point.parse("before"))
+        plan_reconciliation(ledger, crm, "contacts", "target", at=Point.parse("before"))
 
 
 def test_field_rules_pick_the_winner_per_field(ledger, crm):
     outside(crm, "2", stage="customer", n=20)
-    made = plan(ledger, crm, "contacts", "ledger", field_rules={"n": "target"})
+    made = plan_reconciliation(ledger, crm, "contacts", "ledger", field_rules={"n": "target"})
     assert [(c.key, c.values) for c in made.corrections] == [("2", {"stage": "lead"})]
     assert [(a.key, a.values) for a in made.adoptions] == [("2", {"n": 20})]
-    result = apply(ledger, crm, made)
+    result = apply_reconciliation(ledger, crm, made)
     assert result.verification.clean
     assert crm.collections["contacts"]["2"] == {"stage": "lead", "n": 20}
     assert ledger.state(contact("2")).fields == {"stage": "lead", "n": 20}
@@ -350,11 +358,11 @@ def test_an_apply_interrupted_by_a_crash_resumes_exactly_once(ledger, crm):
             raise SystemExit("the process died while writing")
 
     outside(crm, "2", stage="customer", n=20)
-    made = plan(ledger, crm, "contacts", "ledger", field_rules={"n": "target"})
+    made = plan_reconciliation(ledger, crm, "contacts", "ledger", field_rules={"n": "target"})
     with pytest.raises(SystemExit):
-        apply(ledger, CrashesOnWrite("crm", crm.collections), made)
+        apply_reconciliation(ledger, CrashesOnWrite("crm", crm.collections), made)
     assert ledger.state(contact("2")).fields["n"] == 20  # the adoption landed before the crash
-    result = apply(ledger, crm, made)
+    result = apply_reconciliation(ledger, crm, made)
     assert result.counts == {"already_adopted": 1, "applied": 1}
     assert result.verification.clean
     assert [a.batch for a in ledger.history(contact("2"))].count(made.batch) == 2
@@ -362,9 +370,9 @@ def test_an_apply_interrupted_by_a_crash_resumes_exactly_once(ledger, crm):
 
 def test_a_bad_policy_or_field_rule_is_refused(ledger, crm):
     with pytest.raises(InvalidChange, match="policy 'newest'"):
-        plan(ledger, crm, "contacts", "newest")
+        plan_reconciliation(ledger, crm, "contacts", "newest")
     with pytest.raises(InvalidChange, match="FIELD=ledger or FIELD=target"):
-        plan(ledger, crm, "contacts", "ledger", field_rules={"n": "newest"})
+        plan_reconciliation(ledger, crm, "contacts", "ledger", field_rules={"n": "newest"})
 
 
 # SQL targets (SQLite and PostgreSQL) ----------------------------------------------------
@@ -454,8 +462,10 @@ def test_with_all_fields_a_column_the_ledger_never_set_is_null_versus_absent(sql
 def test_policy_ledger_on_sql_targets_leaves_a_clean_second_comparison(sql_target):
     ledger, adapter = sql_target
     outside_sql_edits(ledger, adapter)
-    made = plan(ledger, adapter, "contacts", "ledger", delete_unknown=True, null_is_absent=True)
-    result = apply(ledger, adapter, made)
+    made = plan_reconciliation(
+        ledger, adapter, "contacts", "ledger", delete_unknown=True, null_is_absent=True
+    )
+    result = apply_reconciliation(ledger, adapter, made)
     assert result.counts == {"applied": 4}
     assert result.verification.clean
     assert adapter.read("contacts", ["1", "2", "3", "6"]) == {
@@ -464,13 +474,15 @@ def test_policy_ledger_on_sql_targets_leaves_a_clean_second_comparison(sql_targe
         "3": {"stage": "lead", "n": 3, "meta": 1, "note": None},
         "6": None,
     }
-    assert apply(ledger, adapter, made).counts == {"already_applied": 4}
+    assert apply_reconciliation(ledger, adapter, made).counts == {"already_applied": 4}
 
 
 def test_sql_cannot_hold_an_absent_field_so_that_correction_fails_naming_it(sql_target):
     ledger, adapter = sql_target
     ledger.record(Change(contact("5"), "update", unset=("note",)), batch="tidy")
-    (outcome,) = apply(ledger, adapter, plan(ledger, adapter, "contacts", "ledger")).outcomes
+    (outcome,) = apply_reconciliation(
+        ledger, adapter, plan_reconciliation(ledger, adapter, "contacts", "ledger")
+    ).outcomes
     assert outcome.status == "failed"
     assert "cannot be absent" in outcome.error and "'note'" in outcome.error
 
@@ -478,7 +490,9 @@ def test_sql_cannot_hold_an_absent_field_so_that_correction_fails_naming_it(sql_
 def test_policy_target_on_sql_targets_leaves_a_clean_second_comparison(sql_target):
     ledger, adapter = sql_target
     outside_sql_edits(ledger, adapter)
-    result = apply(ledger, adapter, plan(ledger, adapter, "contacts", "target"))
+    result = apply_reconciliation(
+        ledger, adapter, plan_reconciliation(ledger, adapter, "contacts", "target")
+    )
     assert result.counts == {"adopted": 5}
     assert result.verification.clean
     assert ledger.state(contact("3")).fields["meta"] == "1"
@@ -488,9 +502,9 @@ def test_policy_target_on_sql_targets_leaves_a_clean_second_comparison(sql_targe
 def test_an_outside_write_between_plan_and_apply_is_refused_on_sql_targets(sql_target):
     ledger, adapter = sql_target
     edit(adapter, "UPDATE contacts SET stage = 'customer' WHERE id IN ('2', '3')")
-    made = plan(ledger, adapter, "contacts", "ledger")
+    made = plan_reconciliation(ledger, adapter, "contacts", "ledger")
     edit(adapter, "UPDATE contacts SET stage = 'churned' WHERE id = '2'")
-    result = apply(ledger, adapter, made)
+    result = apply_reconciliation(ledger, adapter, made)
     assert [(o.entity, o.status, o.actual) for o in result.outcomes] == [
         ("crm/contacts/2", "stale", "churned"),
         ("crm/contacts/3", "applied", None),
@@ -508,7 +522,7 @@ def test_a_batch_that_did_what_its_actions_say_matches_its_baseline(ledger, crm,
         run.update(Target(crm, "contacts"), "1", {"stage": "mql"})
         run.create(Target(crm, "contacts"), "7", {"stage": "lead"})
         run.delete(Target(crm, "contacts"), "5")
-    after = Report.of(compare_baseline(ledger, crm, baseline.path, batch="lead-sync"))
+    after = DriftReport.of(compare_baseline(ledger, crm, baseline.path, batch="lead-sync"))
     assert after.clean, after.to_json()
 
 
@@ -595,14 +609,14 @@ def cli(tmp_path):
 def test_the_command_exits_0_when_clean_2_on_drift_and_1_on_error(cli):
     invoke, adapter = cli
     clean = invoke("reconcile", "crm/contacts")
-    assert (clean.exit_code, clean.output) == (
+    assert (clean.exit_code, clean.stdout) == (
         0,
         "crm/contacts: clean (3 in the ledger, 3 in the target)\n",
     )
     edit(adapter, "UPDATE contacts SET stage = 'customer' WHERE id = '2'")
     found = invoke("reconcile", "crm/contacts", "--json")
     assert found.exit_code == 2
-    assert json.loads(found.output)["counts"] == {"fields": 1}
+    assert json.loads(found.stdout)["counts"] == {"fields": 1}
     assert invoke("reconcile", "crm/contacts", "--at", "no-such-checkpoint").exit_code == 1
     assert invoke("reconcile", "crm/contacts", "--apply").exit_code == 1  # no policy
     assert invoke("reconcile", "crm/contacts", "--no-such-option").exit_code == 1
@@ -622,7 +636,7 @@ def test_the_command_plans_then_applies_and_verifies(cli, tmp_path):
     invoke("reconcile", "crm/contacts", "--plan", "--policy", "ledger", "--out", str(saved))
     applied = invoke("reconcile", "crm/contacts", "--apply", "--from", str(saved), "--json")
     assert applied.exit_code == 0, applied.output
-    assert json.loads(applied.output)["counts"] == {"applied": 1}
+    assert json.loads(applied.stdout)["counts"] == {"applied": 1}
     assert adapter.read("contacts", ["2"])["2"]["stage"] == "lead"
     assert invoke("reconcile", "crm/contacts").exit_code == 0
 
@@ -645,4 +659,4 @@ def test_the_command_checks_a_batch_against_a_baseline(cli, tmp_path):
     edit(adapter, "UPDATE contacts SET n = 10 WHERE id = '1'")
     result = invoke("reconcile", "crm/contacts", "--baseline", str(path), "--json")
     assert result.exit_code == 2
-    assert json.loads(result.output)["samples"][0]["fields"] == {"n": {"ledger": 1, "target": 10}}
+    assert json.loads(result.stdout)["samples"][0]["fields"] == {"n": {"ledger": 1, "target": 10}}

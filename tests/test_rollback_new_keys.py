@@ -13,9 +13,8 @@ from click.testing import CliRunner
 from crm_server import CrmServer
 
 from adapters.http import CollectionRoute, HttpAdapter
-from ledger import Address, Change, Ledger, Point
+from ledger import Address, Change, Ledger, Point, compare_with_target
 from ledger.cli import main
-from ledger.reconcile import compare
 from ledger.rollback import Scope, apply, plan
 from ledger.runs import Run, Target, recover
 
@@ -56,7 +55,7 @@ def delete_three(ledger: Ledger, adapter: HttpAdapter) -> None:
 def unmatched(ledger: Ledger, adapter: HttpAdapter) -> list[str]:
     """Keys where the CRM and the ledger's projection differ ("4" was never touched, so the
     ledger does not know it)."""
-    return [drift.key for drift in compare(ledger, adapter, C)]
+    return [drift.key for drift in compare_with_target(ledger, adapter, C)]
 
 
 def roll_back(ledger: Ledger, adapter: HttpAdapter, *batches: str) -> Any:

@@ -8,10 +8,9 @@ import sqlalchemy as sa
 from adapter_contract import AdapterContract
 
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Address, Change, open_ledger
+from ledger import Address, Change, compare_with_target, open_ledger
 from ledger.errors import ConfigurationError
 from ledger.ports import Write
-from ledger.reconcile import compare
 from ledger.runs import Run, Target
 
 
@@ -217,6 +216,6 @@ def test_json_values_are_stored_and_recorded_as_the_columns_types(sql_url, tmp_p
     assert {k: (type(v), v) for k, v in recorded.items()} == {
         k: (type(v), v) for k, v in stored.items()
     }
-    assert list(compare(ledger, adapter, "contacts")) == []
+    assert list(compare_with_target(ledger, adapter, "contacts")) == []
     adapter.close()
     ledger.close()

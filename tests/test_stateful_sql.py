@@ -22,11 +22,16 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Address, Change, open_ledger
+from ledger import (
+    Address,
+    Change,
+    DriftReport,
+    apply_reconciliation,
+    compare_with_target,
+    open_ledger,
+    plan_reconciliation,
+)
 from ledger.keys import join_key
-from ledger.reconcile import Report, compare
-from ledger.reconcile import apply as apply_reconcile
-from ledger.reconcile import plan as plan_reconcile
 from ledger.rollback import Scope
 from ledger.rollback import apply as apply_rollback
 from ledger.rollback import plan as plan_rollback
@@ -268,9 +273,9 @@ def orders_machine(url: str, postgres: bool) -> type[RuleBasedStateMachine]:
 
         @rule()
         def adopt_drift(self) -> None:
-            adoption = plan_reconcile(self.ledger, self.adapter, "orders", "target")
-            apply_reconcile(self.ledger, self.adapter, adoption)
-            assert Report.of(compare(self.ledger, self.adapter, "orders")).clean
+            adoption = plan_reconciliation(self.ledger, self.adapter, "orders", "target")
+            apply_reconciliation(self.ledger, self.adapter, adoption)
+            assert DriftReport.of(compare_with_target(self.ledger, self.adapter, "orders")).clean
             self._check_table()
 
     return Orders

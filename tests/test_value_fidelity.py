@@ -27,10 +27,9 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects import postgresql
 
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Address, Change, Ledger
+from ledger import Address, Change, Ledger, compare_with_target
 from ledger.errors import LedgerError, NotFound
 from ledger.points import Point
-from ledger.reconcile import compare
 from ledger.rollback import Scope, apply, plan
 from ledger.runs import Run, Target
 from ledger.values import JSON_NULL, same
@@ -179,7 +178,7 @@ def test_values_come_back_exactly_or_are_refused_naming_the_field(
     assert same(adapter.read("values", [key])[key][field], b)
     assert same(ledger.state(address).fields[field], b)
     assert same(ledger.state(address, Point.parse(f"position:{position}")).fields[field], a)
-    assert list(compare(ledger, adapter, "values", tracked_only=True)) == []
+    assert list(compare_with_target(ledger, adapter, "values", tracked_only=True)) == []
 
     event(f"{field}: applied, rolled back")
     rollback = plan(ledger, Scope(batches=(f"edit-{key}",)), {"crm": adapter})
@@ -187,4 +186,4 @@ def test_values_come_back_exactly_or_are_refused_naming_the_field(
     assert report.mismatches == []
     assert same(adapter.read("values", [key])[key][field], a)
     assert same(ledger.state(address).fields[field], a)
-    assert list(compare(ledger, adapter, "values", tracked_only=True)) == []
+    assert list(compare_with_target(ledger, adapter, "values", tracked_only=True)) == []
