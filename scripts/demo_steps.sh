@@ -76,9 +76,9 @@ done = sum(1 for o in report["outcomes"] if o.get("note"))
 print(f"  {report['counts']}: all {done} compensations were already applied; nothing written")
 PY
 printf '\n\033[1m== Golden path 7: reconcile finds exactly the outside edits (exit code 2: drift)\033[0m\n'
-expect_code 2 ledger reconcile crm/contacts
+expect_code 2 ledger reconcile check crm/contacts
 printf '\n\033[1m== ... and adopts them into the ledger, after which the report is clean\033[0m\n'
-expect_code 0 ledger reconcile crm/contacts --apply --policy target
+expect_code 0 ledger reconcile apply crm/contacts --policy target
 step "The adopted edit, explained in history" ledger history crm/contacts/00010
 echo
 echo "demo finished: ledgers in $out/"

@@ -1,6 +1,7 @@
 """Reconciliation: drift between the ledger and a target found exactly, corrected minimally under
 an explicit policy, exactly once; baselines around a batch. In memory, on SQLite and PostgreSQL."""
 
+import contextlib
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -660,3 +661,153 @@ def test_the_command_checks_a_batch_against_a_baseline(cli, tmp_path):
     result = invoke("reconcile", "crm/contacts", "--baseline", str(path), "--json")
     assert result.exit_code == 2
     assert json.loads(result.stdout)["samples"][0]["fields"] == {"n": {"ledger": 1, "target": 10}}
+
+
+# The command's grammar: check, plan, apply, baseline capture|check ----------------------
+
+
+def test_the_subcommands_check_plan_and_apply_with_a_saved_plan(cli, tmp_path):
+    invoke, adapter = cli
+    clean = invoke("reconcile", "check", "crm/contacts")
+    assert (clean.exit_code, clean.stdout, clean.stderr) == (
+        0,
+        "crm/contacts: clean (3 in the ledger, 3 in the target)\n",
+        "",
+    )
+    edit(adapter, "UPDATE contacts SET stage = 'customer' WHERE id = '2'")
+    found = invoke("reconcile", "check", "crm/contacts", "--json")
+    assert (found.exit_code, json.loads(found.stdout)["counts"]) == (2, {"fields": 1})
+    saved = tmp_path / "fix.plan"
+    planned = invoke("reconcile", "plan", "crm/contacts", "--policy", "ledger", "--out", str(saved))
+    assert planned.exit_code == 2 and "1 correction(s) to the target" in planned.stdout
+    assert adapter.read("contacts", ["2"])["2"]["stage"] == "customer"  # planning wrote nothing
+    refused = invoke(
+        "reconcile", "apply", "crm/contacts", "--from", str(saved), "--policy", "target"
+    )
+    assert refused.exit_code == 1
+    assert "a saved plan keeps its own --policy" in refused.output
+    assert "drop --policy" in refused.output
+    assert adapter.read("contacts", ["2"])["2"]["stage"] == "customer"  # nothing written
+    elsewhere = invoke("reconcile", "apply", "crm/deals", "--from", str(saved))
+    assert elsewhere.exit_code == 1
+    assert "that plan is for crm/contacts, not crm/deals" in elsewhere.output
+    applied = invoke("reconcile", "apply", "crm/contacts", "--from", str(saved), "--json")
+    assert applied.exit_code == 0, applied.output
+    assert json.loads(applied.stdout)["counts"] == {"applied": 1}
+    assert adapter.read("contacts", ["2"])["2"]["stage"] == "lead"
+    assert invoke("reconcile", "check", "crm/contacts").exit_code == 0
+
+
+def test_the_subcommands_refuse_a_request_without_an_explicit_policy(cli):
+    invoke, adapter = cli
+    edit(adapter, "UPDATE contacts SET stage = 'customer' WHERE id = '2'")
+    for verb in ("plan", "apply"):
+        result = invoke("reconcile", verb, "crm/contacts")
+        assert result.exit_code == 1
+        assert "needs an explicit --policy: ledger (correct the target)" in result.output
+    adopt = invoke("reconcile", "apply", "crm/contacts", "--policy", "target", "--delete-unknown")
+    assert adopt.exit_code == 1 and "--delete-unknown goes with --policy ledger" in adopt.output
+    assert adapter.read("contacts", ["2"])["2"]["stage"] == "customer"
+
+
+def test_the_baseline_subcommands_capture_before_and_check_after(cli, tmp_path):
+    invoke, adapter = cli
+    path = tmp_path / "before.jsonl"
+    taken = invoke("reconcile", "baseline", "capture", "crm/contacts", str(path))
+    assert taken.exit_code == 0 and "baseline" in taken.stdout and path.exists()
+    assert invoke("reconcile", "baseline", "check", "crm/contacts", str(path)).exit_code == 0
+    edit(adapter, "UPDATE contacts SET n = 10 WHERE id = '1'")
+    result = invoke("reconcile", "baseline", "check", "crm/contacts", str(path), "--json")
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["samples"][0]["fields"] == {"n": {"ledger": 1, "target": 10}}
+    other = invoke("reconcile", "baseline", "check", "crm/deals", str(path))
+    assert other.exit_code == 1
+    assert "is a baseline of crm/contacts, not crm/deals" in other.output
+
+
+# The old spelling: the same outcome and exit code, with a note naming the new spelling ---
+
+OLD_AND_NEW = [
+    # (what, old spelling, new spelling, a change made first)
+    ("clean", ["crm/contacts"], ["check", "crm/contacts"], None),
+    ("drift", ["crm/contacts"], ["check", "crm/contacts"], "stage"),
+    (
+        "plan",
+        ["crm/contacts", "--plan", "--policy", "ledger"],
+        ["plan", "crm/contacts", "--policy", "ledger"],
+        "stage",
+    ),
+    (
+        "apply",
+        ["crm/contacts", "--apply", "--policy", "ledger"],
+        ["apply", "crm/contacts", "--policy", "ledger"],
+        "stage",
+    ),
+    (
+        "apply left for review",
+        ["crm/contacts", "--apply", "--policy", "ledger"],
+        ["apply", "crm/contacts", "--policy", "ledger"],
+        "insert",
+    ),
+    ("no policy", ["crm/contacts", "--apply"], ["apply", "crm/contacts"], None),
+    ("unknown system", ["erp/contacts"], ["check", "erp/contacts"], None),
+    (
+        "bad point",
+        ["crm/contacts", "--at", "nope"],
+        ["check", "crm/contacts", "--at", "nope"],
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "old, new, change", [case[1:] for case in OLD_AND_NEW], ids=[case[0] for case in OLD_AND_NEW]
+)
+def test_the_old_spelling_does_what_the_subcommand_does_with_a_note_on_stderr(
+    tmp_path, old, new, change
+):
+    results = []
+    for spelling, args in (("old", old), ("new", new)):
+        crm = tmp_path / spelling / "crm.db"
+        crm.parent.mkdir()
+        adapter = sql_crm(f"sqlite:///{crm}")
+        config = crm.parent / "ledger.toml"
+        config.write_text(
+            f'[systems.crm]\ntype = "sql"\nurl = "sqlite:///{crm}"\n'
+            'collections.contacts = { table = "contacts", key = ["id"] }\n'
+        )
+        db = str(crm.parent / "ledger.db")
+        with contextlib.closing(open_ledger(db)) as ledger:
+            seed(ledger, adapter, {k: {"stage": "lead", "n": int(k)} for k in "123"})
+        if change == "stage":
+            edit(adapter, "UPDATE contacts SET stage = 'customer' WHERE id = '2'")
+        elif change == "insert":
+            edit(adapter, "INSERT INTO contacts (id, stage) VALUES ('9', 'lead')")
+        result = CliRunner().invoke(main, ["reconcile", *args, "--db", db, "--config", str(config)])
+        results.append(result)
+        adapter.close()
+    before, after = results
+    assert before.exit_code == after.exit_code, (before.output, after.output)
+    assert before.stdout == after.stdout
+    assert after.stderr == "" or after.exit_code == 1
+    note = before.stderr.splitlines()[0]
+    assert note.startswith("note: `ledger reconcile ")
+    assert (
+        f"is the old spelling, removed in the next release: use `ledger reconcile {new[0]} " in note
+    )
+
+
+def test_the_old_spelling_names_the_new_one_for_baselines_and_keeps_its_usage_line(cli, tmp_path):
+    invoke, _ = cli
+    path = tmp_path / "before.jsonl"
+    taken = invoke("reconcile", "crm/contacts", "--capture-baseline", str(path))
+    assert taken.stderr.startswith(
+        f"note: `ledger reconcile crm/contacts --capture-baseline` is the old spelling, removed in "
+        f"the next release: use `ledger reconcile baseline capture crm/contacts {path}`"
+    )
+    checked = invoke("reconcile", "crm/contacts", "--baseline", str(path), "--batch", "b")
+    assert f"use `ledger reconcile baseline check crm/contacts {path} --batch b`" in checked.stderr
+    mistaken = invoke("reconcile", "crm/contacts", "--no-such-option")
+    assert "Usage: main reconcile [OPTIONS] SYSTEM/COLLECTION\n" in mistaken.output
+    assert "note:" not in mistaken.output  # a usage mistake is only that
+    assert invoke("reconcile", "crm/contacts", "--batch", "b").exit_code == 1  # its own grammar
