@@ -30,6 +30,7 @@ from ledger import (
 from ledger.cli import main
 from ledger.errors import AdapterError, InvalidChange
 from ledger.ports import Write
+from ledger.reconcile import Rules, plan_comparison
 from ledger.runs import Run, Target
 
 SEED = {
@@ -527,6 +528,20 @@ def test_a_batch_that_did_what_its_actions_say_matches_its_baseline(ledger, crm,
     assert after.clean, after.to_json()
 
 
+def test_a_baseline_is_checked_only_as_the_collection_it_was_taken_of(ledger, crm, tmp_path):
+    crm.collections["deals"] = {}
+    baseline = capture_baseline(ledger, crm, "contacts", tmp_path / "before.jsonl")
+    with pytest.raises(InvalidChange, match="is a baseline of crm/contacts, not crm/deals"):
+        compare_baseline(ledger, crm, baseline.path, collection="deals")
+    assert DriftReport.of(compare_baseline(ledger, crm, baseline.path, collection="contacts")).clean
+
+
+def test_a_baseline_comparison_is_not_a_plans_start(ledger, crm, tmp_path):
+    baseline = capture_baseline(ledger, crm, "contacts", tmp_path / "before.jsonl")
+    with pytest.raises(InvalidChange, match="plan against the ledger"):
+        plan_comparison(compare_baseline(ledger, crm, baseline.path), Rules("ledger"))
+
+
 def test_anything_a_batch_did_not_record_is_reported_against_the_baseline(ledger, crm, tmp_path):
     capture_baseline(ledger, crm, "contacts", tmp_path / "before.jsonl")
     outside(crm, "2", stage="edited-before-the-batch")  # then overwritten by the batch
@@ -807,7 +822,23 @@ def test_the_old_spelling_names_the_new_one_for_baselines_and_keeps_its_usage_li
     )
     checked = invoke("reconcile", "crm/contacts", "--baseline", str(path), "--batch", "b")
     assert f"use `ledger reconcile baseline check crm/contacts {path} --batch b`" in checked.stderr
+    elsewhere = invoke("reconcile", "crm/deals", "--baseline", str(path))
+    assert elsewhere.exit_code == 1  # it used to check crm/contacts, as the file said
+    assert "is a baseline of crm/contacts, not crm/deals" in elsewhere.output
     mistaken = invoke("reconcile", "crm/contacts", "--no-such-option")
     assert "Usage: main reconcile [OPTIONS] SYSTEM/COLLECTION\n" in mistaken.output
     assert "note:" not in mistaken.output  # a usage mistake is only that
     assert invoke("reconcile", "crm/contacts", "--batch", "b").exit_code == 1  # its own grammar
+
+
+def test_options_given_with_a_saved_plan_are_refused_not_ignored(cli, tmp_path):
+    invoke, adapter = cli
+    edit(adapter, "UPDATE contacts SET stage = 'customer' WHERE id = '2'")
+    saved = str(tmp_path / "fix.plan")
+    invoke("reconcile", "crm/contacts", "--plan", "--policy", "ledger", "--out", saved)
+    for option in ("--tracked-only", "--all-fields", "--null-is-absent"):
+        result = invoke("reconcile", "crm/contacts", "--apply", "--from", saved, option)
+        assert result.exit_code == 1  # the plan's own scope was silently used before
+        assert "a saved plan keeps its own --policy, --field-rule and --at" in result.output
+        assert f"drop {option}" in result.output
+    assert adapter.read("contacts", ["2"])["2"]["stage"] == "customer"
