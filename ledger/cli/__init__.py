@@ -6,8 +6,14 @@ print. Library errors become one-line messages in `ledger.cli.errors` only, and 
 exits with a code of the one table in `ledger.cli.exit`.
 """
 
-from ledger import cli_reconcile  # noqa: F401  (moves into this package when the lead merges it)
-from ledger.cli import apply, inspect, recording, rollback, track  # noqa: F401  (registration)
+from ledger.cli import (  # noqa: F401  (registration)
+    apply,
+    inspect,
+    reconcile,
+    recording,
+    rollback,
+    track,
+)
 from ledger.cli.base import main
 
 __all__ = ["main"]  # the `ledger` entry point

@@ -11,7 +11,7 @@ what it did, with a one-line note on stderr naming the new spelling. (That is wh
 is over 400 lines; its ~100 lines go with the old spelling in the next release.)
 
 Exit codes in the manner of ``terraform plan -detailed-exitcode``, so cron and CI can act on
-them (the table of every command, `ledger.cli_exit`): 0 clean, 2 drift (found, planned, or
+them (the table of every command, `ledger.cli.exit`): 0 clean, 2 drift (found, planned, or
 left after applying), 3 some corrections refused or failed, 1 error.
 """
 
@@ -26,9 +26,9 @@ from typing import Any
 import click
 
 from ledger.application import Ledger
-from ledger.cli_base import F, _common, _config_option, _emit, _errors_as_messages, _open, main
-from ledger.cli_exit import Exit
-from ledger.cli_reconcile_output import print_plan, print_report, print_result
+from ledger.cli.base import F, common, config_option, emit, errors_as_messages, main, open_db
+from ledger.cli.exit import Exit
+from ledger.cli.reconcile_output import print_plan, print_report, print_result
 from ledger.config import open_adapter
 from ledger.errors import InvalidChange
 from ledger.points import Point
@@ -83,7 +83,7 @@ def baseline() -> None:
 def _verb(command: F) -> F:
     """SYSTEM/COLLECTION, --db, --json and --config, with library errors as messages."""
     command = click.argument("target", metavar="SYSTEM/COLLECTION")(command)
-    return _common(_errors_as_messages(_config_option(command)))
+    return common(errors_as_messages(config_option(command)))
 
 
 def _scope_options(command: F) -> F:
@@ -208,7 +208,7 @@ def _collection(target: str) -> tuple[str, str]:
 
 @contextmanager
 def _opened(db: str | None, config: str | None, system: str) -> Iterator[tuple[Ledger, Adapter]]:
-    ledger = _open(db)
+    ledger = open_db(db)
     adapter = open_adapter(system, config)
     try:
         yield ledger, adapter
@@ -224,7 +224,7 @@ def _scope(
 
 
 def _report(as_json: bool, found: DriftReport) -> None:
-    _emit(as_json, found.to_json(), lambda: print_report(found))
+    emit(as_json, found.to_json(), lambda: print_report(found))
     sys.exit(Exit.DONE if found.clean else Exit.REVIEW)
 
 
@@ -267,7 +267,7 @@ def _plan(
         made = _planned(ledger, adapter, collection, **options)
     if out is not None:
         out.write_bytes(made.dumps())
-    _emit(as_json, made.to_json(), lambda: print_plan(made, options["samples"]))
+    emit(as_json, made.to_json(), lambda: print_plan(made, options["samples"]))
     sys.exit(Exit.DONE if made.report.clean else Exit.REVIEW)
 
 
@@ -298,7 +298,7 @@ def _apply(
             made = _planned(ledger, adapter, collection, **options)
         result = apply_reconciliation(ledger, adapter, made)
     payload = {**result.to_json(), "plan": made.to_json()}
-    _emit(as_json, payload, lambda: print_result(result))
+    emit(as_json, payload, lambda: print_result(result))
     if result.refused:
         sys.exit(Exit.REFUSED)
     sys.exit(Exit.DONE if result.verification.clean else Exit.REVIEW)
@@ -308,7 +308,7 @@ def _capture(db: str | None, as_json: bool, config: str | None, target: str, pat
     system, collection = _collection(target)
     with _opened(db, config, system) as (ledger, adapter):
         taken = capture_baseline(ledger, adapter, collection, path).to_json()
-    _emit(
+    emit(
         as_json,
         taken,
         lambda: click.echo(

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ledger.cli_base import _table
+from ledger.cli.base import table
 from ledger.reconcile import Drift, DriftReport, ReconcilePlan, ReconcileResult
 from ledger.values import ABSENT
 
@@ -44,7 +44,7 @@ def print_report(found: DriftReport) -> None:
     if found.field_counts:
         click.echo("fields: " + ", ".join(f"{f} {n}" for f, n in found.field_counts.items()))
     if found.samples:
-        _table(["key", "kind", "field", "ledger", "target"], _drift_rows(found.samples))
+        table(["key", "kind", "field", "ledger", "target"], _drift_rows(found.samples))
     if found.drifted > len(found.samples):
         click.echo(
             f"(showing {len(found.samples)} of {found.drifted}; --json --samples N for more)"
@@ -84,7 +84,7 @@ def print_plan(made: ReconcilePlan, samples: int) -> None:
                 ]
             )
     if rows:
-        _table(["key", "step", "field", "from", "to"], rows[:samples])
+        table(["key", "step", "field", "from", "to"], rows[:samples])
     if len(rows) > samples:
         click.echo(f"(showing {samples} of {len(rows)} rows; --json for the whole plan)")
     _print_skipped(made)
@@ -101,7 +101,7 @@ def print_result(result: ReconcileResult) -> None:
     counts = ", ".join(f"{n} {status}" for status, n in result.counts.items()) or "nothing to do"
     click.echo(f"plan {result.plan.id} (batch {result.plan.batch}): {counts}")
     if result.refused:
-        _table(
+        table(
             ["entity", "status", "field", "expected", "actual", "error"],
             ([o.entity, o.status, o.field, o.expected, o.actual, o.error] for o in result.refused),
         )
