@@ -15,6 +15,8 @@
      ├── ConfigurationError     a bad setting, naming its key
      ├── StoreUnavailable       the ledger's own database cannot be reached, opened or
      │                          written (unreachable, locked, read-only)
+     ├── TamperDetected         the history, a signed head, a digest or a receipt does not
+     │                          check out (names the first place it breaks and how)
      └── AdapterError           a target system refused or failed a read or write
           ├── StaleWrite        compare-and-set refused: the target no longer holds the
           │                     expected value (names record, field, expected, actual)
@@ -139,3 +141,8 @@ class TransientError(AdapterError):
 
 class TargetRejected(AdapterError):
     """The target refused a write for good (a 4xx, a constraint); its reason is in the message."""
+
+
+class TamperDetected(LedgerError):
+    """Stored history, a signed tree head, a digest or a receipt fails its check: the message
+    names the first place it breaks and how, and nothing past it can be trusted."""
