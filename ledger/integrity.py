@@ -1,0 +1,383 @@
+"""Verification of the stored history against its Merkle tree, signed heads and a digest.
+
+Written against `LeafSource`, a small protocol any store can serve from its tables, so this
+module holds no SQL and can be tested on an in-memory log. Each stored event is a leaf whose
+bytes are exactly what the store holds (`stored_event_bytes`): when personal values are later
+stored as ciphertext, the ciphertext is what is hashed, and destroying its key erases the
+values without changing a single leaf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ledger.errors import TamperDetected
+from ledger.merkle import (
+    PAGE,
+    LeafHashes,
+    TreeBuilder,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    verify_consistency,
+    verify_inclusion,
+)
+from ledger.signing import Digest, SignedTreeHead, verify_digest, verify_tree_head
+
+__all__ = [
+    "BreakKind",
+    "HistoryBreak",
+    "InclusionReceipt",
+    "LeafSource",
+    "RecordedLeaf",
+    "StoredEvent",
+    "VerifyReport",
+    "inclusion_receipt",
+    "stored_event_bytes",
+    "verify_log",
+    "verify_receipt",
+]
+
+_EVENT_DOMAIN = b"changeledger event v1\n"
+
+BreakKind = Literal[
+    "modified",  # an event's stored bytes differ from its recorded leaf hash
+    "reordered",  # the bytes at a position are those recorded for another position
+    "deleted",  # a recorded leaf has no stored event
+    "inserted",  # a stored event has no recorded leaf
+    "rewritten",  # events and leaf hashes agree, but not with a signed head: rewritten together
+    "bad-signature",  # a head's signature or key fails
+    "truncated",  # a head or the digest covers more leaves than the log holds
+    "not-an-extension",  # the first leaves no longer hash to the digest's root
+    "unsigned",  # leaves no signed head covers
+]
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One stored event: its position in the log and the bytes its leaf hashes."""
+
+    position: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class RecordedLeaf:
+    """What the writer recorded for one leaf, in the same transaction as the event."""
+
+    position: int
+    hash: bytes
+
+
+class LeafSource(Protocol):
+    """What verification needs from a store; a store serves it from its tables a page at a time."""
+
+    def leaf_count(self) -> int:
+        """How many leaves are recorded."""
+        ...
+
+    def leaves(self, start: int, stop: int) -> Sequence[RecordedLeaf]:
+        """The recorded leaves start..stop-1 (by leaf index, in log order)."""
+        ...
+
+    def stored_events(self) -> Iterator[StoredEvent]:
+        """Every stored event in ascending position, each as its leaf bytes."""
+        ...
+
+
+@dataclass(frozen=True)
+class HistoryBreak:
+    """The first place the history does not check out, and how."""
+
+    kind: BreakKind
+    position: int | None
+    leaf: int | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What `verify_log` checked and the first break it found, if any."""
+
+    size: int
+    root: bytes
+    heads_checked: int
+    digest_size: int | None
+    consistency: tuple[bytes, ...]
+    first_break: HistoryBreak | None
+
+    @property
+    def ok(self) -> bool:
+        """Whether every check passed."""
+        return self.first_break is None
+
+
+@dataclass(frozen=True)
+class InclusionReceipt:
+    """Proof that one stored event is leaf `leaf_index` of the tree a signed head commits to;
+    checkable offline with the public key alone (`verify_receipt`)."""
+
+    position: int
+    leaf_index: int
+    leaf_hash: bytes
+    proof: tuple[bytes, ...]
+    head: SignedTreeHead
+
+
+def stored_event_bytes(
+    position: int, originator_id: str, originator_version: int, topic: str, state: bytes
+) -> bytes:
+    """The leaf bytes of a stored event row: every stored column, length-prefixed so no two
+    rows encode alike. `state` is the stored (possibly compressed or encrypted) bytes."""
+    ident = originator_id.encode()
+    name = topic.encode()
+    return b"".join(
+        (
+            _EVENT_DOMAIN,
+            position.to_bytes(8, "big"),
+            len(ident).to_bytes(4, "big"),
+            ident,
+            originator_version.to_bytes(8, "big"),
+            len(name).to_bytes(4, "big"),
+            name,
+            len(state).to_bytes(8, "big"),
+            state,
+        )
+    )
+
+
+def verify_log(
+    source: LeafSource,
+    heads: Sequence[SignedTreeHead],
+    public_key: Ed25519PublicKey,
+    digest: Digest | None = None,
+    *,
+    allow_unsigned_tail: bool = False,
+) -> VerifyReport:
+    """Recompute every leaf from the stored bytes, rebuild the tree and check it against the
+    recorded leaf hashes, every signed head and the digest; report the first break.
+
+    One pass, in log order, in memory that does not grow with the log. A digest that is not
+    the ledger's, or was altered, is refused with TamperDetected before anything is read.
+    """
+    if digest is not None:
+        verify_digest(digest, public_key)
+    count = source.leaf_count()
+    ordered = sorted(heads, key=lambda head: head.size)
+    checker = _Checker(source, ordered, public_key, digest)
+    first_break = checker.run(count)
+    if first_break is None:
+        first_break = checker.tail(count, allow_unsigned_tail)
+    proof: tuple[bytes, ...] = ()
+    if first_break is None and digest is not None:
+        old = digest.head
+        proof = tuple(consistency_proof(_hashes(source), old.size, count))
+        if not verify_consistency(old.size, count, old.root, checker.builder.root(), proof):
+            first_break = HistoryBreak(  # unreachable unless the source changed under us
+                "not-an-extension", None, None, "the consistency proof does not verify"
+            )
+    return VerifyReport(
+        size=checker.builder.size,
+        root=checker.builder.root(),
+        heads_checked=checker.heads_checked,
+        digest_size=None if digest is None else digest.head.size,
+        consistency=proof,
+        first_break=first_break,
+    )
+
+
+def inclusion_receipt(
+    source: LeafSource, leaf_index: int, head: SignedTreeHead
+) -> InclusionReceipt:
+    """The receipt of leaf `leaf_index` under `head` (which must cover it)."""
+    if not 0 <= leaf_index < head.size:
+        raise TamperDetected(
+            f"leaf {leaf_index} is not covered by the tree head of {head.size} leaves; "
+            "sign a newer head first"
+        )
+    (leaf,) = source.leaves(leaf_index, leaf_index + 1)
+    proof = inclusion_proof(_hashes(source), leaf_index, head.size)
+    return InclusionReceipt(leaf.position, leaf_index, leaf.hash, tuple(proof), head)
+
+
+def verify_receipt(
+    receipt: InclusionReceipt, public_key: Ed25519PublicKey, event: bytes | None = None
+) -> None:
+    """Raise TamperDetected unless the receipt's head is signed by `public_key` and its proof
+    puts the leaf (and `event`'s bytes, when given) at its index in that head's tree."""
+    verify_tree_head(receipt.head, public_key)
+    where = f"receipt of position {receipt.position} (leaf {receipt.leaf_index})"
+    if event is not None and leaf_hash(event) != receipt.leaf_hash:
+        raise TamperDetected(f"{where}: the event's bytes do not hash to the receipt's leaf")
+    head = receipt.head
+    if not verify_inclusion(
+        receipt.leaf_index, head.size, receipt.leaf_hash, receipt.proof, head.root
+    ):
+        raise TamperDetected(
+            f"{where}: the inclusion proof does not lead to the root of the signed head of "
+            f"{head.size} leaves; the receipt was altered"
+        )
+
+
+class _Checker:
+    """One streaming pass over leaves and events, with the heads and digest as checkpoints."""
+
+    def __init__(
+        self,
+        source: LeafSource,
+        heads: Sequence[SignedTreeHead],
+        public_key: Ed25519PublicKey,
+        digest: Digest | None,
+    ) -> None:
+        self.source = source
+        self.heads = heads
+        self.public_key = public_key
+        self.digest = digest
+        self.builder = TreeBuilder()
+        self.heads_checked = 0
+        self.last_good = 0  # size of the last head that checked out
+
+    def run(self, count: int) -> HistoryBreak | None:
+        events = iter(self.source.stored_events())
+        event = next(events, None)
+        broken = self.checkpoints()
+        if broken:
+            return broken
+        for start in range(0, count, PAGE):
+            page = self.source.leaves(start, min(start + PAGE, count))
+            for offset, leaf in enumerate(page):
+                index = start + offset
+                broken = self.compare(index, leaf, event)
+                if broken:
+                    return broken
+                self.builder.append_hash(leaf.hash)
+                event = next(events, None)
+                broken = self.checkpoints()
+                if broken:
+                    return broken
+            if len(page) != min(PAGE, count - start):
+                return HistoryBreak(
+                    "deleted", None, start + len(page), "the recorded leaves end before their count"
+                )
+        if event is not None:
+            return HistoryBreak(
+                "inserted",
+                event.position,
+                None,
+                f"the event at position {event.position} has no recorded leaf: it was inserted "
+                "after the fact",
+            )
+        return None
+
+    def compare(
+        self, index: int, leaf: RecordedLeaf, event: StoredEvent | None
+    ) -> HistoryBreak | None:
+        if event is None or event.position > leaf.position:
+            return HistoryBreak(
+                "deleted",
+                leaf.position,
+                index,
+                f"the event at position {leaf.position} (leaf {index}) is missing: it was deleted",
+            )
+        if event.position < leaf.position:
+            return HistoryBreak(
+                "inserted",
+                event.position,
+                index,
+                f"the event at position {event.position} has no recorded leaf: it was inserted "
+                f"before leaf {index} (position {leaf.position})",
+            )
+        computed = leaf_hash(event.data)
+        if computed == leaf.hash:
+            return None
+        elsewhere = self.find(computed)
+        if elsewhere is not None:
+            return HistoryBreak(
+                "reordered",
+                leaf.position,
+                index,
+                f"the event stored at position {leaf.position} (leaf {index}) is the one recorded "
+                f"at position {elsewhere.position}: events were moved",
+            )
+        return HistoryBreak(
+            "modified",
+            leaf.position,
+            index,
+            f"the event at position {leaf.position} (leaf {index}) no longer matches its "
+            "recorded hash: its stored bytes were modified",
+        )
+
+    def checkpoints(self) -> HistoryBreak | None:
+        """Check every head, and the digest, that ends at the tree's current size."""
+        size = self.builder.size
+        while self.heads_checked < len(self.heads) and self.heads[self.heads_checked].size == size:
+            head = self.heads[self.heads_checked]
+            leaf = size - 1 if size else None
+            try:
+                verify_tree_head(head, self.public_key)
+            except TamperDetected as error:
+                return HistoryBreak("bad-signature", None, leaf, str(error))
+            if head.root != self.root():
+                return HistoryBreak(
+                    "rewritten",
+                    None,
+                    leaf,
+                    f"the first {size} leaves no longer hash to the root signed at "
+                    f"{head.signed_at.isoformat()}: the history between leaves {self.last_good} "
+                    f"and {size - 1} was rewritten together with its recorded hashes",
+                )
+            self.heads_checked += 1
+            self.last_good = size
+        digest = self.digest
+        if digest is not None and digest.head.size == size and digest.head.root != self.root():
+            return HistoryBreak(
+                "not-an-extension",
+                None,
+                size - 1 if size else None,
+                f"the first {size} leaves no longer hash to the digest's root: the log is not "
+                "an extension of the digest (rewritten or recomputed since)",
+            )
+        return None
+
+    def root(self) -> bytes:
+        return self.builder.root()
+
+    def tail(self, count: int, allow_unsigned_tail: bool) -> HistoryBreak | None:
+        """Breaks only visible at the end: heads or digest beyond the log, an unsigned tail."""
+        covered = [head.size for head in self.heads[self.heads_checked :]]
+        if self.digest is not None and self.digest.head.size > count:
+            covered.append(self.digest.head.size)
+        if covered:
+            return HistoryBreak(
+                "truncated",
+                None,
+                count,
+                f"a signed head covers {max(covered)} leaves but the log holds only {count}: "
+                "its tail was removed",
+            )
+        if not allow_unsigned_tail and self.last_good < count:
+            return HistoryBreak(
+                "unsigned",
+                None,
+                self.last_good,
+                f"leaves {self.last_good} to {count - 1} are covered by no signed head: heads were "
+                "removed, or written without the key",
+            )
+        return None
+
+    def find(self, hashed: bytes) -> RecordedLeaf | None:
+        """The recorded leaf with this hash, if any (only read on the failure path)."""
+        count = self.source.leaf_count()
+        for start in range(0, count, PAGE):
+            for leaf in self.source.leaves(start, min(start + PAGE, count)):
+                if leaf.hash == hashed:
+                    return leaf
+        return None
+
+
+def _hashes(source: LeafSource) -> LeafHashes:
+    return lambda start, stop: [leaf.hash for leaf in source.leaves(start, stop)]
