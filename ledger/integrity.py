@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from hashlib import sha256
+from itertools import islice
+from typing import Literal, NamedTuple, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -57,17 +59,20 @@ BreakKind = Literal[
 ]
 
 
-@dataclass(frozen=True)
-class StoredEvent:
-    """One stored event: its position in the log and the bytes its leaf hashes."""
+class StoredEvent(NamedTuple):
+    """One stored event: its position in the log and the bytes its leaf hashes.
+
+    A named tuple, not a dataclass, because a store builds a million of these per verify and
+    tuples are three times cheaper to make (a store may pass its row: `StoredEvent._make`).
+    """
 
     position: int
     data: bytes
 
 
-@dataclass(frozen=True)
-class RecordedLeaf:
-    """What the writer recorded for one leaf, in the same transaction as the event."""
+class RecordedLeaf(NamedTuple):
+    """What the writer recorded for one leaf, in the same transaction as the event (a named
+    tuple for the same reason as StoredEvent)."""
 
     position: int
     hash: bytes
@@ -242,27 +247,46 @@ class _Checker:
         self.last_good = 0  # size of the last head that checked out
 
     def run(self, count: int) -> HistoryBreak | None:
+        # The hot path works a page at a time: hash the page's events, compare whole lists
+        # with the recorded leaves, extend the tree up to each head. Only a page that differs
+        # is walked leaf by leaf, to name the first break.
         events = iter(self.source.stored_events())
-        event = next(events, None)
-        broken = self.checkpoints()
-        if broken:
-            return broken
+        sizes = sorted({head.size for head in self.heads} | self.digest_sizes())
+        upcoming = iter([*sizes, -1])  # -1: a sentinel no tree size reaches
+        due = next(upcoming)
+        if due == 0:
+            broken = self.checkpoints()
+            if broken:
+                return broken
+            due = next(upcoming)
         for start in range(0, count, PAGE):
-            page = self.source.leaves(start, min(start + PAGE, count))
-            for offset, leaf in enumerate(page):
-                index = start + offset
-                broken = self.compare(index, leaf, event)
-                if broken:
-                    return broken
-                self.builder.append_hash(leaf.hash)
-                event = next(events, None)
+            stop = min(start + PAGE, count)
+            page = self.source.leaves(start, stop)
+            batch = list(islice(events, len(page)))
+            hashes = [leaf.hash for leaf in page]
+            positions = [leaf.position for leaf in page]
+            # merkle.leaf_hash inlined: a function call per event costs a tenth of the verify.
+            computed = [sha256(b"\x00" + event.data).digest() for event in batch]
+            limit = start + len(page)
+            if computed != hashes or [event.position for event in batch] != positions:
+                limit = start + self.first_difference(page, batch)
+            while start <= due <= limit:
+                self.builder.extend_hashes(hashes[self.builder.size - start : due - start])
                 broken = self.checkpoints()
                 if broken:
                     return broken
-            if len(page) != min(PAGE, count - start):
-                return HistoryBreak(
-                    "deleted", None, start + len(page), "the recorded leaves end before their count"
+                due = next(upcoming)
+            self.builder.extend_hashes(hashes[self.builder.size - start : limit - start])
+            if limit < start + len(page):
+                index = limit - start
+                return self.compare(
+                    limit, page[index], batch[index] if index < len(batch) else None
                 )
+            if len(page) != stop - start:
+                return HistoryBreak(
+                    "deleted", None, limit, "the recorded leaves end before their count"
+                )
+        event = next(events, None)
         if event is not None:
             return HistoryBreak(
                 "inserted",
@@ -273,9 +297,21 @@ class _Checker:
             )
         return None
 
-    def compare(
-        self, index: int, leaf: RecordedLeaf, event: StoredEvent | None
-    ) -> HistoryBreak | None:
+    @staticmethod
+    def first_difference(page: Sequence[RecordedLeaf], batch: Sequence[StoredEvent]) -> int:
+        """The offset of the first leaf whose event is missing, elsewhere or different."""
+        for offset, leaf in enumerate(page):
+            if offset >= len(batch):
+                return offset
+            event = batch[offset]
+            if event.position != leaf.position or leaf_hash(event.data) != leaf.hash:
+                return offset
+        return len(page)
+
+    def digest_sizes(self) -> set[int]:
+        return set() if self.digest is None else {self.digest.head.size}
+
+    def compare(self, index: int, leaf: RecordedLeaf, event: StoredEvent | None) -> HistoryBreak:
         if event is None or event.position > leaf.position:
             return HistoryBreak(
                 "deleted",
@@ -292,8 +328,6 @@ class _Checker:
                 f"before leaf {index} (position {leaf.position})",
             )
         computed = leaf_hash(event.data)
-        if computed == leaf.hash:
-            return None
         elsewhere = self.find(computed)
         if elsewhere is not None:
             return HistoryBreak(

@@ -41,15 +41,13 @@ PAGE = 65_536
 LeafHashes = Callable[[int, int], Sequence[bytes]]
 """`leaf_hashes(start, stop)`: the recorded hashes of leaves start..stop-1, in order."""
 
-_LEAF = hashlib.sha256(b"\x00")
 _sha256 = hashlib.sha256
 
 
 def leaf_hash(data: bytes) -> bytes:
     """SHA-256(0x00 || data): the hash of one stored event."""
-    hasher = _LEAF.copy()
-    hasher.update(data)
-    return hasher.digest()
+    # Concatenating is faster than copying a primed hasher: one call instead of three.
+    return _sha256(b"\x00" + data).digest()
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
@@ -115,9 +113,18 @@ class TreeBuilder:
         self._size += 1
 
     def extend_hashes(self, hashes: Iterable[bytes]) -> None:
-        """Add leaves by their leaf hashes, in order."""
+        """Add leaves by their leaf hashes, in order (`append_hash` inlined: the verify loop)."""
+        frontier = self._frontier
+        size = self._size
+        sha256 = _sha256
         for hashed in hashes:
-            self.append_hash(hashed)
+            bits = size
+            while bits & 1:
+                hashed = sha256(b"\x01" + frontier.pop() + hashed).digest()
+                bits >>= 1
+            frontier.append(hashed)
+            size += 1
+        self._size = size
 
     def root(self) -> bytes:
         """MTH of the leaves so far (the empty tree's root when there are none)."""
