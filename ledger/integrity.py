@@ -9,6 +9,7 @@ values without changing a single leaf.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
@@ -28,9 +29,21 @@ from ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from ledger.signing import Digest, SignedTreeHead, verify_digest, verify_tree_head
+from ledger.signing import (
+    HEAD_FIELDS,
+    HEX64,
+    Digest,
+    SignedTreeHead,
+    head_members,
+    hex_member,
+    parse_head_members,
+    read_json_object,
+    verify_digest,
+    verify_tree_head,
+)
 
 __all__ = [
+    "RECEIPT_FORMAT",
     "BreakKind",
     "HistoryBreak",
     "InclusionReceipt",
@@ -39,12 +52,16 @@ __all__ = [
     "StoredEvent",
     "VerifyReport",
     "inclusion_receipt",
+    "parse_receipt",
+    "receipt_json",
     "stored_event_bytes",
     "verify_log",
     "verify_receipt",
 ]
 
 _EVENT_DOMAIN = b"changeledger event v1\n"
+RECEIPT_FORMAT = "changeledger-receipt/1"
+_RECEIPT_FIELDS = ("format", "position", "leaf_index", "leaf_hash", "proof", "head")
 
 BreakKind = Literal[
     "modified",  # an event's stored bytes differ from its recorded leaf hash
@@ -226,6 +243,38 @@ def verify_receipt(
             f"{where}: the inclusion proof does not lead to the root of the signed head of "
             f"{head.size} leaves; the receipt was altered"
         )
+
+
+def receipt_json(receipt: InclusionReceipt) -> str:
+    """The receipt as a file anyone can check offline with the ledger's public key."""
+    document = {
+        "format": RECEIPT_FORMAT,
+        "position": receipt.position,
+        "leaf_index": receipt.leaf_index,
+        "leaf_hash": receipt.leaf_hash.hex(),
+        "proof": [node.hex() for node in receipt.proof],
+        "head": head_members(receipt.head),
+    }
+    return json.dumps(document, indent=2) + "\n"
+
+
+def parse_receipt(text: str | bytes, *, name: str = "receipt") -> InclusionReceipt:
+    """Read a receipt file exactly (form only: `verify_receipt` checks what it proves)."""
+    document = read_json_object(text, name, RECEIPT_FORMAT, _RECEIPT_FIELDS)
+    for field in ("position", "leaf_index"):
+        value = document[field]
+        if type(value) is not int or not 0 <= value < 1 << 63:
+            raise TamperDetected(f"{name}: {field} must be a non-negative integer, got {value!r}")
+    leaf = hex_member(document, "leaf_hash", HEX64, name)
+    proof = document["proof"]
+    if not isinstance(proof, list) or len(proof) > 64:
+        raise TamperDetected(f"{name}: proof must be a list of at most 64 hashes")
+    nodes = tuple(hex_member({"proof": node}, "proof", HEX64, name) for node in proof)
+    head = document["head"]
+    if not isinstance(head, dict) or set(head) != set(HEAD_FIELDS):
+        raise TamperDetected(f"{name}: head must have exactly the members {', '.join(HEAD_FIELDS)}")
+    signed = parse_head_members(head, f"{name}: head")
+    return InclusionReceipt(document["position"], document["leaf_index"], leaf, nodes, signed)
 
 
 class _Checker:

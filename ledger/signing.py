@@ -29,6 +29,7 @@ import json
 import os
 import re
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,17 +43,23 @@ from ledger.errors import ConfigurationError, TamperDetected
 
 __all__ = [
     "DIGEST_FORMAT",
+    "HEAD_FIELDS",
+    "HEX64",
     "Digest",
     "SignedTreeHead",
     "digest_json",
     "generate_private_key",
+    "head_members",
+    "hex_member",
     "key_id",
     "load_private_key",
     "load_public_key",
     "parse_digest",
+    "parse_head_members",
     "parse_public_key",
     "public_key_hex",
     "public_key_pem",
+    "read_json_object",
     "sign_tree_head",
     "tree_head_bytes",
     "verify_digest",
@@ -64,9 +71,10 @@ __all__ = [
 DIGEST_FORMAT = "changeledger-digest/1"
 _DOMAIN = b"changeledger tree head v1\n"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX128 = re.compile(r"[0-9a-f]{128}")
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+HEAD_FIELDS = ("size", "root", "signed_at", "key_id", "signature")
 _DIGEST_FIELDS = ("format", "size", "root", "signed_at", "key_id", "public_key", "signature")
 
 
@@ -101,7 +109,7 @@ def tree_head_bytes(size: int, root: bytes, signed_at: datetime, key: str) -> by
         raise ValueError("a tree root is 32 bytes")
     if signed_at.tzinfo is None:
         raise ValueError("signed_at must carry a time zone")
-    if not _HEX64.fullmatch(key):
+    if not HEX64.fullmatch(key):
         raise ValueError("a key id is 64 lowercase hex digits")
     micros = (signed_at - _EPOCH) // timedelta(microseconds=1)
     return (
@@ -214,7 +222,7 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
 
 def parse_public_key(hex_digits: str) -> Ed25519PublicKey:
     """A raw public key from its 64 hex digits."""
-    if not _HEX64.fullmatch(hex_digits):
+    if not HEX64.fullmatch(hex_digits):
         raise ValueError("an Ed25519 public key is 64 lowercase hex digits")
     return Ed25519PublicKey.from_public_bytes(bytes.fromhex(hex_digits))
 
@@ -249,15 +257,9 @@ def verify_tree_head(head: SignedTreeHead, public_key: Ed25519PublicKey) -> None
 
 def digest_json(head: SignedTreeHead, public_key: Ed25519PublicKey) -> str:
     """The digest file's text for a signed head."""
-    document = {
-        "format": DIGEST_FORMAT,
-        "size": head.size,
-        "root": head.root.hex(),
-        "signed_at": _format_time(head.signed_at),
-        "key_id": head.key_id,
-        "public_key": public_key_hex(public_key),
-        "signature": head.signature.hex(),
-    }
+    document = {"format": DIGEST_FORMAT, **head_members(head)}
+    document["public_key"] = public_key_hex(public_key)
+    document["signature"] = document.pop("signature")  # keep the documented member order
     return json.dumps(document, indent=2) + "\n"
 
 
@@ -266,28 +268,31 @@ def parse_digest(text: str | bytes, *, name: str = "digest") -> Digest:
 
     This checks the form only: `verify_digest` checks the signature and the key.
     """
-    try:
-        document = json.loads(text, object_pairs_hook=_refuse_duplicates)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise TamperDetected(f"{name} is not a JSON digest: {error}") from None
-    if not isinstance(document, dict):
-        raise TamperDetected(f"{name} is not a JSON object with the digest's members")
-    missing = [field for field in _DIGEST_FIELDS if field not in document]
-    unknown = sorted(set(document) - set(_DIGEST_FIELDS))
-    if missing or unknown:
-        problem = f"misses {', '.join(missing)}" if missing else f"has unknown {', '.join(unknown)}"
-        raise TamperDetected(f"{name} {problem}; it is not a {DIGEST_FORMAT} file")
-    if document["format"] != DIGEST_FORMAT:
-        raise TamperDetected(
-            f"{name}: format is {document['format']!r}, expected {DIGEST_FORMAT!r}"
-        )
+    document = read_json_object(text, name, DIGEST_FORMAT, _DIGEST_FIELDS)
+    head = parse_head_members(document, name)
+    raw_key = hex_member(document, "public_key", HEX64, name)
+    return Digest(head, Ed25519PublicKey.from_public_bytes(raw_key))  # any 32 bytes parse
+
+
+def head_members(head: SignedTreeHead) -> dict[str, Any]:
+    """A signed head as JSON members (hex, and the time in UTC to the microsecond)."""
+    return {
+        "size": head.size,
+        "root": head.root.hex(),
+        "signed_at": _format_time(head.signed_at),
+        "key_id": head.key_id,
+        "signature": head.signature.hex(),
+    }
+
+
+def parse_head_members(document: dict[str, Any], name: str) -> SignedTreeHead:
+    """The signed head in `document`'s members, each checked exactly (form, not signature)."""
     size = document["size"]
     if type(size) is not int or not 0 <= size < 1 << 63:
         raise TamperDetected(f"{name}: size must be a non-negative integer, got {size!r}")
-    root = _hex_member(document, "root", _HEX64, name)
-    key = _hex_member(document, "key_id", _HEX64, name)
-    raw_key = _hex_member(document, "public_key", _HEX64, name)
-    signature = _hex_member(document, "signature", _HEX128, name)
+    root = hex_member(document, "root", HEX64, name)
+    key = hex_member(document, "key_id", HEX64, name)
+    signature = hex_member(document, "signature", _HEX128, name)
     signed_at = document["signed_at"]
     if not isinstance(signed_at, str) or not _TIME.fullmatch(signed_at):
         raise TamperDetected(
@@ -298,9 +303,27 @@ def parse_digest(text: str | bytes, *, name: str = "digest") -> Digest:
         when = datetime.strptime(signed_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     except ValueError:
         raise TamperDetected(f"{name}: signed_at {signed_at!r} is not a real time") from None
-    public_key = Ed25519PublicKey.from_public_bytes(raw_key)  # any 32 bytes parse
-    head = SignedTreeHead(size, root, when, key.hex(), signature)
-    return Digest(head, public_key)
+    return SignedTreeHead(size, root, when, key.hex(), signature)
+
+
+def read_json_object(
+    text: str | bytes, name: str, file_format: str, fields: Sequence[str]
+) -> dict[str, Any]:
+    """A JSON object with exactly `fields` (no duplicates) whose "format" is `file_format`."""
+    try:
+        document = json.loads(text, object_pairs_hook=_refuse_duplicates)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise TamperDetected(f"{name} is not a JSON {file_format} file: {error}") from None
+    if not isinstance(document, dict):
+        raise TamperDetected(f"{name} is not a JSON object with the members of {file_format}")
+    missing = [field for field in fields if field not in document]
+    unknown = sorted(set(document) - set(fields))
+    if missing or unknown:
+        problem = f"misses {', '.join(missing)}" if missing else f"has unknown {', '.join(unknown)}"
+        raise TamperDetected(f"{name} {problem}; it is not a {file_format} file")
+    if document["format"] != file_format:
+        raise TamperDetected(f"{name}: format is {document['format']!r}, expected {file_format!r}")
+    return document
 
 
 def verify_digest(digest: Digest, trusted_key: Ed25519PublicKey | None = None) -> None:
@@ -322,7 +345,8 @@ def _format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _hex_member(document: dict[str, Any], field: str, shape: re.Pattern[str], name: str) -> bytes:
+def hex_member(document: dict[str, Any], field: str, shape: re.Pattern[str], name: str) -> bytes:
+    """The bytes of a member that must be lowercase hex of the given shape."""
     value = document[field]
     if not isinstance(value, str) or not shape.fullmatch(value):
         digits = shape.pattern.rsplit("{", 1)[1].rstrip("}")

@@ -4,6 +4,7 @@ wiring runs the same cases on real SQLite and PostgreSQL files."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,8 @@ from ledger.integrity import (
     StoredEvent,
     VerifyReport,
     inclusion_receipt,
+    parse_receipt,
+    receipt_json,
     stored_event_bytes,
     verify_log,
     verify_receipt,
@@ -381,3 +384,38 @@ def test_a_receipt_is_refused_under_another_key(log: MemoryLog) -> None:
 def test_a_receipt_needs_a_head_that_covers_its_leaf(log: MemoryLog) -> None:
     with pytest.raises(TamperDetected, match="not covered by the tree head of 3 leaves"):
         inclusion_receipt(log, 3, log.heads[0])
+
+
+def test_a_receipt_file_round_trips_and_verifies_with_only_the_public_key(log: MemoryLog) -> None:
+    receipt = inclusion_receipt(log, 11, log.heads[-1])
+    text = receipt_json(receipt)
+    assert parse_receipt(text) == receipt
+    verify_receipt(parse_receipt(text), public_key_only(log.key), log.events[24])
+
+
+def test_an_edited_receipt_file_is_refused(log: MemoryLog) -> None:
+    receipt = inclusion_receipt(log, 11, log.heads[-1])
+    document = json.loads(receipt_json(receipt))
+    document["proof"][1] = leaf_hash(b"forged").hex()
+    with pytest.raises(TamperDetected, match="was altered"):
+        verify_receipt(parse_receipt(json.dumps(document)), public_key_only(log.key))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"format": "changeledger-digest/1"}, "format is 'changeledger-digest/1'"),
+        ({"leaf_index": -1}, "leaf_index must be a non-negative integer"),
+        ({"leaf_hash": "AB" * 32}, "leaf_hash must be 64 lowercase hex"),
+        ({"proof": "00"}, "proof must be a list"),
+        ({"proof": ["00"]}, "proof must be 64 lowercase hex"),
+        ({"head": {"size": 1}}, "head must have exactly the members"),
+        ({"extra": True}, "has unknown extra"),
+    ],
+)
+def test_a_malformed_receipt_file_is_refused(
+    log: MemoryLog, change: dict[str, object], message: str
+) -> None:
+    document = json.loads(receipt_json(inclusion_receipt(log, 0, log.heads[-1])))
+    with pytest.raises(TamperDetected, match=message):
+        parse_receipt(json.dumps({**document, **change}), name="receipt.json")

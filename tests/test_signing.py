@@ -195,7 +195,7 @@ def test_a_digest_whose_key_id_does_not_name_its_key_is_refused() -> None:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda d: "not json {", "is not a JSON digest"),
+        (lambda d: "not json {", "is not a JSON changeledger-digest/1 file"),
         (lambda d: "[]", "is not a JSON object"),
         (lambda d: json.dumps({k: v for k, v in d.items() if k != "root"}), "misses root"),
         (lambda d: json.dumps({**d, "extra": 1}), "has unknown extra"),
