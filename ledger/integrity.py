@@ -96,7 +96,12 @@ class RecordedLeaf(NamedTuple):
 
 
 class LeafSource(Protocol):
-    """What verification needs from a store; a store serves it from its tables a page at a time."""
+    """What verification needs from a store; a store serves it from its tables a page at a time.
+
+    All three must read one snapshot (one read transaction: REPEATABLE READ on PostgreSQL, a
+    single read transaction on SQLite): an event committed while verifying would otherwise
+    look like an event inserted without its leaf.
+    """
 
     def leaf_count(self) -> int:
         """How many leaves are recorded."""
