@@ -35,8 +35,9 @@ HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256().digest()
 """MTH({}) = SHA-256 of the empty string (RFC 6962 §2.1)."""
 
-PAGE = 65_536
-"""Leaf hashes asked of a `LeafHashes` source at a time (2 MiB of hashes)."""
+PAGE = 16_384
+"""Leaves read at a time: their hashes, and in verification their events too (~12 MiB of
+700-byte events), so memory stays flat and small whatever the log's length."""
 
 LeafHashes = Callable[[int, int], Sequence[bytes]]
 """`leaf_hashes(start, stop)`: the recorded hashes of leaves start..stop-1, in order."""

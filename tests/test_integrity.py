@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ledger import integrity, merkle
 from ledger.errors import TamperDetected
 from ledger.integrity import (
     InclusionReceipt,
@@ -29,7 +30,7 @@ from ledger.integrity import (
     verify_log,
     verify_receipt,
 )
-from ledger.merkle import TreeBuilder, leaf_hash, verify_consistency
+from ledger.merkle import PAGE, TreeBuilder, leaf_hash, verify_consistency
 from ledger.signing import (
     SignedTreeHead,
     digest_json,
@@ -89,6 +90,14 @@ class MemoryLog:
 def event_bytes(position: int, state: bytes = b"") -> bytes:
     payload = state or b'{"field":"lifecycle_stage","after":"customer"}' * 14
     return stored_event_bytes(position, f"contact-{position}", 1, "ledger.domain:Changed", payload)
+
+
+@pytest.fixture(autouse=True, params=[PAGE, 3], ids=["one page", "pages of 3"])
+def page_size(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Every case runs on one page and across page boundaries (heads and breaks at edges)."""
+    monkeypatch.setattr(integrity, "PAGE", request.param)
+    monkeypatch.setattr(merkle, "PAGE", request.param)
+    return int(request.param)
 
 
 @pytest.fixture

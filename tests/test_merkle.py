@@ -11,6 +11,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from ledger import merkle
 from ledger.merkle import (
     EMPTY_ROOT,
     LeafHashes,
@@ -312,3 +313,21 @@ def test_a_builder_streams_leaves_in_flat_memory() -> None:
     assert builder.size == 100_000
     assert len(builder.frontier) == (100_000).bit_count()
     assert grown < 10_000
+
+
+def test_proofs_and_resumed_builders_read_across_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(merkle, "PAGE", 3)
+    leaves = make_leaves(23)
+    hashes = source(leaves)
+    assert TreeBuilder.from_leaf_hashes(hashes, 23).root() == mth(leaves)
+    assert range_root(hashes, 5, 19) == mth(leaves[5:19])
+    for index in range(23):
+        assert inclusion_proof(hashes, index, 23) == rfc_path(index, leaves)
+    for old in range(1, 23):
+        assert consistency_proof(hashes, old, 23) == rfc_subproof(old, leaves, True)
+
+
+def test_a_source_that_answers_short_is_refused() -> None:
+    hashes = [leaf_hash(leaf) for leaf in make_leaves(8)]
+    with pytest.raises(ValueError, match=r"returned 7 hashes for leaves 0\.\.7"):
+        range_root(lambda start, stop: hashes[start : stop - 1], 0, 8)
