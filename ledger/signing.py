@@ -56,7 +56,6 @@ __all__ = [
     "load_public_key",
     "parse_digest",
     "parse_head_members",
-    "parse_public_key",
     "public_key_hex",
     "public_key_pem",
     "read_json_object",
@@ -218,13 +217,6 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     if not isinstance(key, Ed25519PublicKey):
         raise ConfigurationError(f"public key file {path} is not an Ed25519 public key in PEM")
     return key
-
-
-def parse_public_key(hex_digits: str) -> Ed25519PublicKey:
-    """A raw public key from its 64 hex digits."""
-    if not HEX64.fullmatch(hex_digits):
-        raise ValueError("an Ed25519 public key is 64 lowercase hex digits")
-    return Ed25519PublicKey.from_public_bytes(bytes.fromhex(hex_digits))
 
 
 def sign_tree_head(
