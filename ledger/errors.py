@@ -146,3 +146,36 @@ class TargetRejected(AdapterError):
 class TamperDetected(LedgerError):
     """Stored history, a signed tree head, a digest or a receipt fails its check: the message
     names the first place it breaks and how, and nothing past it can be trusted."""
+
+
+# Lanes (ledger.lanes, ledger.lane_control): LanePaused, LaneNotPaused and ReenableRefused
+# under LedgerError; ApprovalRefused and ApprovalRequired for the two-person rule.
+
+
+class LanePaused(LedgerError):
+    """A write of a paused workflow was refused before anything was written; the message names
+    who paused it, when, why and the trigger that did."""
+
+    def __init__(self, message: str, *, workflow: str):
+        self.workflow = workflow
+        super().__init__(message)
+
+
+class LaneNotPaused(LedgerError):
+    """Enabling (or admitting a canary into) a lane that is active: nothing to prove."""
+
+
+class ReenableRefused(LedgerError):
+    """A paused lane's re-enable rule does not hold; the message names each unmet condition."""
+
+    def __init__(self, message: str, *, unmet: tuple[str, ...]):
+        self.unmet = unmet
+        super().__init__(message)
+
+
+class ApprovalRefused(LedgerError):
+    """An approval the two-person rule does not accept (the planner approving their own plan)."""
+
+
+class ApprovalRequired(LedgerError):
+    """A rollback plan of a two-person lane is unapproved, or was altered since its approval."""
