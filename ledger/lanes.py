@@ -185,10 +185,11 @@ class Lane(Aggregate):
     def pause(
         self, actor: str, reason: str, trip: Trip | None = None, batch: str | None = None
     ) -> bool:
-        """Pause the lane; False (and nothing recorded) when it is paused already."""
+        """Pause the lane; False (and nothing recorded) when it is paused already, unless a
+        canary runs: a trip or a pause then ends the canary and is recorded."""
         if not reason.strip():
             raise InvalidChange("a pause needs a reason", field="reason")
-        if self.paused is not None:
+        if self.paused is not None and self.canary is None:
             return False
         self.trigger_event(
             self.Paused,
