@@ -151,23 +151,26 @@ _LANE_SETTINGS: dict[str, Any] = {
     "receipt_fields": tuple[str, ...],
     "approval": Literal["none", "two-person"],
     "on_trip": Literal["pause", "plan-rollback"],
-    "triggers": dict,
-    "reenable": dict,
+    "triggers": object,  # tables, checked by _triggers and _reenable with their own messages
+    "reenable": object,
 }
 _RATE = {"above": float, "min_actions": int}
 _VOLUME = {"more_than": int, "above_median_percent": float, "runs": int}
-_TRIGGERS: dict[str, Any] = {
-    "failure_rate": dict,
-    "stale_rate": dict,
-    "creates": dict,
-    "updates": dict,
-    "deletes": dict,
-    "too_few": dict,
-    "fields": dict,
-    "rollback_conflicts": dict,
-    "drift_share": dict,
-    "source_age": dict,
-}
+_TRIGGERS = dict.fromkeys(  # each an inline table, checked by its own reader
+    (
+        "failure_rate",
+        "stale_rate",
+        "creates",
+        "updates",
+        "deletes",
+        "too_few",
+        "fields",
+        "rollback_conflicts",
+        "drift_share",
+        "source_age",
+    ),
+    object,
+)
 
 
 def _lane(workflow: str, settings: Any, systems: set[str] | None) -> LaneConfig:
@@ -247,7 +250,7 @@ def _volume(where: str, value: Any) -> VolumeLimit:
 
 
 def _field_guard(where: str, value: Any) -> FieldGuard:
-    table = _table(where, value, {"order": tuple[Any, ...], "at_most_percent": float})
+    table = _table(where, value, {"order": tuple[str | int | float, ...], "at_most_percent": float})
     if not table:
         raise ConfigurationError(f"{where} needs order or at_most_percent")
     order = tuple(table.get("order", ()))
@@ -259,6 +262,8 @@ def _field_guard(where: str, value: Any) -> FieldGuard:
 def _triggers(where: str, declared: Any) -> Triggers:
     table = _table(where, declared, _TRIGGERS)
     fields = table.get("fields", {})
+    if not isinstance(fields, dict):
+        raise ConfigurationError(f"{where}.fields must be a table of fields.NAME guards")
     return Triggers(
         failure_rate=_rate(f"{where}.failure_rate", table["failure_rate"])
         if "failure_rate" in table
