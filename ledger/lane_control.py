@@ -11,6 +11,7 @@ below the application can call `ensure_open` without importing it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
@@ -27,8 +28,9 @@ from ledger.lanes import (
     check_workflow,
     lane_id,
 )
-from ledger.reenable import ReenableCheck, ReenableEvidence, ReenableRule
-from ledger.triggers import Trip
+from ledger.reenable import CanaryRun, ReenableCheck, ReenableEvidence, ReenableRule
+from ledger.run_records import RunRecord, run_record_id
+from ledger.triggers import RunStatistics, Trip
 from ledger.views import BatchView
 
 MAX_ATTEMPTS = 10
@@ -212,6 +214,58 @@ def ensure_open(
             workflow=workflow,
         )
     return canaries
+
+
+def record_run(
+    ledger: LaneStore,
+    workflow: str,
+    batch: str,
+    statistics: RunStatistics,
+    *,
+    trip: Trip | None = None,
+    completed: bool,
+) -> None:
+    """Keep what a run did (counts, its trip, whether it ran to its end), once per batch: the
+    past later runs are judged against, and a canary's proof. A second call changes nothing."""
+    check_workflow(workflow)
+    with suppress(IntegrityError):  # recorded already (a resumed run): the first one stands
+        ledger.save(RunRecord.of(workflow, batch, statistics, trip, completed))
+
+
+def recent_runs(ledger: LaneStore, workflow: str, runs: int) -> list[RunStatistics]:
+    """The statistics of the workflow's last ``runs`` recorded runs, oldest first."""
+    found: list[RunStatistics] = []
+    for batch in reversed(ledger.batches()):
+        if len(found) == runs:
+            break
+        record = _run_record(ledger, batch.name) if batch.workflow == workflow else None
+        if record is not None:
+            found.append(record.statistics)
+    return found[::-1]
+
+
+def canary_run(ledger: LaneStore, workflow: str) -> CanaryRun | None:
+    """The outcome of the lane's last admitted canary, as re-enable evidence (``None`` if it
+    has not run to a recorded end)."""
+    lane_ = _load(ledger, workflow)
+    canary = None if lane_ is None else lane_.last_canary
+    record = None if canary is None else _run_record(ledger, canary.batch)
+    if record is None:
+        return None
+    return CanaryRun(
+        batch=record.batch,
+        actions=record.statistics.total_actions,
+        completed=record.completed,
+        tripped=record.trip is not None,
+        at=record.created_on,
+    )
+
+
+def _run_record(ledger: LaneStore, batch: str) -> RunRecord | None:
+    try:
+        return cast(RunRecord, ledger.repository.get(run_record_id(batch)))
+    except AggregateNotFoundError:
+        return None
 
 
 def _load(ledger: LaneStore, workflow: str) -> Lane | None:

@@ -115,6 +115,7 @@ class Lane(Aggregate):
         self.last_trip: PauseRecord | None = None
         self.last_enable: EnableRecord | None = None
         self.canary: Canary | None = None
+        self.last_canary: Canary | None = None  # kept after a trip or an enable ends it
         self.approvals: dict[str, ApprovalRecord] = {}
 
     class Started(Aggregate.Created):
@@ -160,7 +161,9 @@ class Lane(Aggregate):
         limit: int
 
         def apply(self, lane: Lane) -> None:
-            lane.canary = Canary(self.batch, self.limit, self.actor, self.timestamp)
+            lane.canary = lane.last_canary = Canary(
+                self.batch, self.limit, self.actor, self.timestamp
+            )
 
     class RollbackApproved(Aggregate.Event):
         plan: str

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ledger import Address, Change
+from ledger import Address, Change, open_ledger
 from ledger.errors import (
     ApprovalRefused,
     ApprovalRequired,
@@ -19,17 +19,20 @@ from ledger.errors import (
 from ledger.lane_control import (
     allow_canary,
     approve_rollback,
+    canary_run,
     enable_lane,
     ensure_approved,
     ensure_open,
     lane,
     lanes,
     pause_lane,
+    recent_runs,
+    record_run,
     trip_lane,
 )
 from ledger.lanes import Lane, LaneConfig, lane_id
 from ledger.reenable import CanaryRun, Reconciliation, ReenableEvidence, ReenableRule
-from ledger.triggers import Trip
+from ledger.triggers import RunStatistics, Triggers, Trip, VolumeLimit, check_run
 
 RULE = ReenableRule(reconciled=("crm/contacts",), canary=50, approver=True)
 LATER = datetime.now(UTC) + timedelta(hours=1)
@@ -236,3 +239,76 @@ def test_every_lane_change_is_an_event_of_its_aggregate(ledger):
     assert topics == ["Started", "Paused", "Enabled", "Paused"]
     stored = ledger.repository.get(lane_id("lead-sync"))
     assert isinstance(stored, Lane) and stored.paused.actor == "carol"
+
+
+def test_two_processes_pausing_at_once_make_one_pause(ledger, db_url, monkeypatch):
+    """The other process pauses between this one's read and its save: the save fails on the
+    lane's version, the lane is read again and the second pause is no change."""
+    from ledger import lane_control
+
+    other = open_ledger(db_url)
+    real_load = lane_control._load
+    calls = []
+
+    def load_then_lose_the_race(store, workflow):
+        found = real_load(store, workflow)
+        calls.append(found)
+        if store is ledger and len(calls) == 1:
+            pause_lane(other, workflow, "seen first", "ops")
+        return found
+
+    monkeypatch.setattr(lane_control, "_load", load_then_lose_the_race)
+    result = pause_lane(ledger, "lead-sync", "seen second", "alice")
+    other.close()
+    assert calls[0] is None and not result.paused_now
+    assert result.lane.pause.actor == "ops"
+    assert len(list(ledger.recorder.select_events(lane_id("lead-sync")))) == 2
+
+
+def test_recent_runs_give_the_volume_trigger_its_median(ledger):
+    for number, updates in enumerate((90, 100, 110), start=1):
+        batch = f"run-{number}"
+        ledger.record(
+            Change(Address.parse(f"crm/contacts/{number}"), "create", values={}),
+            batch=batch,
+            workflow="lead-sync",
+        )
+        statistics = RunStatistics()
+        statistics.actions["update"] = updates
+        record_run(ledger, "lead-sync", batch, statistics, completed=True)
+        record_run(ledger, "lead-sync", batch, RunStatistics(), completed=False)  # kept once
+    ledger.record(
+        Change(Address.parse("crm/other/1"), "create", values={}),
+        batch="other-1",
+        workflow="billing",
+    )
+    recent = recent_runs(ledger, "lead-sync", 2)
+    assert [run.actions["update"] for run in recent] == [100, 110]
+    triggers = Triggers(volume={"update": VolumeLimit(above_median_percent=300, runs=2)})
+    current = RunStatistics()
+    current.actions["update"] = 421
+    trip = check_run(triggers, current, recent_runs(ledger, "lead-sync", 2))
+    assert trip is not None and trip.evidence["median"] == 105
+
+
+def test_a_canary_run_recorded_to_its_end_is_re_enable_evidence(ledger):
+    pause_lane(ledger, "lead-sync", "bad owners", "alice")
+    assert canary_run(ledger, "lead-sync") is None
+    allow_canary(ledger, "lead-sync", "bob", "canary-1", 50)
+    statistics = RunStatistics()
+    statistics.actions["update"] = 50
+    record_run(ledger, "lead-sync", "canary-1", statistics, completed=True)
+    canary = canary_run(ledger, "lead-sync")
+    assert (canary.batch, canary.actions, canary.completed, canary.tripped) == (
+        "canary-1",
+        50,
+        True,
+        False,
+    )
+    evidence = proof(
+        reconciliations={"crm/contacts": Reconciliation("crm/contacts", 0, 10, canary.at)},
+        canary=canary,
+    )
+    assert enable_lane(
+        ledger, "lead-sync", "bob", "proved", rule=RULE, evidence=evidence
+    ).check.holds
