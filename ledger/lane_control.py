@@ -269,10 +269,12 @@ def _run_record(ledger: LaneStore, batch: str) -> RunRecord | None:
 
 
 def _load(ledger: LaneStore, workflow: str) -> Lane | None:
-    try:
-        return cast(Lane, ledger.repository.get(lane_id(workflow)))
-    except AggregateNotFoundError:
-        return None
+    """The lane as stored now, in one query: lanes are never snapshotted, so the repository's
+    snapshot lookup (a second query on every gate check) is skipped, and no cache is used."""
+    lane_: Lane | None = None
+    for event in ledger.repository.event_store.get(originator_id=lane_id(workflow)):
+        lane_ = cast(Lane, event.mutate(lane_))
+    return lane_
 
 
 def _approvals(ledger: LaneStore, workflow: str) -> dict[str, ApprovalRecord]:

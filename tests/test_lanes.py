@@ -312,3 +312,20 @@ def test_a_canary_run_recorded_to_its_end_is_re_enable_evidence(ledger):
     assert enable_lane(
         ledger, "lead-sync", "bob", "proved", rule=RULE, evidence=evidence
     ).check.holds
+
+
+def test_the_gate_reads_each_workflow_of_a_chunk_once(ledger, monkeypatch):
+    pause_lane(ledger, "billing", "invoices doubled", "alice")
+    reads = []
+    select_events = ledger.recorder.select_events
+
+    def counted(originator_id, **kwargs):
+        reads.append(originator_id)
+        return select_events(originator_id, **kwargs)
+
+    monkeypatch.setattr(ledger.recorder, "select_events", counted)
+    ensure_open(ledger, ["lead-sync", "lead-sync", None, "crm-import"])
+    assert sorted(reads) == sorted([lane_id("lead-sync"), lane_id("crm-import")])
+    with pytest.raises(LanePaused):
+        ensure_open(ledger, ["billing"])
+    assert reads[-1] == lane_id("billing") and len(reads) == 3
