@@ -144,6 +144,8 @@ def _canary_unmet(size: int, canary: CanaryRun | None, paused_at: datetime) -> s
         return f"canary {canary.batch} ran before the pause"
     if canary.tripped:
         return f"canary {canary.batch} tripped a stop trigger"
-    if not canary.completed or canary.actions < size:
-        return f"canary {canary.batch} completed {canary.actions} of {size} actions"
+    if not canary.completed:
+        return f"canary {canary.batch} did not run to its end ({canary.actions} actions)"
+    if canary.actions < size:
+        return f"canary {canary.batch} took {canary.actions} of {size} actions"
     return None
