@@ -183,8 +183,10 @@ def _lane(workflow: str, settings: Any, systems: set[str] | None) -> LaneConfig:
         raise ConfigurationError(f"{where}: {error}") from None
     _check_settings(where, settings, _LANE_SETTINGS)
     repair = settings.get("repair")
-    if repair is not None and repair not in REPAIRS:
-        raise ConfigurationError(f"{where}.repair {repair!r} is not one of {', '.join(REPAIRS)}")
+    if repair is not None and repair not in ("rollback", *REPAIRS):
+        raise ConfigurationError(
+            f"{where}.repair {repair!r} is not one of rollback, {', '.join(REPAIRS)}"
+        )
     unknown = [name for name in settings.get("systems", ()) if systems and name not in systems]
     if unknown:
         raise ConfigurationError(

@@ -17,7 +17,7 @@ LANE = """
 owner = "revops@example.com"
 systems = ["crm"]
 notify = ["log"]
-repair = "rerun"
+repair = "rollback"
 receipt_fields = ["lifecycle_stage", "owner"]
 approval = "two-person"
 on_trip = "plan-rollback"
@@ -55,7 +55,7 @@ def test_a_lane_row_is_read_into_a_typed_lane(tmp_path):
             owner="revops@example.com",
             systems=("crm",),
             notify=("log",),
-            repair="rerun",
+            repair="rollback",
             receipt_fields=("lifecycle_stage", "owner"),
             approval="two-person",
             on_trip="plan-rollback",
