@@ -329,3 +329,17 @@ def test_the_gate_reads_each_workflow_of_a_chunk_once(ledger, monkeypatch):
     with pytest.raises(LanePaused):
         ensure_open(ledger, ["billing"])
     assert reads[-1] == lane_id("billing") and len(reads) == 3
+
+
+def test_a_lane_view_prints_as_plain_json_with_typed_evidence(ledger):
+    import orjson
+
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    trip = Trip("source_age", "too old", {"source": "hr/people/8", "at": at})
+    trip_lane(ledger, "lead-sync", trip, batch="run-3")
+    enable_lane(ledger, "lead-sync", "bob", "fine", rule=RULE, evidence=proof())
+    shown = orjson.loads(orjson.dumps(lane(ledger, "lead-sync").to_json()))
+    assert shown["state"] == "active" and shown["pause"] is None
+    assert shown["last_trip"]["evidence"]["at"] == {"$datetime": at.isoformat()}
+    assert shown["last_trip"]["trigger"] == "source_age"
+    assert shown["last_enable"]["proved"][-1] == "approved by carol"
