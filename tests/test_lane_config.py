@@ -84,9 +84,7 @@ def test_a_lane_row_is_read_into_a_typed_lane(tmp_path):
 
 
 def test_a_lane_needs_nothing_but_its_name(tmp_path):
-    assert load_lanes(config(tmp_path, "[lanes.billing]\n")) == {
-        "billing": LaneConfig("billing")
-    }
+    assert load_lanes(config(tmp_path, "[lanes.billing]\n")) == {"billing": LaneConfig("billing")}
     assert load_lanes(config(tmp_path, SYSTEMS)) == {}
 
 
