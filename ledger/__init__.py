@@ -30,6 +30,14 @@ from ledger.errors import (
     UnknownCheckpoint,
 )
 from ledger.points import Point
+from ledger.rollback import (
+    RollbackPlan,
+    RollbackReport,
+    RollbackScope,
+    apply_rollback,
+    plan_rollback,
+    verify_rollback,
+)
 from ledger.runs import Outcome, Run, System, Target
 from ledger.values import ABSENT
 from ledger.views import Action, BatchView, CheckpointView, EntityDiff, EntityState, Receipt
@@ -59,6 +67,9 @@ __all__ = [
     "Outcome",
     "Point",
     "Receipt",
+    "RollbackPlan",
+    "RollbackReport",
+    "RollbackScope",
     "Run",
     "RunInterrupted",
     "StaleWrite",
@@ -68,6 +79,9 @@ __all__ = [
     "TargetRejected",
     "TransientError",
     "UnknownCheckpoint",
+    "apply_rollback",
     "entity_id",
     "open_ledger",
+    "plan_rollback",
+    "verify_rollback",
 ]

@@ -22,14 +22,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Address, Change, open_ledger
+from ledger import Address, Change, RollbackScope, apply_rollback, open_ledger, plan_rollback
 from ledger.keys import join_key
 from ledger.reconcile import Report, compare
 from ledger.reconcile import apply as apply_reconcile
 from ledger.reconcile import plan as plan_reconcile
-from ledger.rollback import Scope
-from ledger.rollback import apply as apply_rollback
-from ledger.rollback import plan as plan_rollback
 from ledger.runs import Run, Target
 from ledger.tracking import track
 from ledger.values import JSON_NULL, same
@@ -233,7 +230,7 @@ def orders_machine(url: str, postgres: bool) -> type[RuleBasedStateMachine]:
             name = data.draw(st.sampled_from(sorted(set(self.batches) - self.rolled_back)))
             batch = self.batches[name]
             rollback = plan_rollback(
-                self.ledger, Scope(batches=(name,)), {"shop": self.adapter}, policy=policy
+                self.ledger, RollbackScope(batches=(name,)), {"shop": self.adapter}, policy=policy
             )
             conflicted = {conflict.entity.split("/", 2)[2] for conflict in rollback.conflicts}
             changed_since = set(batch["since"])

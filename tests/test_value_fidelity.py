@@ -27,11 +27,10 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects import postgresql
 
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Address, Change, Ledger
+from ledger import Address, Change, Ledger, RollbackScope, apply_rollback, plan_rollback
 from ledger.errors import LedgerError, NotFound
 from ledger.points import Point
 from ledger.reconcile import compare
-from ledger.rollback import Scope, apply, plan
 from ledger.runs import Run, Target
 from ledger.values import JSON_NULL, same
 
@@ -182,8 +181,8 @@ def test_values_come_back_exactly_or_are_refused_naming_the_field(
     assert list(compare(ledger, adapter, "values", tracked_only=True)) == []
 
     event(f"{field}: applied, rolled back")
-    rollback = plan(ledger, Scope(batches=(f"edit-{key}",)), {"crm": adapter})
-    report = apply(ledger, rollback, {"crm": adapter})
+    rollback = plan_rollback(ledger, RollbackScope(batches=(f"edit-{key}",)), {"crm": adapter})
+    report = apply_rollback(ledger, rollback, {"crm": adapter})
     assert report.mismatches == []
     assert same(adapter.read("values", [key])[key][field], a)
     assert same(ledger.state(address).fields[field], a)
