@@ -12,6 +12,7 @@ from ledger import (
     apply_rollback,
     plan_rollback,
 )
+from ledger.errors import InvalidChange
 from ledger.ports import Write
 from ledger.runs import Run, Target
 
@@ -412,3 +413,11 @@ def test_a_baseline_taken_after_the_batch_is_no_change_since(ledger, crm):
     assert rollback.conflicts == ()
     assert apply_rollback(ledger, rollback, {"crm": crm}).counts == {"restored": 2}
     assert crm.read("contacts", ["1", "2"]) == {"1": SEED["1"], "2": {**SEED["2"], "stage": "lead"}}
+
+
+def test_an_unknown_direction_is_refused_naming_it_before_anything_is_read(ledger, crm):
+    sync(ledger, crm)
+    with pytest.raises(InvalidChange, match="direction 'sideways' is not one of undo, redo"):
+        plan_rollback(
+            ledger, RollbackScope(batches=("lead-sync-1",)), {"crm": crm}, direction="sideways"
+        )
