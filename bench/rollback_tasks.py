@@ -14,8 +14,7 @@ from typing import Any
 
 from adapters.sql import SqlAdapter, SqlCollection
 from bench.data import COLLECTION, SEED_BATCH, SYSTEM
-from ledger import Address, Change, open_ledger
-from ledger.rollback import Scope, apply, plan
+from ledger import Address, Change, RollbackScope, apply_rollback, open_ledger, plan_rollback
 from ledger.runs import Run, Target
 
 BAD_BATCH = "bad-batch"
@@ -99,9 +98,9 @@ def ledger_rollback(db: str, target: str, n: int) -> dict[str, Any]:
     adapter = _adapter(target)
     adapters: dict[str, Any] = {SYSTEM: adapter}
     started = time.perf_counter()
-    rollback = plan(ledger, Scope(batches=(BAD_BATCH,)), adapters)
+    rollback = plan_rollback(ledger, RollbackScope(batches=(BAD_BATCH,)), adapters)
     planned = time.perf_counter()
-    report = apply(ledger, rollback, adapters)
+    report = apply_rollback(ledger, rollback, adapters)
     finished = time.perf_counter()
     recorded = ledger.index.batch_count(rollback.batch)
     adapter.close()

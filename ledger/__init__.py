@@ -43,6 +43,14 @@ from ledger.reconcile import (
     compare_with_target,
     plan_reconciliation,
 )
+from ledger.rollback import (
+    RollbackPlan,
+    RollbackReport,
+    RollbackScope,
+    apply_rollback,
+    plan_rollback,
+    verify_rollback,
+)
 from ledger.runs import Outcome, Run, System, Target
 from ledger.values import ABSENT
 from ledger.views import Action, BatchView, CheckpointView, EntityDiff, EntityState, Receipt
@@ -78,6 +86,9 @@ __all__ = [
     "ReconcilePlan",
     "ReconcileResult",
     "ReconcileScope",
+    "RollbackPlan",
+    "RollbackReport",
+    "RollbackScope",
     "Run",
     "RunInterrupted",
     "StaleWrite",
@@ -88,10 +99,13 @@ __all__ = [
     "TransientError",
     "UnknownCheckpoint",
     "apply_reconciliation",
+    "apply_rollback",
     "capture_baseline",
     "compare_baseline",
     "compare_with_target",
     "entity_id",
     "open_ledger",
     "plan_reconciliation",
+    "plan_rollback",
+    "verify_rollback",
 ]

@@ -10,16 +10,15 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
 from ledger.config import load_contracts, load_systems, open_adapters
 from ledger.errors import InvalidChange
 from ledger.ports import Adapter
-from ledger.rollback import RollbackPlan, Scope, plan
+from ledger.rollback import Direction, RollbackPlan, RollbackScope, plan_rollback
 
-Direction = Literal["undo", "redo"]  # a rollback, or a replay
 PLANNING_OPTIONS = ("policy", "missing_parent")  # fixed when planning, kept by a saved plan
 
 
@@ -29,14 +28,14 @@ def rollback_scope(
     since: str | None = None,
     system: str | None = None,
     collection: str | None = None,
-) -> Scope:
+) -> RollbackScope:
     """A scope, refused when it cannot mean what was asked: a collection is named within its
     system, and a workflow's actions are taken since a point (or within batches)."""
     if collection and not system:
         raise InvalidChange("--collection needs --system", field="--collection")
     if workflow and not since and not batches:
         raise InvalidChange("--workflow needs --since (or --batch)", field="--workflow")
-    return Scope(tuple(batches), workflow, since, system, collection)
+    return RollbackScope(tuple(batches), workflow, since, system, collection)
 
 
 def load_saved_plan(
@@ -64,14 +63,14 @@ def plan_with(
     ledger: Ledger,
     adapters: dict[str, Adapter],
     config: str | None,
-    scope: Scope,
+    scope: RollbackScope,
     *,
     policy: str,
     direction: Direction,
     missing_parent: str = "skip",
 ) -> RollbackPlan:
     """Plan a scope with the configured systems' contracts and collections; reads only."""
-    return plan(
+    return plan_rollback(
         ledger,
         scope,
         adapters,
@@ -89,7 +88,7 @@ def plan_with(
 def plan_configured(
     db: str | None,
     config: str | None,
-    scope: Scope,
+    scope: RollbackScope,
     *,
     policy: str,
     direction: Direction,

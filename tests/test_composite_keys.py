@@ -17,10 +17,18 @@ import sqlalchemy as sa
 
 from adapters.files import CsvAdapter, CsvCollection, JsonLinesAdapter, JsonLinesCollection
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Address, Change, Ledger, compare_with_target, open_ledger
+from ledger import (
+    Address,
+    Change,
+    Ledger,
+    RollbackScope,
+    apply_rollback,
+    compare_with_target,
+    open_ledger,
+    plan_rollback,
+)
 from ledger.keys import join_key
 from ledger.ports import Adapter
-from ledger.rollback import Scope, apply, plan
 from ledger.runs import Run, Target
 
 REGIONS = ["eu", "eu-west", "a/b", "50%", "o'brien", "with space", "Zürich", "日本", "-x"]
@@ -69,8 +77,8 @@ def create_all_then_roll_back(ledger: Ledger, adapter: Adapter, collection: str)
     assert known == scanned
     assert list(compare_with_target(ledger, adapter, collection)) == []
 
-    rollback = plan(ledger, Scope(batches=("orders-import",)), {"crm": adapter})
-    report = apply(ledger, rollback, {"crm": adapter})
+    rollback = plan_rollback(ledger, RollbackScope(batches=("orders-import",)), {"crm": adapter})
+    report = apply_rollback(ledger, rollback, {"crm": adapter})
     assert report.mismatches == []
     assert list(adapter.scan(collection)) == []
     assert list(compare_with_target(ledger, adapter, collection)) == []

@@ -15,9 +15,16 @@ from sqlalchemy.dialects import postgresql
 
 from adapters.files import CsvAdapter, CsvCollection
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Address, Change, Ledger, compare_with_target
+from ledger import (
+    Address,
+    Change,
+    Ledger,
+    RollbackScope,
+    apply_rollback,
+    compare_with_target,
+    plan_rollback,
+)
 from ledger.ports import Write
-from ledger.rollback import Scope, apply, plan
 from ledger.runs import Run, Target
 from ledger.values import JSON_NULL, same
 
@@ -114,8 +121,8 @@ def test_a_rollback_restores_the_null_the_record_held(crm, ledger: Ledger) -> No
     as_of = {s.entity[-1]: s.fields["meta"] for s in ledger.collection("crm", "contacts")}
     assert same(as_of, {"1": JSON_NULL, "2": None, "3": JSON_NULL})
 
-    rollback = plan(ledger, Scope(batches=("clear",)), {"crm": adapter})
-    report = apply(ledger, rollback, {"crm": adapter})
+    rollback = plan_rollback(ledger, RollbackScope(batches=("clear",)), {"crm": adapter})
+    report = apply_rollback(ledger, rollback, {"crm": adapter})
     assert report.mismatches == []
     assert stored(engine) == {"1": None, "2": "null", "3": json.dumps(DOCUMENT, sort_keys=True)}
     back = {key: record["meta"] for key, record in adapter.scan("contacts")}

@@ -17,13 +17,19 @@ from fault_proxy import FaultProxy
 from json_server import JsonServer, start_json_server
 
 from adapters.http import CollectionRoute, HttpAdapter
-from ledger import Address, Change, Ledger, compare_with_target, open_ledger
+from ledger import (
+    Address,
+    Change,
+    Ledger,
+    RollbackScope,
+    apply_rollback,
+    compare_with_target,
+    open_ledger,
+    plan_rollback,
+)
 from ledger.cli import main
 from ledger.errors import AdapterError, ConfigurationError, NotFound, TransientError
 from ledger.ports import Write
-from ledger.rollback import Scope
-from ledger.rollback import apply as roll_back
-from ledger.rollback import plan as plan_rollback
 from ledger.runs import Run, Target, recover
 
 FAST = {"retry_wait_initial": 0.001, "retry_wait_max": 0.01}
@@ -249,8 +255,8 @@ def test_a_write_landing_as_the_server_dies_stays_pending_and_recover_restores_i
         again = rerun.apply(target, changes)
     assert [o.status for o in again] == ["already_applied", "already_applied", "applied"]
 
-    rollback = plan_rollback(book, Scope(batches=("b1",)), {"crm": adapter})
-    report = roll_back(book, rollback, {"crm": adapter})
+    rollback = plan_rollback(book, RollbackScope(batches=("b1",)), {"crm": adapter})
+    report = apply_rollback(book, rollback, {"crm": adapter})
     assert report.counts == {"restored": 3} and report.mismatches == []
     assert server.records(C) == SEED
 
@@ -272,8 +278,8 @@ def test_creates_on_an_id_assigning_server_send_no_id_and_keep_its_numeric_ids(
     assert [row["id"] for row in server.data()[C]] == [1, 10, 2, 11, 12]  # numbers, in order
     with Run(book, "b2") as run:
         run.apply(Target(adapter, C), [Change(Address("crm", C, "2"), "delete")])
-    rollback = plan_rollback(book, Scope(batches=("b2",)), {"crm": adapter})
-    report = roll_back(book, rollback, {"crm": adapter})
+    rollback = plan_rollback(book, RollbackScope(batches=("b2",)), {"crm": adapter})
+    report = apply_rollback(book, rollback, {"crm": adapter})
     assert report.outcomes[0]["as"] == "crm/contacts/13"  # the server's counter, unbroken
     assert server.data()[C][-1] == {"id": 13, **SEED["2"]}
 
@@ -288,8 +294,8 @@ def test_rolling_back_creates_on_an_id_assigning_server_leaves_no_empty_records(
             Target(adapter, C),
             [Change(Address("crm", C, f"new-{n}"), "create", values=v) for n, v in enumerate(new)],
         )
-    rollback = plan_rollback(book, Scope(batches=("b1",)), {"crm": adapter})
-    report = roll_back(book, rollback, {"crm": adapter})
+    rollback = plan_rollback(book, RollbackScope(batches=("b1",)), {"crm": adapter})
+    report = apply_rollback(book, rollback, {"crm": adapter})
     assert report.counts == {"deleted": 2}
     assert server.records(C) == SEED
 
@@ -306,8 +312,8 @@ def test_children_follow_a_re_created_parent_to_its_new_id(tmp_path: Path, book:
         with Run(book, "cleanup") as run:
             run.apply(Target(adapter, "deals"), [Change(Address("crm", "deals", "1"), "delete")])
             run.apply(Target(adapter, C), [Change(Address("crm", C, "2"), "delete")])
-        rollback = plan_rollback(book, Scope(batches=("cleanup",)), {"crm": adapter})
-        report = roll_back(book, rollback, {"crm": adapter})
+        rollback = plan_rollback(book, RollbackScope(batches=("cleanup",)), {"crm": adapter})
+        report = apply_rollback(book, rollback, {"crm": adapter})
         moved = {o["entity"]: o["as"].rsplit("/", 1)[1] for o in report.outcomes}
         contact, deal = moved["crm/contacts/2"], moved["crm/deals/1"]
         assert server.records("deals")[deal]["contactId"] == int(contact)

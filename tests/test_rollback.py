@@ -3,9 +3,17 @@
 import pytest
 
 from adapters.memory import MemoryAdapter
-from ledger import ABSENT, Address, Change
+from ledger import (
+    ABSENT,
+    Address,
+    Change,
+    RollbackPlan,
+    RollbackScope,
+    apply_rollback,
+    plan_rollback,
+)
+from ledger.errors import InvalidChange
 from ledger.ports import Write
-from ledger.rollback import RollbackPlan, Scope, apply, plan
 from ledger.runs import Run, Target
 
 SEED = {
@@ -44,10 +52,10 @@ def outside_edit(crm, key, **values):
 
 def test_a_clean_batch_is_restored_field_for_field(ledger, crm):
     sync(ledger, crm)
-    rollback = plan(ledger, Scope(batches=("lead-sync-1",)), {"crm": crm})
+    rollback = plan_rollback(ledger, RollbackScope(batches=("lead-sync-1",)), {"crm": crm})
     assert [c.kind for c in rollback.compensations] == ["restore"] * 3
     assert rollback.conflicts == ()
-    report = apply(ledger, rollback, {"crm": crm})
+    report = apply_rollback(ledger, rollback, {"crm": crm})
     assert report.counts == {"restored": 3}
     assert report.mismatches == []
     assert dict(crm.scan("contacts")) == SEED
@@ -56,7 +64,7 @@ def test_a_clean_batch_is_restored_field_for_field(ledger, crm):
 def test_planning_changes_nothing(ledger, crm):
     sync(ledger, crm)
     events = ledger.recorder.max_notification_id()
-    plan(ledger, Scope(batches=("lead-sync-1",)), {"crm": crm})
+    plan_rollback(ledger, RollbackScope(batches=("lead-sync-1",)), {"crm": crm})
     assert ledger.recorder.max_notification_id() == events
     assert crm.read("contacts", ["1"])["1"] == {"stage": "sql", "owner": "dara"}
 
@@ -65,14 +73,14 @@ def test_records_edited_since_are_conflicts_and_left_alone_under_skip(ledger, cr
     sync(ledger, crm)
     outside_edit(crm, "2", stage="customer")  # drift, not yet known to the ledger
     run_batch(ledger, crm, "later", [Change(contact("3"), "update", values={"owner": "eve"})])
-    rollback = plan(ledger, Scope(batches=("lead-sync-1",)), {"crm": crm})
+    rollback = plan_rollback(ledger, RollbackScope(batches=("lead-sync-1",)), {"crm": crm})
     conflicts = {c.entity: c for c in rollback.conflicts}
     assert set(conflicts) == {"crm/contacts/2", "crm/contacts/3"}
     assert conflicts["crm/contacts/2"].reason == "drift in the target"
     assert conflicts["crm/contacts/2"].competing[0]["value"] == "customer"
     assert conflicts["crm/contacts/3"].reason == "later action"
     assert conflicts["crm/contacts/3"].competing[0]["batch"] == "later"
-    report = apply(ledger, rollback, {"crm": crm})
+    report = apply_rollback(ledger, rollback, {"crm": crm})
     assert report.counts == {"restored": 1, "skipped": 2}
     assert crm.read("contacts", ["1", "2", "3"]) == {
         "1": SEED["1"],
@@ -84,9 +92,11 @@ def test_records_edited_since_are_conflicts_and_left_alone_under_skip(ledger, cr
 def test_policy_fields_restores_the_fields_nobody_touched_since(ledger, crm):
     sync(ledger, crm)
     run_batch(ledger, crm, "later", [Change(contact("3"), "update", values={"owner": "eve"})])
-    report = apply(
+    report = apply_rollback(
         ledger,
-        plan(ledger, Scope(batches=("lead-sync-1",)), {"crm": crm}, policy="fields"),
+        plan_rollback(
+            ledger, RollbackScope(batches=("lead-sync-1",)), {"crm": crm}, policy="fields"
+        ),
         {"crm": crm},
     )
     assert report.counts == {"restored": 3}
@@ -96,20 +106,24 @@ def test_policy_fields_restores_the_fields_nobody_touched_since(ledger, crm):
 def test_policy_force_restores_anyway_and_abort_changes_nothing(ledger, crm):
     sync(ledger, crm)
     outside_edit(crm, "2", stage="customer")
-    aborted = plan(ledger, Scope(batches=("lead-sync-1",)), {"crm": crm}, policy="abort")
+    aborted = plan_rollback(
+        ledger, RollbackScope(batches=("lead-sync-1",)), {"crm": crm}, policy="abort"
+    )
     assert aborted.aborted and aborted.compensations == ()
-    assert apply(ledger, aborted, {"crm": crm}).counts == {"skipped": 1}
-    forced = plan(ledger, Scope(batches=("lead-sync-1",)), {"crm": crm}, policy="force")
-    apply(ledger, forced, {"crm": crm})
+    assert apply_rollback(ledger, aborted, {"crm": crm}).counts == {"skipped": 1}
+    forced = plan_rollback(
+        ledger, RollbackScope(batches=("lead-sync-1",)), {"crm": crm}, policy="force"
+    )
+    apply_rollback(ledger, forced, {"crm": crm})
     assert dict(crm.scan("contacts")) == SEED
 
 
 def test_a_record_that_moves_between_plan_and_apply_is_skipped_not_overwritten(ledger, crm):
     sync(ledger, crm)
-    rollback = plan(ledger, Scope(batches=("lead-sync-1",)), {"crm": crm})
+    rollback = plan_rollback(ledger, RollbackScope(batches=("lead-sync-1",)), {"crm": crm})
     outside_edit(crm, "1", owner="zed")
     run_batch(ledger, crm, "later", [Change(contact("2"), "update", values={"owner": "eve"})])
-    report = apply(ledger, rollback, {"crm": crm})
+    report = apply_rollback(ledger, rollback, {"crm": crm})
     outcomes = {o["entity"]: o for o in report.outcomes}
     assert outcomes["crm/contacts/1"]["outcome"] == "skipped"
     assert outcomes["crm/contacts/1"]["actual"] == "zed"
@@ -123,14 +137,14 @@ def test_a_record_that_moves_between_plan_and_apply_is_skipped_not_overwritten(l
 
 def test_applying_again_and_planning_again_change_nothing(ledger, crm):
     sync(ledger, crm)
-    rollback = plan(ledger, Scope(batches=("lead-sync-1",)), {"crm": crm})
-    apply(ledger, rollback, {"crm": crm})
+    rollback = plan_rollback(ledger, RollbackScope(batches=("lead-sync-1",)), {"crm": crm})
+    apply_rollback(ledger, rollback, {"crm": crm})
     events = ledger.recorder.max_notification_id()
-    again = apply(ledger, rollback, {"crm": crm})
+    again = apply_rollback(ledger, rollback, {"crm": crm})
     assert {o.get("note") for o in again.outcomes} == {
         "already applied by an earlier run of this rollback"
     }
-    replanned = plan(ledger, Scope(batches=("lead-sync-1",)), {"crm": crm})
+    replanned = plan_rollback(ledger, RollbackScope(batches=("lead-sync-1",)), {"crm": crm})
     assert replanned.compensations == () and replanned.conflicts == ()
     assert len(replanned.already_rolled_back) == 3
     assert ledger.recorder.max_notification_id() == events
@@ -138,15 +152,15 @@ def test_applying_again_and_planning_again_change_nothing(ledger, crm):
 
 def test_the_rollback_is_recorded_and_can_itself_be_rolled_back(ledger, crm):
     sync(ledger, crm)
-    rollback = plan(ledger, Scope(batches=("lead-sync-1",)), {"crm": crm})
-    apply(ledger, rollback, {"crm": crm})
+    rollback = plan_rollback(ledger, RollbackScope(batches=("lead-sync-1",)), {"crm": crm})
+    apply_rollback(ledger, rollback, {"crm": crm})
     compensation = ledger.history(contact("1"))[-1]
     assert compensation.batch == rollback.batch
     assert compensation.inputs == {}
     (synced,) = [a for a in ledger.history(contact("1")) if a.batch == "lead-sync-1"]
     assert compensation.compensates == (synced.fingerprint,)
-    redo = plan(ledger, Scope(batches=(rollback.batch,)), {"crm": crm})
-    apply(ledger, redo, {"crm": crm})
+    redo = plan_rollback(ledger, RollbackScope(batches=(rollback.batch,)), {"crm": crm})
+    apply_rollback(ledger, redo, {"crm": crm})
     assert crm.read("contacts", ["1"])["1"] == {"stage": "sql", "owner": "dara"}
 
 
@@ -160,9 +174,9 @@ def test_created_records_are_deleted_and_deleted_ones_recreated(ledger, crm):
             Change(contact("1"), "delete"),
         ],
     )
-    rollback = plan(ledger, Scope(batches=("b",)), {"crm": crm})
+    rollback = plan_rollback(ledger, RollbackScope(batches=("b",)), {"crm": crm})
     assert sorted(c.kind for c in rollback.compensations) == ["delete", "re-create"]
-    report = apply(ledger, rollback, {"crm": crm})
+    report = apply_rollback(ledger, rollback, {"crm": crm})
     assert report.counts == {"deleted": 1, "re-created": 1}
     assert dict(crm.scan("contacts")) == SEED
 
@@ -180,9 +194,9 @@ def test_compensations_run_newest_first_across_systems(ledger, crm):
         run.update(Target(sheet, "leads"), 1, {"status": "synced"})
         run.update(Target(crm, "contacts"), 2, {"stage": "sql"})
     order.clear()
-    report = apply(
+    report = apply_rollback(
         ledger,
-        plan(ledger, Scope(batches=("multi",)), {"crm": crm, "sheets": sheet}),
+        plan_rollback(ledger, RollbackScope(batches=("multi",)), {"crm": crm, "sheets": sheet}),
         {"crm": crm, "sheets": sheet},
     )
     assert order == ["crm/2", "sheets/1", "crm/1"]
@@ -192,7 +206,7 @@ def test_compensations_run_newest_first_across_systems(ledger, crm):
 def test_a_plan_saved_and_loaded_is_the_same_plan_and_prints_a_runbook(ledger, crm):
     sync(ledger, crm)
     outside_edit(crm, "2", stage="customer")
-    rollback = plan(ledger, Scope(batches=("lead-sync-1",)), {"crm": crm})
+    rollback = plan_rollback(ledger, RollbackScope(batches=("lead-sync-1",)), {"crm": crm})
     assert RollbackPlan.loads(rollback.dumps()) == rollback
     runbook = rollback.runbook()
     assert "| 1 | crm/contacts/3 | restore |" in runbook
@@ -204,7 +218,7 @@ def test_a_rollback_since_a_checkpoint(ledger, crm):
     sync(ledger, crm, keys=("1",))
     ledger.checkpoint("cp")
     sync(ledger, crm, name="second", keys=("2",))
-    rollback = plan(ledger, Scope(since="cp"), {"crm": crm})
+    rollback = plan_rollback(ledger, RollbackScope(since="cp"), {"crm": crm})
     assert [c.entity for c in rollback.compensations] == ["crm/contacts/2"]
 
 
@@ -228,9 +242,9 @@ def test_contracts_protect_fields_bound_the_window_and_declare_repairs(ledger, c
             ),
             ("mail", "sent"): Contract(repair="notify", owner="support"),
         }
-        rollback = plan(
+        rollback = plan_rollback(
             ledger,
-            Scope(batches=("b", "b2", "old")),
+            RollbackScope(batches=("b", "b2", "old")),
             {"crm": crm, "mail": mail},
             contracts=contracts,
         )
@@ -250,16 +264,16 @@ def test_contracts_protect_fields_bound_the_window_and_declare_repairs(ledger, c
 
 def test_a_batch_replayed_after_a_mistaken_rollback_comes_back_once(ledger, crm):
     sync(ledger, crm)
-    scope = Scope(batches=("lead-sync-1",))
-    apply(ledger, plan(ledger, scope, {"crm": crm}), {"crm": crm})
+    scope = RollbackScope(batches=("lead-sync-1",))
+    apply_rollback(ledger, plan_rollback(ledger, scope, {"crm": crm}), {"crm": crm})
     assert dict(crm.scan("contacts")) == SEED
-    replay = plan(ledger, scope, {"crm": crm}, direction="redo")
+    replay = plan_rollback(ledger, scope, {"crm": crm}, direction="redo")
     assert replay.batch.startswith("replay-") and replay.conflicts == ()
-    report = apply(ledger, replay, {"crm": crm})
+    report = apply_rollback(ledger, replay, {"crm": crm})
     assert report.counts == {"restored": 3} and report.mismatches == []
     assert all(v == {"stage": "sql", "owner": "dara"} for _, v in crm.scan("contacts"))
-    assert plan(ledger, scope, {"crm": crm}, direction="redo").compensations == ()
-    again = plan(ledger, scope, {"crm": crm})  # and it can be rolled back once more
+    assert plan_rollback(ledger, scope, {"crm": crm}, direction="redo").compensations == ()
+    again = plan_rollback(ledger, scope, {"crm": crm})  # and it can be rolled back once more
     assert len(again.compensations) == 3
 
 
@@ -267,10 +281,10 @@ def test_a_field_absent_when_planned_and_set_before_apply_is_not_overwritten(led
     crm = MemoryAdapter("crm", {"contacts": {"1": {"stage": "lead"}}})
     run_batch(ledger, crm, "b", [Change(contact("1"), "update", values={"stage": "sql"}, unset=())])
     run_batch(ledger, crm, "b2", [Change(contact("1"), "update", unset=("stage",))])
-    rollback = plan(ledger, Scope(batches=("b2",)), {"crm": crm})
+    rollback = plan_rollback(ledger, RollbackScope(batches=("b2",)), {"crm": crm})
     assert rollback.compensations[0].expected == {"stage": ABSENT}
     outside_edit(crm, "1", stage="won")  # someone sets the field the plan expects absent
-    report = apply(ledger, RollbackPlan.loads(rollback.dumps()), {"crm": crm})
+    report = apply_rollback(ledger, RollbackPlan.loads(rollback.dumps()), {"crm": crm})
     assert report.counts == {"skipped": 1}
     assert crm.read("contacts", ["1"])["1"] == {"stage": "won"}
 
@@ -288,15 +302,15 @@ def test_an_outside_edit_before_the_scope_touched_a_field_is_what_that_field_ret
     run_batch(ledger, crm, "stage-sync", [Change(contact("9"), "update", values={"stage": "sql"})])
     outside_edit(crm, "9", owner="eve")
     run_batch(ledger, crm, "owner-sync", [Change(contact("9"), "update", values={"owner": "dara"})])
-    scope = Scope(batches=("stage-sync", "owner-sync"))
+    scope = RollbackScope(batches=("stage-sync", "owner-sync"))
 
-    skipped = plan(ledger, scope, {"crm": crm})
+    skipped = plan_rollback(ledger, scope, {"crm": crm})
     assert [(c.entity, c.fields) for c in skipped.conflicts] == [("crm/contacts/9", ("owner",))]
     assert skipped.compensations == ()
 
-    rollback = plan(ledger, scope, {"crm": crm}, policy="fields")
+    rollback = plan_rollback(ledger, scope, {"crm": crm}, policy="fields")
     assert rollback.conflicts == ()
-    apply(ledger, rollback, {"crm": crm})
+    apply_rollback(ledger, rollback, {"crm": crm})
     assert crm.read("contacts", ["9"])["9"] == {"stage": "lead", "owner": "eve"}
 
 
@@ -324,8 +338,10 @@ def test_skip_is_record_level_and_fields_merges_when_the_edit_is_in_another_fiel
             [Change(contact(f"{policy}-2"), "update", values={"owner": "yan"})],
         )
 
-        rollback = plan(ledger, Scope(batches=(f"{batch}-2",)), {"crm": crm}, policy=policy)
-        report = apply(ledger, rollback, {"crm": crm})
+        rollback = plan_rollback(
+            ledger, RollbackScope(batches=(f"{batch}-2",)), {"crm": crm}, policy=policy
+        )
+        report = apply_rollback(ledger, rollback, {"crm": crm})
 
         reasons = {c.entity.rsplit("/", 1)[1]: (c.reason, c.fields) for c in rollback.conflicts}
         if policy == "skip":
@@ -345,11 +361,11 @@ def test_under_skip_an_edit_to_any_field_between_plan_and_apply_leaves_the_recor
     as planning saw it: an owner changed in between keeps the record as it is."""
     sync(ledger, crm, keys=("1",))
     run_batch(ledger, crm, "stage", [Change(contact("1"), "update", values={"stage": "won"})])
-    rollback = plan(ledger, Scope(batches=("stage",)), {"crm": crm})
+    rollback = plan_rollback(ledger, RollbackScope(batches=("stage",)), {"crm": crm})
     assert rollback.compensations[0].values == {"stage": "sql"}
     outside_edit(crm, "1", owner="zed")
 
-    report = apply(ledger, rollback, {"crm": crm})
+    report = apply_rollback(ledger, rollback, {"crm": crm})
 
     assert report.counts == {"skipped": 1}
     assert report.outcomes[0]["field"] == "owner"
@@ -360,18 +376,20 @@ def test_a_finished_rollback_stays_done_when_its_records_change_afterwards(ledge
     """Rolled back, then edited by another batch: planning the same scope again finds every
     record already rolled back, not a conflict; a replay in between makes it undone again."""
     sync(ledger, crm, keys=("1", "2"))
-    scope = Scope(batches=("lead-sync-1",))
-    apply(ledger, plan(ledger, scope, {"crm": crm}), {"crm": crm})
+    scope = RollbackScope(batches=("lead-sync-1",))
+    apply_rollback(ledger, plan_rollback(ledger, scope, {"crm": crm}), {"crm": crm})
     run_batch(ledger, crm, "later", [Change(contact("1"), "update", values={"owner": "eve"})])
 
-    again = plan(ledger, scope, {"crm": crm})
+    again = plan_rollback(ledger, scope, {"crm": crm})
 
     assert again.compensations == () and again.conflicts == ()
     assert again.already_rolled_back == ("crm/contacts/1", "crm/contacts/2")
-    apply(
-        ledger, plan(ledger, scope, {"crm": crm}, direction="redo", policy="fields"), {"crm": crm}
+    apply_rollback(
+        ledger,
+        plan_rollback(ledger, scope, {"crm": crm}, direction="redo", policy="fields"),
+        {"crm": crm},
     )
-    undone = plan(ledger, scope, {"crm": crm}, policy="fields")
+    undone = plan_rollback(ledger, scope, {"crm": crm}, policy="fields")
     assert {c.entity for c in undone.compensations} == {"crm/contacts/1", "crm/contacts/2"}
 
 
@@ -390,8 +408,16 @@ def test_a_baseline_taken_after_the_batch_is_no_change_since(ledger, crm):
     track(ledger, crm, "contacts")
     assert ledger.history(contact("1"))[-1].operation == "track"
 
-    rollback = plan(ledger, Scope(batches=("recorded",)), {"crm": crm})
+    rollback = plan_rollback(ledger, RollbackScope(batches=("recorded",)), {"crm": crm})
 
     assert rollback.conflicts == ()
-    assert apply(ledger, rollback, {"crm": crm}).counts == {"restored": 2}
+    assert apply_rollback(ledger, rollback, {"crm": crm}).counts == {"restored": 2}
     assert crm.read("contacts", ["1", "2"]) == {"1": SEED["1"], "2": {**SEED["2"], "stage": "lead"}}
+
+
+def test_an_unknown_direction_is_refused_naming_it_before_anything_is_read(ledger, crm):
+    sync(ledger, crm)
+    with pytest.raises(InvalidChange, match="direction 'sideways' is not one of undo, redo"):
+        plan_rollback(
+            ledger, RollbackScope(batches=("lead-sync-1",)), {"crm": crm}, direction="sideways"
+        )

@@ -16,8 +16,7 @@ import pytest
 from crm_tables import make_contacts
 
 from adapters.memory import MemoryAdapter
-from ledger import Address, Ledger, open_ledger
-from ledger.rollback import Scope, apply, plan
+from ledger import Address, Ledger, RollbackScope, apply_rollback, open_ledger, plan_rollback
 from ledger.runs import Run, Target
 
 LEDGER = [sys.executable, "-m", "ledger"]
@@ -107,7 +106,7 @@ def test_a_rollback_resumed_after_a_crash_closes_its_batch(
     crm = MemoryAdapter("crm", {"contacts": {"1": {"stage": "lead"}}})
     with Run(ledger, "b") as run:
         run.update(Target(crm, "contacts"), "1", {"stage": "sql"})
-    chosen = plan(ledger, Scope(batches=("b",)), {"crm": crm})
+    chosen = plan_rollback(ledger, RollbackScope(batches=("b",)), {"crm": crm})
 
     def killed(self: Ledger, name: str) -> Any:
         raise KeyboardInterrupt("killed before closing the batch")
@@ -115,13 +114,13 @@ def test_a_rollback_resumed_after_a_crash_closes_its_batch(
     with monkeypatch.context() as patch:
         patch.setattr(Ledger, "close_batch", killed)
         with pytest.raises(KeyboardInterrupt):
-            apply(ledger, chosen, {"crm": crm})
+            apply_rollback(ledger, chosen, {"crm": crm})
     assert ledger.batch_view(chosen.batch).status == "open"
 
-    resumed = apply(ledger, chosen, {"crm": crm})
+    resumed = apply_rollback(ledger, chosen, {"crm": crm})
 
     assert ledger.batch_view(chosen.batch).status == "closed"
     assert resumed.counts == {"restored": 1} and not resumed.finished
-    assert apply(ledger, chosen, {"crm": crm}).finished
+    assert apply_rollback(ledger, chosen, {"crm": crm}).finished
     assert crm.read("contacts", ["1"])["1"] == {"stage": "lead"}
     assert ledger.state(Address("crm", "contacts", "1")).fields == {"stage": "lead"}

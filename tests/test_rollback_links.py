@@ -13,8 +13,15 @@ from crm_server import CrmServer
 
 from adapters.http import CollectionRoute, HttpAdapter
 from adapters.memory import MemoryAdapter
-from ledger import Address, Change, Ledger, open_ledger
-from ledger.rollback import Scope, apply, plan
+from ledger import (
+    Address,
+    Change,
+    Ledger,
+    RollbackScope,
+    apply_rollback,
+    open_ledger,
+    plan_rollback,
+)
 from ledger.runs import Run, Target
 from ledger.transcoder import OrjsonTranscoder
 
@@ -43,11 +50,11 @@ def test_an_input_named_compensates_does_not_hide_a_later_edit_from_a_rollback(
     with Run(ledger, "rollback-x") as run:
         run.update(Target(crm, "contacts"), "1", {"stage": "won"}, inputs=look_alike)
 
-    chosen = plan(ledger, Scope(batches=("sync",)), {"crm": crm})
+    chosen = plan_rollback(ledger, RollbackScope(batches=("sync",)), {"crm": crm})
 
     assert chosen.already_rolled_back == ()
     assert [(c.entity, c.reason) for c in chosen.conflicts] == [("crm/contacts/1", "later action")]
-    apply(ledger, chosen, {"crm": crm})
+    apply_rollback(ledger, chosen, {"crm": crm})
     assert crm.read("contacts", ["1"])["1"] == {"stage": "won"}
     edit = ledger.history(contact("1"))[-1]
     assert edit.inputs == look_alike and edit.compensates == () and edit.replays == ()
@@ -149,8 +156,10 @@ def test_version_1_events_read_with_their_links_as_fields(db_url: str, server: C
     with Run(ledger, "cleanup") as run:
         run.delete(Target(adapter, "contacts"), "1")
         run.update(Target(adapter, "contacts"), "2", {"name": "Bo (checked)"})
-    scope = Scope(batches=("cleanup",))
-    report = apply(ledger, plan(ledger, scope, {"crm": adapter}), {"crm": adapter})
+    scope = RollbackScope(batches=("cleanup",))
+    report = apply_rollback(
+        ledger, plan_rollback(ledger, scope, {"crm": adapter}), {"crm": adapter}
+    )
     new_key = Address.parse(next(o["as"] for o in report.outcomes if "as" in o))
     assert sum(_as_version_1(ledger, a) for a in (contact("1"), contact("2"), new_key)) == 3
     ledger.close()
@@ -163,7 +172,7 @@ def test_version_1_events_read_with_their_links_as_fields(db_url: str, server: C
     restored = reopened.history(contact("2"))[-1]
     assert restored.inputs == {} and len(restored.compensates) == 1
     assert reopened.state(contact("1")).entity == str(new_key)
-    again = plan(reopened, scope, {"crm": adapter})
+    again = plan_rollback(reopened, scope, {"crm": adapter})
     assert again.compensations == () and again.conflicts == ()
     assert sorted(again.already_rolled_back) == ["crm/contacts/1", "crm/contacts/2"]
     reopened.close()

@@ -16,9 +16,8 @@ from click.testing import CliRunner
 from crm_server import CrmServer
 
 from adapters.http import CollectionRoute, HttpAdapter
-from ledger import Address, Ledger
+from ledger import Address, Ledger, RollbackScope, apply_rollback, plan_rollback
 from ledger.cli import main
-from ledger.rollback import Scope, apply, plan
 from ledger.runs import Run, Target
 
 CONTACTS = {"1": {"name": "Ada"}, "2": {"name": "Bo"}}
@@ -64,8 +63,8 @@ def test_re_created_and_restored_children_point_at_the_parents_new_key(
 ) -> None:
     cleanup(ledger, adapter)
 
-    chosen = plan(ledger, Scope(batches=("cleanup",)), {"crm": adapter})
-    report = apply(ledger, chosen, {"crm": adapter})
+    chosen = plan_rollback(ledger, RollbackScope(batches=("cleanup",)), {"crm": adapter})
+    report = apply_rollback(ledger, chosen, {"crm": adapter})
 
     outcomes = {o["entity"]: o for o in report.outcomes}
     new_contact = outcomes["crm/contacts/2"]["as"].rsplit("/", 1)[1]
@@ -91,15 +90,17 @@ def test_a_later_rollback_follows_a_parent_moved_by_an_earlier_one(
         run.delete(Target(adapter, "contacts"), "2")
     with Run(ledger, "deal-sync") as run:
         run.update(Target(adapter, "deals"), "8", {"stage": "won"})
-    first = apply(
+    first = apply_rollback(
         ledger,
-        plan(ledger, Scope(batches=("contacts-cleanup",)), {"crm": adapter}),
+        plan_rollback(ledger, RollbackScope(batches=("contacts-cleanup",)), {"crm": adapter}),
         {"crm": adapter},
     )
     new_contact = first.outcomes[0]["as"].rsplit("/", 1)[1]
 
-    second = apply(
-        ledger, plan(ledger, Scope(batches=("deal-sync",)), {"crm": adapter}), {"crm": adapter}
+    second = apply_rollback(
+        ledger,
+        plan_rollback(ledger, RollbackScope(batches=("deal-sync",)), {"crm": adapter}),
+        {"crm": adapter},
     )
 
     assert second.counts == {"restored": 1} and second.mismatches == []
@@ -114,10 +115,10 @@ def test_verification_fails_a_record_left_pointing_at_a_parent_that_is_gone(
     "verified"."""
     with Run(ledger, "deal-sync") as run:
         run.update(Target(adapter, "deals"), "8", {"stage": "won"})
-    chosen = plan(ledger, Scope(batches=("deal-sync",)), {"crm": adapter})
+    chosen = plan_rollback(ledger, RollbackScope(batches=("deal-sync",)), {"crm": adapter})
     crm.after_get("deals", "8", lambda: crm.remove("contacts", "2"))
 
-    report = apply(ledger, chosen, {"crm": adapter})
+    report = apply_rollback(ledger, chosen, {"crm": adapter})
 
     assert report.counts == {"restored": 1}
     assert report.mismatches == [

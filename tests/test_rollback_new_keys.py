@@ -13,9 +13,17 @@ from click.testing import CliRunner
 from crm_server import CrmServer
 
 from adapters.http import CollectionRoute, HttpAdapter
-from ledger import Address, Change, Ledger, Point, compare_with_target
+from ledger import (
+    Address,
+    Change,
+    Ledger,
+    Point,
+    RollbackScope,
+    apply_rollback,
+    compare_with_target,
+    plan_rollback,
+)
 from ledger.cli import main
-from ledger.rollback import Scope, apply, plan
 from ledger.runs import Run, Target, recover
 
 C = "contacts"
@@ -59,19 +67,19 @@ def unmatched(ledger: Ledger, adapter: HttpAdapter) -> list[str]:
 
 
 def roll_back(ledger: Ledger, adapter: HttpAdapter, *batches: str) -> Any:
-    chosen = plan(ledger, Scope(batches=batches), {"crm": adapter})
-    return chosen, apply(ledger, chosen, {"crm": adapter})
+    chosen = plan_rollback(ledger, RollbackScope(batches=batches), {"crm": adapter})
+    return chosen, apply_rollback(ledger, chosen, {"crm": adapter})
 
 
 def test_deleted_records_come_back_under_new_keys_and_the_ledger_maps_them(
     ledger: Ledger, adapter: HttpAdapter, crm: CrmServer
 ) -> None:
     delete_three(ledger, adapter)
-    chosen = plan(ledger, Scope(batches=("cleanup",)), {"crm": adapter})
+    chosen = plan_rollback(ledger, RollbackScope(batches=("cleanup",)), {"crm": adapter})
     assert [c.kind for c in chosen.compensations] == ["re-create (new key)"] * 3
     assert "come back under a key their system assigns" in chosen.runbook()
 
-    report = apply(ledger, chosen, {"crm": adapter})
+    report = apply_rollback(ledger, chosen, {"crm": adapter})
 
     assert report.counts == {"re-created": 3}
     assert report.mismatches == []
@@ -113,7 +121,7 @@ def test_a_second_run_of_the_same_rollback_changes_nothing(
     posts = crm.count("POST")
     records = crm.records(C)
 
-    resumed = apply(ledger, saved, {"crm": adapter})  # the same saved plan, applied again
+    resumed = apply_rollback(ledger, saved, {"crm": adapter})  # the same saved plan, applied again
     assert resumed.counts == {"re-created": 3}
     assert all(o["note"].startswith("already applied") for o in resumed.outcomes)
     again, report = roll_back(ledger, adapter, "cleanup")
@@ -162,7 +170,7 @@ def test_a_crash_after_the_post_neither_loses_nor_duplicates_the_record(
     the record by its old key; the retry carries the same Idempotency-Key (the action's
     fingerprint), so the CRM answers with the record it created instead of a second one."""
     delete_three(ledger, adapter)
-    chosen = plan(ledger, Scope(batches=("cleanup",)), {"crm": adapter})
+    chosen = plan_rollback(ledger, RollbackScope(batches=("cleanup",)), {"crm": adapter})
     real = Ledger.record_all
 
     def crash(self: Ledger, *args: Any, **kwargs: Any) -> Any:
@@ -170,12 +178,12 @@ def test_a_crash_after_the_post_neither_loses_nor_duplicates_the_record(
 
     monkeypatch.setattr(Ledger, "record_all", crash)
     with pytest.raises(KeyboardInterrupt):
-        apply(ledger, chosen, {"crm": adapter})
+        apply_rollback(ledger, chosen, {"crm": adapter})
     monkeypatch.setattr(Ledger, "record_all", real)
     assert len(crm.records(C)) == 1 + 3  # the POSTs landed; nothing recorded them
 
     assert [o.status for o in recover(ledger, {"crm": adapter})] == ["not_applied"] * 3
-    report = apply(ledger, chosen, {"crm": adapter})
+    report = apply_rollback(ledger, chosen, {"crm": adapter})
 
     assert report.counts == {"re-created": 3}
     assert len(crm.records(C)) == 1 + 3  # the replayed POSTs added no duplicate
@@ -237,17 +245,17 @@ def test_records_a_batch_created_under_keys_the_server_chose_are_deleted_not_re_
     assert len(created) == 3 and not any(e.startswith("crm/contacts/new-") for e in created)
     posts = crm.count("POST")
 
-    chosen = plan(ledger, Scope(batches=("import",)), {"crm": adapter})
+    chosen = plan_rollback(ledger, RollbackScope(batches=("import",)), {"crm": adapter})
 
     assert sorted((c.entity, c.kind) for c in chosen.compensations) == [
         *((entity, "delete") for entity in created),
         ("crm/contacts/2", "restore"),
     ]
-    report = apply(ledger, chosen, {"crm": adapter})
+    report = apply_rollback(ledger, chosen, {"crm": adapter})
     assert report.counts == {"deleted": 3, "restored": 1}
     assert report.mismatches == []
     assert crm.records(C) == SEED
     assert crm.count("POST") == posts  # nothing re-created
     assert not ledger.state(Address("crm", C, "new-0")).exists
-    again = plan(ledger, Scope(batches=("import",)), {"crm": adapter})
+    again = plan_rollback(ledger, RollbackScope(batches=("import",)), {"crm": adapter})
     assert again.compensations == () and again.conflicts == ()

@@ -17,18 +17,18 @@ import pytest
 from crm_tables import make_contacts
 
 from adapters.memory import MemoryAdapter
-from ledger import Address, Change, Ledger
+from ledger import (
+    Address,
+    Change,
+    Ledger,
+    RollbackPlan,
+    RollbackScope,
+    apply_rollback,
+    plan_rollback,
+)
 from ledger.errors import InvalidChange
 from ledger.ports import Write
-from ledger.rollback import (
-    Compensation,
-    Contract,
-    RollbackPlan,
-    Scope,
-    apply,
-    check_against_history,
-    plan,
-)
+from ledger.rollback import Compensation, Contract, check_against_history
 from ledger.runs import Run, Target
 
 LEDGER = [sys.executable, "-m", "ledger"]
@@ -117,13 +117,13 @@ def test_a_plan_edited_and_resealed_is_refused_and_changes_nothing(
 ) -> None:
     batch(ledger, crm, "b1", ("1", "2"))
     crm.write("contacts", [Write("1", "update", {"owner": "zed"}, expected={})])  # outside edit
-    made = plan(ledger, Scope(batches=("b1",)), {"crm": crm}, policy="fields")
+    made = plan_rollback(ledger, RollbackScope(batches=("b1",)), {"crm": crm}, policy="fields")
     forged = RollbackPlan.loads(forgeries(made)[edit].dumps())  # the seal holds
     events = ledger.recorder.max_notification_id()
     target = dict(crm.scan("contacts"))
 
     with pytest.raises(InvalidChange, match="does not match the ledger's history") as refused:
-        apply(ledger, forged, {"crm": crm})
+        apply_rollback(ledger, forged, {"crm": crm})
 
     assert "crm/contacts/" in str(refused.value) and "nothing was applied" in str(refused.value)
     assert dict(crm.scan("contacts")) == target
@@ -138,7 +138,7 @@ def test_a_conflict_moved_into_the_compensations_is_refused(
     batch(ledger, crm, "b1", ("1", "2"))
     with Run(ledger, "later") as run:
         run.update(Target(crm, "contacts"), "2", {"owner": "eve"})
-    made = plan(ledger, Scope(batches=("b1",)), {"crm": crm})
+    made = plan_rollback(ledger, RollbackScope(batches=("b1",)), {"crm": crm})
     assert [c.entity for c in made.conflicts] == ["crm/contacts/2"]
     (synced,) = [a for a in ledger.history(contact("2")) if a.batch == "b1"]
     restore_2 = Compensation(
@@ -153,7 +153,7 @@ def test_a_conflict_moved_into_the_compensations_is_refused(
     forged = replace(made, compensations=(*made.compensations, restore_2), conflicts=())
 
     with pytest.raises(InvalidChange, match=r"crm/contacts/2: others changed it since .*conflict"):
-        apply(ledger, forged, {"crm": crm})
+        apply_rollback(ledger, forged, {"crm": crm})
     assert crm.read("contacts", ["2"])["2"] == {"stage": "sql", "owner": "eve"}
 
 
@@ -162,7 +162,7 @@ def test_a_protected_field_added_by_hand_is_refused_under_the_contract(
 ) -> None:
     contracts = {("crm", "contacts"): Contract(protected=("owner",))}
     batch(ledger, crm, "b1", ("1",))
-    made = plan(ledger, Scope(batches=("b1",)), {"crm": crm}, contracts=contracts)
+    made = plan_rollback(ledger, RollbackScope(batches=("b1",)), {"crm": crm}, contracts=contracts)
     assert made.compensations[0].values == {"stage": "lead"}
     forged = edited(
         made,
@@ -172,7 +172,7 @@ def test_a_protected_field_added_by_hand_is_refused_under_the_contract(
     )
 
     with pytest.raises(InvalidChange, match="field 'owner' is not one the rollback may restore"):
-        apply(ledger, forged, {"crm": crm}, contracts=contracts)
+        apply_rollback(ledger, forged, {"crm": crm}, contracts=contracts)
     assert crm.read("contacts", ["1"])["1"] == {"stage": "sql", "owner": "dara"}
 
 
@@ -186,7 +186,9 @@ def test_every_plan_the_planner_makes_passes_the_check(ledger: Ledger, crm: Memo
     with Run(ledger, "later") as run:
         run.update(Target(crm, "contacts"), "2", {"owner": "eve"})
     for policy in ("skip", "fields", "force", "abort"):
-        made = plan(ledger, Scope(batches=("b1", "b1-more")), {"crm": crm}, policy=policy)
+        made = plan_rollback(
+            ledger, RollbackScope(batches=("b1", "b1-more")), {"crm": crm}, policy=policy
+        )
         assert RollbackPlan.loads(made.dumps()) == made  # sealed and loaded back
         check_against_history(ledger, made)
 

@@ -18,9 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.memory import MemoryAdapter
-from ledger import Address, Change, open_ledger
+from ledger import Address, Change, RollbackScope, apply_rollback, open_ledger, plan_rollback
 from ledger.ports import Write
-from ledger.rollback import Scope, apply, plan
 from ledger.runs import Run, Target
 
 KEYS = ["1", "2", "3", "4"]
@@ -135,13 +134,15 @@ def test_rolling_back_a_batch_restores_exactly_what_its_policy_allows(
             if tag == "outside" and set(changed) - seen_later:
                 undated.add(key)
 
-    rollback = plan(ledger, Scope(batches=tuple(sorted(chosen))), {"crm": crm}, policy=policy)
+    rollback = plan_rollback(
+        ledger, RollbackScope(batches=tuple(sorted(chosen))), {"crm": crm}, policy=policy
+    )
     listed = {c.entity.rsplit("/", 1)[1] for c in rollback.conflicts}
     if policy == "fields":
         assert listed == {key for key, fields in field_conflicts.items() if fields}
     else:
         assert record_conflicts <= listed <= record_conflicts | undated
-    apply(ledger, rollback, {"crm": crm})
+    apply_rollback(ledger, rollback, {"crm": crm})
 
     expected = {key: dict(fields) for key, fields in model.items()}
     if policy == "abort" and listed:

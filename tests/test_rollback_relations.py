@@ -14,10 +14,9 @@ import sqlalchemy as sa
 from crm_server import CrmServer
 
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Ledger
+from ledger import Ledger, RollbackScope, apply_rollback, plan_rollback
 from ledger.config import open_adapters
 from ledger.errors import ConfigurationError
-from ledger.rollback import Scope, apply, plan
 from ledger.runs import Run, Target
 
 
@@ -87,9 +86,9 @@ def test_children_are_deleted_before_their_parent_whatever_the_log_order(
         run.create(contacts, "c9", {"name": "Nia", "account_id": "a9"})
         run.update(accounts, "a9", {"name": "Nine Ltd"})
 
-    chosen = plan(ledger, Scope(batches=("import",)), {"crm": adapter})
+    chosen = plan_rollback(ledger, RollbackScope(batches=("import",)), {"crm": adapter})
     assert [c.entity for c in chosen.compensations] == ["crm/contacts/c9", "crm/accounts/a9"]
-    report = apply(ledger, chosen, {"crm": adapter})
+    report = apply_rollback(ledger, chosen, {"crm": adapter})
 
     assert report.counts == {"deleted": 2}
     assert "a9" not in table(engine, "accounts") and "c9" not in table(engine, "contacts")
@@ -107,9 +106,9 @@ def test_a_parent_is_re_created_before_a_child_is_pointed_back_at_it(
         run.delete(accounts, "a1")
         run.update(contacts, "c1", {"name": "Ada L."})
 
-    chosen = plan(ledger, Scope(batches=("merge-accounts",)), {"crm": adapter})
+    chosen = plan_rollback(ledger, RollbackScope(batches=("merge-accounts",)), {"crm": adapter})
     assert [c.entity for c in chosen.compensations] == ["crm/accounts/a1", "crm/contacts/c1"]
-    report = apply(ledger, chosen, {"crm": adapter})
+    report = apply_rollback(ledger, chosen, {"crm": adapter})
 
     assert report.counts == {"re-created": 1, "restored": 1}
     assert report.mismatches == []
@@ -130,7 +129,7 @@ def test_a_record_whose_parent_is_gone_is_skipped_and_listed(crm: Any, ledger: L
     engine, adapter = crm
     delete_c2_then_lose_a2(engine, adapter, ledger)
 
-    chosen = plan(ledger, Scope(batches=("cleanup",)), {"crm": adapter})
+    chosen = plan_rollback(ledger, RollbackScope(batches=("cleanup",)), {"crm": adapter})
 
     (orphan,) = chosen.conflicts
     assert (orphan.entity, orphan.reason, orphan.fields) == (
@@ -140,7 +139,7 @@ def test_a_record_whose_parent_is_gone_is_skipped_and_listed(crm: Any, ledger: L
     )
     assert orphan.competing[0]["value"] == "crm/accounts/a2"
     assert "missing parent" in chosen.runbook()
-    report = apply(ledger, chosen, {"crm": adapter})
+    report = apply_rollback(ledger, chosen, {"crm": adapter})
     assert report.counts == {"restored": 1, "skipped": 1}
     assert set(table(engine, "contacts")) == {"c1"}
     assert table(engine, "contacts")["c1"] == ("Ada", "a1")
@@ -151,10 +150,12 @@ def test_the_abort_policy_changes_nothing_when_a_parent_is_gone(crm: Any, ledger
     delete_c2_then_lose_a2(engine, adapter, ledger)
     before = table(engine, "contacts")
 
-    chosen = plan(ledger, Scope(batches=("cleanup",)), {"crm": adapter}, missing_parent="abort")
+    chosen = plan_rollback(
+        ledger, RollbackScope(batches=("cleanup",)), {"crm": adapter}, missing_parent="abort"
+    )
 
     assert chosen.aborted and chosen.compensations == ()
-    apply(ledger, chosen, {"crm": adapter})
+    apply_rollback(ledger, chosen, {"crm": adapter})
     assert table(engine, "contacts") == before
 
 
@@ -164,12 +165,12 @@ def test_a_parent_lost_after_planning_is_a_failure_naming_record_field_and_refer
     engine, adapter = crm
     with Run(ledger, "cleanup") as run:
         run.delete(Target(adapter, "contacts"), "c2")
-    chosen = plan(ledger, Scope(batches=("cleanup",)), {"crm": adapter})
+    chosen = plan_rollback(ledger, RollbackScope(batches=("cleanup",)), {"crm": adapter})
     assert chosen.conflicts == ()
     with engine.begin() as connection:  # the parent goes between plan and apply
         connection.execute(sa.text("DELETE FROM accounts WHERE id = 'a2'"))
 
-    report = apply(ledger, chosen, {"crm": adapter})
+    report = apply_rollback(ledger, chosen, {"crm": adapter})
 
     (failed,) = report.outcomes
     assert failed["outcome"] == "failed"
@@ -186,7 +187,7 @@ def lose_a_parent_after_planning(crm: Any, ledger: Ledger) -> Any:
     with Run(ledger, "cleanup") as run:
         run.delete(Target(adapter, "contacts"), "c2")
         run.update(Target(adapter, "contacts"), "c1", {"name": "Ada (checked)"})
-    chosen = plan(ledger, Scope(batches=("cleanup",)), {"crm": adapter})
+    chosen = plan_rollback(ledger, RollbackScope(batches=("cleanup",)), {"crm": adapter})
     assert [c.entity for c in chosen.compensations] == ["crm/contacts/c1", "crm/contacts/c2"]
     with engine.begin() as connection:
         connection.execute(sa.text("DELETE FROM accounts WHERE id = 'a2'"))
@@ -204,13 +205,13 @@ def test_a_refused_record_needs_attention_the_rest_goes_on_and_applying_again_fi
     engine, adapter = crm
     chosen = lose_a_parent_after_planning(crm, ledger)
 
-    report = apply(ledger, chosen, {"crm": adapter})
+    report = apply_rollback(ledger, chosen, {"crm": adapter})
 
     assert report.counts == {"restored": 1, "failed": 1}
     assert report.to_json()["needs_attention"] == ["crm/contacts/c2"]
     assert ledger.batch_view(chosen.batch).status == "open"  # something is left to do
     restore_a2(engine)
-    again = apply(ledger, chosen, {"crm": adapter})
+    again = apply_rollback(ledger, chosen, {"crm": adapter})
     assert again.counts == {"restored": 1, "re-created": 1}
     assert again.needs_attention == []
     assert table(engine, "contacts") == {"c1": ("Ada", "a1"), "c2": ("Bo", "a2")}
@@ -223,14 +224,14 @@ def test_stop_on_failure_leaves_the_rest_not_attempted_until_applied_again(
     engine, adapter = crm
     chosen = lose_a_parent_after_planning(crm, ledger)
     reversed_order = replace(chosen, compensations=chosen.compensations[::-1])  # c2 first
-    monkeypatch.setattr("ledger.rollback.APPLY_CHUNK", 1)  # one record per chunk
+    monkeypatch.setattr("ledger.rollback.execution.APPLY_CHUNK", 1)  # one record per chunk
 
-    report = apply(ledger, reversed_order, {"crm": adapter}, on_failure="stop")
+    report = apply_rollback(ledger, reversed_order, {"crm": adapter}, on_failure="stop")
 
     assert [o["outcome"] for o in report.outcomes] == ["failed", "not attempted"]
     assert table(engine, "contacts")["c1"] == ("Ada (checked)", "a1")  # untouched
     restore_a2(engine)
-    again = apply(ledger, reversed_order, {"crm": adapter}, on_failure="stop")
+    again = apply_rollback(ledger, reversed_order, {"crm": adapter}, on_failure="stop")
     assert again.counts == {"re-created": 1, "restored": 1}
     assert table(engine, "contacts") == {"c1": ("Ada", "a1"), "c2": ("Bo", "a2")}
 
@@ -260,7 +261,7 @@ def test_relations_declared_in_the_configuration_order_an_http_rollback_and_find
             run.delete(Target(crm, "contacts"), "c2")
         server.remove("accounts", "a2")  # someone deletes account a2 in the CRM's own UI
 
-        chosen = plan(ledger, Scope(batches=("import",)), adapters)
+        chosen = plan_rollback(ledger, RollbackScope(batches=("import",)), adapters)
 
         assert [c.entity for c in chosen.compensations] == ["crm/contacts/c9", "crm/accounts/a9"]
         assert [(c.entity, c.reason) for c in chosen.conflicts] == [

@@ -6,9 +6,8 @@ import re
 import pytest
 
 from adapters.memory import MemoryAdapter
-from ledger import Address, Change, InvalidChange
+from ledger import Address, Change, InvalidChange, plan_rollback
 from ledger.ports import Write
-from ledger.rollback import plan
 from ledger.rollback_requests import (
     ScopeCheck,
     for_review,
@@ -61,7 +60,7 @@ def test_a_well_formed_scope_is_the_scope_asked_for():
 def test_a_saved_plan_takes_no_scope_and_keeps_its_planning_options(ledger, crm, tmp_path):
     synced(ledger, crm)
     saved = tmp_path / "plan.bin"
-    saved.write_bytes(plan(ledger, rollback_scope(["sync-1"]), {"crm": crm}).dumps())
+    saved.write_bytes(plan_rollback(ledger, rollback_scope(["sync-1"]), {"crm": crm}).dumps())
     with pytest.raises(InvalidChange, match="give --plan or a scope, not both"):
         load_saved_plan(saved, scope_given=True)
     for option in ("policy", "missing_parent"):
@@ -78,7 +77,7 @@ def test_a_saved_plan_takes_no_scope_and_keeps_its_planning_options(ledger, crm,
 
 def test_a_conflict_blocks_the_check_and_is_left_for_review(ledger, crm):
     synced(ledger, crm)
-    clean = plan(ledger, rollback_scope(["sync-1"]), {"crm": crm})
+    clean = plan_rollback(ledger, rollback_scope(["sync-1"]), {"crm": crm})
     assert not for_review(clean)
     assert ScopeCheck.of(clean).to_json() == {
         "scope": "batch sync-1",
@@ -89,7 +88,7 @@ def test_a_conflict_blocks_the_check_and_is_left_for_review(ledger, crm):
         "clean": True,
     }
     crm.write("contacts", [Write("2", "update", {"stage": "customer"}, expected={})])
-    blocked = plan(ledger, rollback_scope(["sync-1"]), {"crm": crm})
+    blocked = plan_rollback(ledger, rollback_scope(["sync-1"]), {"crm": crm})
     check = ScopeCheck.of(blocked)
     assert for_review(blocked) and check.blocked
     assert check.kinds == {"restore": 1}

@@ -13,8 +13,7 @@ from crash_after import CRASH_AFTER, crash_schedule
 from crm_tables import make_contacts
 
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Address, Change, open_ledger
-from ledger.rollback import Scope, apply, plan
+from ledger import Address, Change, RollbackScope, apply_rollback, open_ledger, plan_rollback
 from ledger.runs import Run, Target
 
 LEDGER = [sys.executable, "-m", "ledger"]
@@ -48,12 +47,12 @@ def test_records_edited_between_plan_and_apply_keep_the_outside_values(sql_url, 
                 for i in range(6)
             ],
         )
-    rollback = plan(ledger, Scope(batches=("lead-sync",)), {"crm": adapter})
+    rollback = plan_rollback(ledger, RollbackScope(batches=("lead-sync",)), {"crm": adapter})
     with engine.begin() as connection:  # someone edits two records after the plan was made
         connection.execute(
             sa.text("UPDATE contacts SET owner = 'zed' WHERE id IN ('00001', '00004')")
         )
-    report = apply(ledger, rollback, {"crm": adapter})
+    report = apply_rollback(ledger, rollback, {"crm": adapter})
     outcomes = {o["entity"].rsplit("/", 1)[1]: o for o in report.outcomes}
     assert {k for k, o in outcomes.items() if o["outcome"] == "skipped"} == {"00001", "00004"}
     assert outcomes["00001"]["expected"] == "dara" and outcomes["00001"]["actual"] == "zed"
@@ -244,9 +243,9 @@ def test_a_rollback_spanning_a_sql_crm_and_a_csv_sheet_runs_in_reverse_global_or
             return write(collection, writes)
 
         adapter.write = recording
-    report = apply(
+    report = apply_rollback(
         ledger,
-        plan(ledger, Scope(batches=("sync",)), {"crm": crm, "sheets": sheet}),
+        plan_rollback(ledger, RollbackScope(batches=("sync",)), {"crm": crm, "sheets": sheet}),
         {"crm": crm, "sheets": sheet},
     )
     assert order == ["sheets/00001", "crm/00001", "sheets/00000", "crm/00000"]

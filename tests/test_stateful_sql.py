@@ -26,15 +26,15 @@ from ledger import (
     Address,
     Change,
     DriftReport,
+    RollbackScope,
     apply_reconciliation,
+    apply_rollback,
     compare_with_target,
     open_ledger,
     plan_reconciliation,
+    plan_rollback,
 )
 from ledger.keys import join_key
-from ledger.rollback import Scope
-from ledger.rollback import apply as apply_rollback
-from ledger.rollback import plan as plan_rollback
 from ledger.runs import Run, Target
 from ledger.tracking import track
 from ledger.values import JSON_NULL, same
@@ -238,7 +238,7 @@ def orders_machine(url: str, postgres: bool) -> type[RuleBasedStateMachine]:
             name = data.draw(st.sampled_from(sorted(set(self.batches) - self.rolled_back)))
             batch = self.batches[name]
             rollback = plan_rollback(
-                self.ledger, Scope(batches=(name,)), {"shop": self.adapter}, policy=policy
+                self.ledger, RollbackScope(batches=(name,)), {"shop": self.adapter}, policy=policy
             )
             conflicted = {conflict.entity.split("/", 2)[2] for conflict in rollback.conflicts}
             changed_since = set(batch["since"])

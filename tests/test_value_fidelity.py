@@ -27,10 +27,17 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects import postgresql
 
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Address, Change, Ledger, compare_with_target
+from ledger import (
+    Address,
+    Change,
+    Ledger,
+    RollbackScope,
+    apply_rollback,
+    compare_with_target,
+    plan_rollback,
+)
 from ledger.errors import LedgerError, NotFound
 from ledger.points import Point
-from ledger.rollback import Scope, apply, plan
 from ledger.runs import Run, Target
 from ledger.values import JSON_NULL, same
 
@@ -181,8 +188,8 @@ def test_values_come_back_exactly_or_are_refused_naming_the_field(
     assert list(compare_with_target(ledger, adapter, "values", tracked_only=True)) == []
 
     event(f"{field}: applied, rolled back")
-    rollback = plan(ledger, Scope(batches=(f"edit-{key}",)), {"crm": adapter})
-    report = apply(ledger, rollback, {"crm": adapter})
+    rollback = plan_rollback(ledger, RollbackScope(batches=(f"edit-{key}",)), {"crm": adapter})
+    report = apply_rollback(ledger, rollback, {"crm": adapter})
     assert report.mismatches == []
     assert same(adapter.read("values", [key])[key][field], a)
     assert same(ledger.state(address).fields[field], a)

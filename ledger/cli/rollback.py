@@ -18,7 +18,14 @@ from click.core import ParameterSource
 from ledger.cli.base import F, common, config_option, emit, errors_as_messages, main, open_db, table
 from ledger.cli.exit import Exit
 from ledger.config import load_contracts, open_adapters
-from ledger.rollback import MISSING_PARENT, ON_FAILURE, POLICIES, RollbackPlan, Scope, apply
+from ledger.rollback import (
+    MISSING_PARENT,
+    ON_FAILURE,
+    POLICIES,
+    RollbackPlan,
+    RollbackScope,
+    apply_rollback,
+)
 from ledger.rollback_requests import (
     PLANNING_OPTIONS,
     Direction,
@@ -79,7 +86,7 @@ def _verb(command: F) -> F:
     return config_option(common(errors_as_messages(command)))
 
 
-def _scope(options: dict[str, Any]) -> Scope:
+def _scope(options: dict[str, Any]) -> RollbackScope:
     """The scope the options name (``missing_parent`` among them is a planning option)."""
     return rollback_scope(**{k: v for k, v in options.items() if k != "missing_parent"})
 
@@ -219,7 +226,7 @@ def _register(group: click.Group, direction: Direction) -> None:
             with click.progressbar(
                 length=len(chosen.compensations), label="rolling back", file=sys.stderr
             ) as bar:
-                report = apply(
+                report = apply_rollback(
                     ledger,
                     chosen,
                     adapters,

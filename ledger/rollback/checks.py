@@ -1,0 +1,163 @@
+"""Checking a plan against the ledger's history before anything is applied.
+
+A plan is data that may have been edited since it was made (its seal only proves that the file
+is the one saved): only the ledger's own history is trusted. Each compensation must be one the
+pure planner's reading of the record's history allows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ledger.application import Ledger
+from ledger.domain import Entity
+from ledger.errors import InvalidChange
+from ledger.rollback.model import (
+    DIRECTIONS,
+    MISSING_PARENT,
+    POLICIES,
+    Compensation,
+    Contract,
+    ScopedAction,
+)
+from ledger.rollback.plan import RollbackPlan
+from ledger.rollback.planner import later_changes, read_history
+from ledger.rollback.planning import histories, scope_actions
+from ledger.rollback.runbook import show
+from ledger.values import ABSENT, same
+
+
+def check_against_history(
+    ledger: Ledger,
+    rollback: RollbackPlan,
+    contracts: dict[tuple[str, str], Contract] | None = None,
+) -> None:
+    """Refuse a plan (nothing applied) unless every compensation reverses actions of the plan's
+    scope on its record, with exactly the values the ledger's history gives at the plan's
+    position, within what the policy allows. Target-side facts the history cannot know (drift
+    read while planning, what `force` expects the target to hold) can only make a compensation
+    smaller or its compare-and-set stricter, never write values history does not give."""
+    allowed: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+        ("policy", rollback.policy, POLICIES),
+        ("direction", rollback.direction, DIRECTIONS),
+        ("missing_parent", rollback.missing_parent, MISSING_PARENT),
+    )
+    for name, value, choices in allowed:
+        if value not in choices:
+            raise InvalidChange(
+                f"{rollback.verb} plan {rollback.id}: {name} {value!r} is not one of "
+                f"{', '.join(choices)}; plan again",
+                field=name,
+            )
+    by_entity, addresses, scoped = scope_actions(ledger, rollback.scope, rollback.position)
+    ids = {str(address): entity_id for entity_id, address in addresses.items()}
+    planned: dict[str, Compensation] = {}
+    for compensation in rollback.compensations:
+        problem = None
+        if compensation.entity in planned:
+            problem = "it is planned twice"
+        elif compensation.entity not in ids:
+            problem = f"it has no action in the scope ({rollback.scope.describe()})"
+        if problem:
+            raise _refused(rollback, compensation.entity, problem)
+        planned[compensation.entity] = compensation
+    wanted = [ids[entity] for entity in planned]
+    for entity_id, history in histories(ledger, wanted, rollback.position):
+        address = addresses[entity_id]
+        contract = (contracts or {}).get((address.system, address.collection), Contract())
+        compensation = planned[str(address)]
+        problem = disagreement(
+            compensation, history, by_entity[entity_id], scoped, rollback, contract
+        )
+        if problem:
+            raise _refused(rollback, compensation.entity, problem)
+
+
+def _refused(rollback: RollbackPlan, entity: str, problem: str) -> InvalidChange:
+    return InvalidChange(
+        f"{rollback.verb} plan {rollback.id} does not match the ledger's history: {entity}: "
+        f"{problem}; nothing was applied. Plan again (`ledger {rollback.verb} plan`)",
+        field="plan",
+    )
+
+
+def disagreement(
+    c: Compensation,
+    history: Sequence[Entity.Action],
+    actions: Sequence[ScopedAction],
+    scoped: set[str],
+    rollback: RollbackPlan,
+    contract: Contract,
+) -> str | None:
+    """Why a compensation is not one the history allows (None: it is)."""
+    record = read_history(history, actions, scoped, rollback.direction)
+    policy = rollback.policy
+    if c.compensates != tuple(fingerprint for _, _, fingerprint in reversed(actions)):
+        return "it names other actions than the scope's actions on this record"
+    if c.position != max(row_position for _, row_position, _ in actions):
+        return "its position is not that of the scope's newest action on it"
+    if record.done:
+        return f"history shows the {rollback.verb} of it done already"
+    if contract.repair is not None:
+        return f"its collection's rollback contract makes it a manual repair ({contract.repair})"
+    restorable = set(record.first_touch) - set(contract.protected)
+    if policy != "force":
+        conflicted, _ = later_changes(record, history, policy in ("skip", "abort"))
+        if conflicted and (policy != "fields" or "(record)" in conflicted):
+            return f"others changed it since ({', '.join(sorted(conflicted))}): a conflict"
+        restorable -= conflicted
+    before, now = record.before, record.now
+    if c.operation == "delete":
+        if before is not None:
+            return "history says it existed before, so it is restored, not deleted"
+        if c.values or c.unset:
+            return "a delete writes no fields"
+    elif c.operation == "create":
+        if before is None:
+            return "history says it did not exist before, so it is not re-created"
+        if c.unset or c.expected:
+            return "a re-create expects the record to be absent, and unsets nothing"
+        for name in sorted(set(before) | set(c.values)):
+            if not same(c.values.get(name, ABSENT), before.get(name, ABSENT)):
+                return _differs(name, c.values.get(name, ABSENT), before.get(name, ABSENT))
+    elif c.operation == "update":
+        if before is None:
+            return "history says it did not exist before, so it is deleted, not restored"
+        for name in sorted(c.values):
+            if name not in restorable:
+                return f"field {name!r} is not one the {rollback.verb} may restore"
+            if not same(c.values[name], before.get(name, ABSENT)):
+                return _differs(name, c.values[name], before.get(name, ABSENT))
+        for name in c.unset:
+            if name not in restorable or name in before:
+                return f"field {name!r} is not one the {rollback.verb} removes"
+    else:
+        return f"operation {c.operation!r} is not update, create or delete"
+    if c.operation == "create":
+        return None
+    # Compare-and-set: every field written (every known field, for skip and for a delete) is
+    # expected, and, unless forced, expected to hold what the ledger says it holds.
+    needed = {*c.values, *c.unset}
+    if policy in ("skip", "abort"):
+        needed |= record.known
+    elif policy == "fields" and c.operation == "delete":
+        needed |= set(now or ())
+    missing = sorted(needed - set(c.expected))
+    if missing:
+        return f"field {missing[0]!r} is written without checking what the target holds"
+    if policy == "force":
+        return None
+    if now is None:
+        return "history says it does not exist now"
+    for name in sorted(set(c.expected) & record.known):
+        if not same(c.expected[name], now.get(name, ABSENT)):
+            return (
+                f"field {name!r}: the plan expects the target to hold "
+                f"{show(c.expected[name])}, the ledger says {show(now.get(name, ABSENT))}"
+            )
+    return None
+
+
+def _differs(name: str, planned: Any, recorded: Any) -> str:
+    return f"field {name!r}: the plan writes {show(planned)}, history says {show(recorded)}"
