@@ -81,6 +81,16 @@ class Relation:
     parent: str
 
 
+def key_text(value: Any) -> str | None:
+    """The key text a system's key field holds (a CSV key cell, a JSON id field): text as is,
+    an integer as its digits; None for anything else, which cannot be a key."""
+    if type(value) is str:
+        return value
+    if type(value) is int:
+        return str(value)
+    return None
+
+
 def declared_relations(
     system: str, routes: Mapping[str, Any], collection: str
 ) -> tuple[Relation, ...]:
