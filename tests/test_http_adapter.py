@@ -1,5 +1,5 @@
 """The HTTP adapter keeps the adapter contract against a real HTTP server on loopback, and keeps
-its word on types, retries, lost responses and compare-and-set windows (see adapters/http.py)."""
+its word on types, retries, lost responses and compare-and-set windows (see adapters/http/)."""
 
 from __future__ import annotations
 
