@@ -25,7 +25,7 @@ from ledger.keys import split_key as split_key
 from ledger.values import ABSENT, same
 
 Record = dict[str, Any]
-Outcome = Literal["applied", "stale", "failed", "unknown"]
+WriteStatus = Literal["applied", "stale", "failed", "unknown"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class WriteResult:
     """
 
     key: str
-    outcome: Outcome
+    outcome: WriteStatus
     before: Record | None = None
     field: str | None = None
     expected: Any = None
@@ -79,6 +79,16 @@ class Relation:
 
     field: str
     parent: str
+
+
+def key_text(value: Any) -> str | None:
+    """The key text a system's key field holds (a CSV key cell, a JSON id field): text as is,
+    an integer as its digits; None for anything else, which cannot be a key."""
+    if type(value) is str:
+        return value
+    if type(value) is int:
+        return str(value)
+    return None
 
 
 def declared_relations(
@@ -156,6 +166,31 @@ def check_expected(key: str, write: Write, current: Record | None) -> WriteResul
         if not same(actual, expected):
             return WriteResult(key, "stale", current, name, expected, actual)
     return None
+
+
+class Effect(Protocol):
+    """What a write does to a record: a `Write`, or the ledger's `Change` it is made from."""
+
+    @property
+    def operation(self) -> str: ...
+    @property
+    def values(self) -> Mapping[str, Any]: ...
+    @property
+    def unset(self) -> Sequence[str]: ...
+
+
+def holds(write: Effect, record: Record | None) -> bool:
+    """Whether `record` already shows `write`'s effect, so a write that landed is not redone:
+    a delete holds when the record is gone; a create or update when the record exists, each
+    written field holds its value (`same`: type and value all the way down, an ABSENT value
+    meaning the field does not exist) and no unset field exists. ``expected`` is not looked at."""
+    if write.operation == "delete":
+        return record is None
+    if record is None:
+        return False
+    return all(same(record.get(name, ABSENT), value) for name, value in write.values.items()) and (
+        not any(name in record for name in write.unset)
+    )
 
 
 def apply_write(write: Write, current: Record | None) -> Record | None:

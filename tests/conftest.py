@@ -16,6 +16,8 @@ from postgres_server import PostgresServer, PostgresUnavailable, start_server
 
 from ledger import Ledger, open_ledger
 
+pytest_plugins = ["fixtures.servers"]  # HTTP servers shared by the adapter tests
+
 
 def _running_in_ci() -> bool:
     """True when env CI is 'true' (any case): PostgreSQL tests must then never be skipped."""

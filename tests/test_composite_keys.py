@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
+from fixtures.tables import columns, create_table, orders
 
 from adapters.files import CsvAdapter, CsvCollection, JsonLinesAdapter, JsonLinesCollection
 from adapters.sql import SqlAdapter, SqlCollection
@@ -44,20 +45,7 @@ def spelled(index: int, parts: tuple[object, ...]) -> str:
 
 
 def orders_table(url: str, rows: list[tuple[str, int]] = ()) -> None:
-    engine = sa.create_engine(url)
-    metadata = sa.MetaData()
-    table = sa.Table(
-        "orders",
-        metadata,
-        sa.Column("region", sa.String, primary_key=True),
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("n", sa.Integer),
-    )
-    metadata.create_all(engine)
-    if rows:
-        with engine.begin() as connection:
-            connection.execute(sa.insert(table), [{"region": r, "id": i, "n": i} for r, i in rows])
-    engine.dispose()
+    create_table(url, orders, [{"region": r, "id": i, "n": i} for r, i in rows]).dispose()
 
 
 def create_all_then_roll_back(ledger: Ledger, adapter: Adapter, collection: str) -> None:
@@ -117,20 +105,14 @@ def test_sql_composite_keys_reconcile_and_roll_back(sql_url: str, ledger: Ledger
 def test_sql_keys_the_database_cannot_write_as_text_are_sorted_on_the_way_out(
     sql_url: str, tmp_path: Path
 ) -> None:
-    engine = sa.create_engine(sql_url)
-    metadata = sa.MetaData()
-    table = sa.Table(
+    days = columns(
         "days",
-        metadata,
         sa.Column("region", sa.String, primary_key=True),
         sa.Column("day", sa.Date, primary_key=True),
         sa.Column("n", sa.Integer),
     )
-    metadata.create_all(engine)
     rows = [(region, date(2026, month, 1)) for month in (1, 10, 2) for region in ("eu", "eu-west")]
-    with engine.begin() as connection:
-        connection.execute(sa.insert(table), [{"day": d, "region": r, "n": 1} for r, d in rows])
-    engine.dispose()
+    create_table(sql_url, days, [{"day": d, "region": r, "n": 1} for r, d in rows]).dispose()
     adapter = SqlAdapter("crm", sql_url, {"days": SqlCollection("days", ("region", "day"))})
     keys = [key for key, _ in adapter.scan("days")]
     assert keys == sorted(join_key(parts) for parts in rows)

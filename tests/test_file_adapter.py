@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from adapter_contract import SEED, AdapterContract
 
-import adapters.files as files
+import adapters.files.ordering as ordering
 from adapters.files import (
     CsvAdapter,
     CsvCollection,
@@ -484,7 +484,7 @@ def test_a_hand_edited_unsorted_file_is_refused_while_streaming(tmp_path: Path, 
 def test_sort_merges_runs_and_refuses_a_duplicate_key(
     tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(files, "SORT_RUN_ROWS", 64)  # 1,000 rows: 16 runs to merge
+    monkeypatch.setattr(ordering, "SORT_RUN_ROWS", 64)  # 1,000 rows: 16 runs to merge
     records = {str(i): {"name": f"n{i}", "stage": None, "score": i} for i in range(1000)}
     shuffled = list(records.items())
     random.Random(7).shuffle(shuffled)
@@ -534,9 +534,10 @@ def test_a_failed_replace_leaves_the_original_file_and_no_temporary_file(
 KILLED_WRITER = """
 import os, signal, sys
 from adapters import files
+from adapters.files.jsonl_table import JsonLinesTable
 from ledger.ports import Write
 
-start = files._JsonLinesTable.start
+start = JsonLinesTable.start
 
 def dies_half_way(self, out):
     put = start(self, out)
@@ -551,7 +552,7 @@ def dies_half_way(self, out):
 
     return put_then_die
 
-files._JsonLinesTable.start = dies_half_way
+JsonLinesTable.start = dies_half_way
 adapter = files.JsonLinesAdapter("exports", sys.argv[1], {"contacts": files.JsonLinesCollection()})
 adapter.write("contacts", [Write(f"{i:05d}", "update", {"score": -1}) for i in range(10_000)])
 """

@@ -1,10 +1,10 @@
 """The HTTP adapter keeps the adapter contract against a real HTTP server on loopback, and keeps
-its word on types, retries, lost responses and compare-and-set windows (see adapters/http.py)."""
+its word on types, retries, lost responses and compare-and-set windows (see adapters/http/)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -43,10 +43,9 @@ class _OnCrmServer(AdapterContract):
     etags = True
 
     @pytest.fixture(autouse=True)
-    def _crm_server(self) -> Iterator[CrmServer]:
-        with CrmServer(etags=self.etags) as crm:
-            self.crm = crm
-            yield crm
+    def _crm_server(self, crm_server: Callable[..., CrmServer]) -> CrmServer:
+        self.crm = crm_server(etags=self.etags)
+        return self.crm
 
     def make_adapter(self, records: dict[str, dict[str, Any]]) -> HttpAdapter:
         self.crm.seed(C, records)
@@ -62,24 +61,24 @@ class TestHttpAdapterWithoutEtags(_OnCrmServer):
 
 
 @pytest.fixture(params=[True, False], ids=["etags", "no-etags"])
-def crm(request: pytest.FixtureRequest) -> Iterator[CrmServer]:
-    with CrmServer(etags=request.param) as server:
-        server.seed(C, SEED)
-        yield server
+def crm(request: pytest.FixtureRequest, crm_server: Callable[..., CrmServer]) -> CrmServer:
+    server = crm_server(etags=request.param)
+    server.seed(C, SEED)
+    return server
 
 
 @pytest.fixture
-def etag_crm() -> Iterator[CrmServer]:
-    with CrmServer(etags=True) as server:
-        server.seed(C, SEED)
-        yield server
+def etag_crm(crm_server: Callable[..., CrmServer]) -> CrmServer:
+    server = crm_server(etags=True)
+    server.seed(C, SEED)
+    return server
 
 
 @pytest.fixture
-def plain_crm() -> Iterator[CrmServer]:
-    with CrmServer(etags=False) as server:
-        server.seed(C, SEED)
-        yield server
+def plain_crm(crm_server: Callable[..., CrmServer]) -> CrmServer:
+    server = crm_server(etags=False)
+    server.seed(C, SEED)
+    return server
 
 
 @pytest.fixture
@@ -323,14 +322,16 @@ def test_a_lost_response_that_cannot_be_settled_is_unknown_never_failed(
     assert crm.count("PATCH") == 1 and crm.record(C, "1") == {**SEED["1"], "stage": "sql"}
 
 
-def test_a_lost_post_response_to_a_server_assigning_ids_creates_one_record() -> None:
-    with CrmServer(assign_ids=True) as crm:
-        crm.seed(C, SEED)
-        crm.drop_response_next(1, method="POST")
-        (result,) = connect(crm).write(C, [Write("3", "create", {"name": "Dan"})])
-        assert result.outcome == "applied" and result.assigned_key == "1000"
-        assert crm.records(C) == {**SEED, "1000": {"name": "Dan"}}
-        assert (crm.count("POST"), applied(crm, "POST")) == (2, 1)  # replayed by Idempotency-Key
+def test_a_lost_post_response_to_a_server_assigning_ids_creates_one_record(
+    crm_server: Callable[..., CrmServer],
+) -> None:
+    crm = crm_server(assign_ids=True)
+    crm.seed(C, SEED)
+    crm.drop_response_next(1, method="POST")
+    (result,) = connect(crm).write(C, [Write("3", "create", {"name": "Dan"})])
+    assert result.outcome == "applied" and result.assigned_key == "1000"
+    assert crm.records(C) == {**SEED, "1000": {"name": "Dan"}}
+    assert (crm.count("POST"), applied(crm, "POST")) == (2, 1)  # replayed by Idempotency-Key
 
 
 # -- compare-and-set windows --------------------------------------------------------------
@@ -426,14 +427,16 @@ def test_without_etags_an_edit_between_the_read_and_the_write_is_the_documented_
 # -- ids and paging -----------------------------------------------------------------------
 
 
-def test_server_assigned_ids_come_back_as_assigned_key() -> None:
-    with CrmServer(assign_ids=True) as crm:
-        crm.seed(C, SEED)
-        adapter = connect(crm)
-        new = {"name": "Dan", "stage": None, "score": 5}
-        (result,) = adapter.write(C, [Write("3", "create", new)])
-        assert (result.outcome, result.assigned_key) == ("applied", "1000")
-        assert adapter.read(C, ["1000", "3"]) == {"1000": new, "3": None}
+def test_server_assigned_ids_come_back_as_assigned_key(
+    crm_server: Callable[..., CrmServer],
+) -> None:
+    crm = crm_server(assign_ids=True)
+    crm.seed(C, SEED)
+    adapter = connect(crm)
+    new = {"name": "Dan", "stage": None, "score": 5}
+    (result,) = adapter.write(C, [Write("3", "create", new)])
+    assert (result.outcome, result.assigned_key) == ("applied", "1000")
+    assert adapter.read(C, ["1000", "3"]) == {"1000": new, "3": None}
 
 
 def test_scan_pages_through_more_than_a_page_in_key_text_order(crm: CrmServer) -> None:
@@ -445,13 +448,13 @@ def test_scan_pages_through_more_than_a_page_in_key_text_order(crm: CrmServer) -
     assert sum(1 for method, path in crm.hits if (method, path) == ("GET", "/contacts")) == 3
 
 
-def test_scan_uses_the_routes_paging_names() -> None:
-    with CrmServer(limit_param="per_page", after_param="cursor") as crm:
-        crm.seed(C, {str(n): {"n": n} for n in range(5)})
-        route = CollectionRoute("/contacts", limit_param="per_page", after_param="cursor")
-        adapter = connect(crm, route, page_size=2)
-        assert [key for key, _ in adapter.scan(C)] == ["0", "1", "2", "3", "4"]
-        assert crm.count("GET") == 3
+def test_scan_uses_the_routes_paging_names(crm_server: Callable[..., CrmServer]) -> None:
+    crm = crm_server(limit_param="per_page", after_param="cursor")
+    crm.seed(C, {str(n): {"n": n} for n in range(5)})
+    route = CollectionRoute("/contacts", limit_param="per_page", after_param="cursor")
+    adapter = connect(crm, route, page_size=2)
+    assert [key for key, _ in adapter.scan(C)] == ["0", "1", "2", "3", "4"]
+    assert crm.count("GET") == 3
 
 
 def test_scan_refuses_a_server_that_does_not_page_in_key_text_order() -> None:
@@ -483,19 +486,21 @@ def test_a_server_honouring_if_match_is_found_so_by_a_probe_that_changes_nothing
     assert etag_crm.records(C) == SEED
 
 
-def test_a_server_ignoring_if_match_is_found_out_and_nothing_is_written() -> None:
-    with CrmServer(if_match=False) as crm:  # strong ETags, conditions ignored
-        crm.seed(C, SEED)
-        adapter = connect(crm, check=False, require_conditional=True)
-        with pytest.raises(ConfigurationError, match=r"ignores If-Match.*require_conditional"):
-            adapter.check_writes(C)
-        assert crm.records(C) == SEED  # the probe changed no field
-        crm.hits.clear()
-        (result,) = adapter.write(
-            C, [Write("1", "update", {"stage": "sql"}, expected={"stage": "lead"})]
-        )
-        assert result.outcome == "failed" and "ignores If-Match" in (result.error or "")
-        assert crm.count("PATCH") == 0 and crm.record(C, "1") == SEED["1"]
+def test_a_server_ignoring_if_match_is_found_out_and_nothing_is_written(
+    crm_server: Callable[..., CrmServer],
+) -> None:
+    crm = crm_server(if_match=False)  # strong ETags, conditions ignored
+    crm.seed(C, SEED)
+    adapter = connect(crm, check=False, require_conditional=True)
+    with pytest.raises(ConfigurationError, match=r"ignores If-Match.*require_conditional"):
+        adapter.check_writes(C)
+    assert crm.records(C) == SEED  # the probe changed no field
+    crm.hits.clear()
+    (result,) = adapter.write(
+        C, [Write("1", "update", {"stage": "sql"}, expected={"stage": "lead"})]
+    )
+    assert result.outcome == "failed" and "ignores If-Match" in (result.error or "")
+    assert crm.count("PATCH") == 0 and crm.record(C, "1") == SEED["1"]
 
 
 def test_without_etags_writes_are_refused_unless_acknowledged(plain_crm: CrmServer) -> None:
@@ -507,20 +512,20 @@ def test_without_etags_writes_are_refused_unless_acknowledged(plain_crm: CrmServ
     assert warning.startswith("crm/contacts: writes are best effort, not conditional")
 
 
-def test_weak_etags_are_never_sent_in_if_match() -> None:
+def test_weak_etags_are_never_sent_in_if_match(crm_server: Callable[..., CrmServer]) -> None:
     """A weak ETag never matches under RFC 9110's strong comparison: sent in If-Match, every
     write was answered 412 and reported stale with identical expected and actual values."""
-    with CrmServer(etags="weak") as crm:
-        crm.seed(C, SEED)
-        required = connect(crm, check=False, require_conditional=True)
-        with pytest.raises(ConfigurationError, match=r'only weak ETags \(W/"v\d+"\)'):
-            required.check_writes(C)
-        adapter = connect(crm, require_conditional=False)
-        (result,) = adapter.write(
-            C, [Write("1", "update", {"stage": "sql"}, expected={"stage": "lead"})]
-        )
-        assert (result.outcome, result.field) == ("applied", None)
-        assert crm.record(C, "1") == {**SEED["1"], "stage": "sql"}
+    crm = crm_server(etags="weak")
+    crm.seed(C, SEED)
+    required = connect(crm, check=False, require_conditional=True)
+    with pytest.raises(ConfigurationError, match=r'only weak ETags \(W/"v\d+"\)'):
+        required.check_writes(C)
+    adapter = connect(crm, require_conditional=False)
+    (result,) = adapter.write(
+        C, [Write("1", "update", {"stage": "sql"}, expected={"stage": "lead"})]
+    )
+    assert (result.outcome, result.field) == ("applied", None)
+    assert crm.record(C, "1") == {**SEED["1"], "stage": "sql"}
 
 
 def test_a_412_to_the_etag_the_server_itself_sends_is_failed_not_stale(
@@ -553,20 +558,22 @@ def test_best_effort_an_edit_to_another_field_in_the_window_is_a_conflict(
     assert plain_crm.record(C, "1") == {"name": "Ann B.", "stage": "sql", "score": 10}
 
 
-def test_a_version_field_exposes_an_edit_overwritten_inside_the_window() -> None:
-    with CrmServer(etags=False, version_field="version") as crm:
-        crm.seed(C, SEED)
-        adapter = connect(crm, CollectionRoute("/contacts", version_field="version"))
-        crm.after_get(C, "1", lambda: crm.edit(C, "1", stage="mql"))  # the field being written
-        (result,) = adapter.write(
-            C, [Write("1", "update", {"stage": "sql"}, expected={"stage": "lead"})]
-        )
-        assert (result.outcome, result.field, result.expected, result.actual) == (
-            "applied",
-            "version",
-            2,
-            3,
-        )
+def test_a_version_field_exposes_an_edit_overwritten_inside_the_window(
+    crm_server: Callable[..., CrmServer],
+) -> None:
+    crm = crm_server(etags=False, version_field="version")
+    crm.seed(C, SEED)
+    adapter = connect(crm, CollectionRoute("/contacts", version_field="version"))
+    crm.after_get(C, "1", lambda: crm.edit(C, "1", stage="mql"))  # the field being written
+    (result,) = adapter.write(
+        C, [Write("1", "update", {"stage": "sql"}, expected={"stage": "lead"})]
+    )
+    assert (result.outcome, result.field, result.expected, result.actual) == (
+        "applied",
+        "version",
+        2,
+        3,
+    )
 
 
 # -- configuration ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 from adapter_contract import SEED, AdapterContract, C
 from click.testing import CliRunner, Result
 from fault_proxy import FaultProxy
-from json_server import JsonServer, start_json_server
+from json_server import JsonServer
 
 from adapters.http import CollectionRoute, HttpAdapter
 from ledger import (
@@ -54,16 +54,13 @@ def connect(
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[JsonServer]:
-    json_server = start_json_server(tmp_path, {C: rows(SEED), "deals": []})
-    yield json_server
-    json_server.stop()
+def server(json_server: Callable[[dict[str, Any]], JsonServer]) -> JsonServer:
+    return json_server({C: rows(SEED), "deals": []})
 
 
 @pytest.fixture
-def proxy(server: JsonServer) -> Iterator[FaultProxy]:
-    with FaultProxy(server.url) as fault_proxy:
-        yield fault_proxy
+def proxy(server: JsonServer, fault_proxy: Callable[[str], FaultProxy]) -> FaultProxy:
+    return fault_proxy(server.url)
 
 
 @pytest.fixture
@@ -90,15 +87,11 @@ class TestContractOnJsonServer(AdapterContract):
     """The whole contract, on json-server with its ``_page``/``_limit`` listing."""
 
     @pytest.fixture(autouse=True)
-    def _json_server(self, tmp_path: Path) -> Iterator[None]:
-        self.tmp_path = tmp_path
-        self.server: JsonServer | None = None
-        yield
-        if self.server is not None:
-            self.server.stop()
+    def _json_server(self, json_server: Callable[[dict[str, Any]], JsonServer]) -> None:
+        self.start_server = json_server
 
     def make_adapter(self, records: dict[str, dict[str, Any]]) -> HttpAdapter:
-        self.server = start_json_server(self.tmp_path, {C: rows(records)})
+        self.server = self.start_server({C: rows(records)})
         return connect(self.server.url)
 
 
@@ -112,19 +105,16 @@ LISTINGS = {
 
 @pytest.mark.parametrize("style", LISTINGS)
 def test_every_listing_style_scans_the_whole_collection_in_key_text_order(
-    tmp_path: Path, style: str
+    tmp_path: Path, style: str, json_server: Callable[[dict[str, Any]], JsonServer]
 ) -> None:
     """json-server lists by numeric id (1, 2, ..., 10) in plain arrays; scan must yield key-text
     order ("1", "10", "11", ..., "2") across pages of 7."""
     many = {str(n): {"n": n} for n in range(1, 26)}
-    server = start_json_server(tmp_path, {C: rows(many)})
-    try:
-        route = CollectionRoute("/contacts", assigns_ids=True, **LISTINGS[style])
-        scanned = list(connect(server.url, {C: route}, page_size=7).scan(C))
-        assert [key for key, _ in scanned] == sorted(many)
-        assert dict(scanned) == many
-    finally:
-        server.stop()
+    server = json_server({C: rows(many)})
+    route = CollectionRoute("/contacts", assigns_ids=True, **LISTINGS[style])
+    scanned = list(connect(server.url, {C: route}, page_size=7).scan(C))
+    assert [key for key, _ in scanned] == sorted(many)
+    assert dict(scanned) == many
 
 
 def test_the_fixture_serves_a_fresh_db_file(server: JsonServer) -> None:
@@ -300,26 +290,25 @@ def test_rolling_back_creates_on_an_id_assigning_server_leaves_no_empty_records(
     assert server.records(C) == SEED
 
 
-def test_children_follow_a_re_created_parent_to_its_new_id(tmp_path: Path, book: Ledger) -> None:
+def test_children_follow_a_re_created_parent_to_its_new_id(
+    tmp_path: Path, book: Ledger, json_server: Callable[[dict[str, Any]], JsonServer]
+) -> None:
     deals = {"1": {"contactId": 2, "amount": 100}, "2": {"contactId": 1, "amount": 50}}
-    server = start_json_server(tmp_path, {C: rows(SEED), "deals": rows(deals)})
-    try:
-        routes = {
-            C: CollectionRoute("/contacts", assigns_ids=True, **PAGES),
-            "deals": CollectionRoute("/deals", assigns_ids=True, parents={"contactId": C}, **PAGES),
-        }
-        adapter = connect(server.url, routes)
-        with Run(book, "cleanup") as run:
-            run.apply(Target(adapter, "deals"), [Change(Address("crm", "deals", "1"), "delete")])
-            run.apply(Target(adapter, C), [Change(Address("crm", C, "2"), "delete")])
-        rollback = plan_rollback(book, RollbackScope(batches=("cleanup",)), {"crm": adapter})
-        report = apply_rollback(book, rollback, {"crm": adapter})
-        moved = {o["entity"]: o["as"].rsplit("/", 1)[1] for o in report.outcomes}
-        contact, deal = moved["crm/contacts/2"], moved["crm/deals/1"]
-        assert server.records("deals")[deal]["contactId"] == int(contact)
-        assert report.mismatches == []
-    finally:
-        server.stop()
+    server = json_server({C: rows(SEED), "deals": rows(deals)})
+    routes = {
+        C: CollectionRoute("/contacts", assigns_ids=True, **PAGES),
+        "deals": CollectionRoute("/deals", assigns_ids=True, parents={"contactId": C}, **PAGES),
+    }
+    adapter = connect(server.url, routes)
+    with Run(book, "cleanup") as run:
+        run.apply(Target(adapter, "deals"), [Change(Address("crm", "deals", "1"), "delete")])
+        run.apply(Target(adapter, C), [Change(Address("crm", C, "2"), "delete")])
+    rollback = plan_rollback(book, RollbackScope(batches=("cleanup",)), {"crm": adapter})
+    report = apply_rollback(book, rollback, {"crm": adapter})
+    moved = {o["entity"]: o["as"].rsplit("/", 1)[1] for o in report.outcomes}
+    contact, deal = moved["crm/contacts/2"], moved["crm/deals/1"]
+    assert server.records("deals")[deal]["contactId"] == int(contact)
+    assert report.mismatches == []
 
 
 # -- 7. listings --------------------------------------------------------------------------
@@ -518,66 +507,63 @@ CRM = {
 
 
 def test_a_batch_outside_edits_rollback_and_reconcile_end_to_end(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, db_url: str, json_server: Callable[[dict[str, Any]], JsonServer]
 ) -> None:
-    server = start_json_server(tmp_path, {C: rows(CRM), "deals": []})
-    try:
-        config = toml(tmp_path, server.url)
+    server = json_server({C: rows(CRM), "deals": []})
+    config = toml(tmp_path, server.url)
 
-        def ledger_cli(*args: str) -> Result:
-            return CliRunner().invoke(main, [*args, "--db", db_url], env=env)
+    def ledger_cli(*args: str) -> Result:
+        return CliRunner().invoke(main, [*args, "--db", db_url], env=env)
 
-        env = {"LEDGER_CONFIG": str(config)}
-        assert ledger_cli("init").exit_code == 0
-        batch = tmp_path / "lead-sync.jsonl"
-        lines = [
-            {
-                "entity": f"crm/contacts/{k}",
-                "op": "update",
-                "set": {"stage": "customer", "score": 90.0},
-            }
-            for k in ("1", "2", "3", "4")
-        ] + [{"entity": "crm/contacts/5", "op": "delete"}]
-        batch.write_text("".join(json.dumps(line) + "\n" for line in lines))
-        applied = ledger_cli("apply", str(batch), "--system", "crm", "--batch", "lead-sync")
-        assert applied.exit_code == 0, applied.output
-        assert applied.stdout.startswith("batch lead-sync: 5 applied")
-
-        outside(server, "2", stage="churned")  # an edit to a field the batch set
-        outside(server, "3", name="Cy B.")  # an edit to a field it did not touch
-
-        planned = ledger_cli("rollback", "plan", "--batch", "lead-sync", "--json")
-        assert planned.exit_code == 2, planned.output
-        conflicts = [c["entity"] for c in json.loads(planned.stdout)["conflicts"]]
-        assert conflicts == ["crm/contacts/2", "crm/contacts/3"]  # skip is record-level
-
-        rolled = ledger_cli("rollback", "apply", "--batch", "lead-sync")
-        assert rolled.exit_code == 2, rolled.output  # the conflicts are left for review
-        assert "1 re-created, 2 restored, 2 skipped" in rolled.stdout
-        assert "verification: verified" in rolled.stdout
-        records = server.records(C)
-        (new_key,) = set(records) - set(CRM)  # the id json-server chose for the re-created 5
-        assert records == {
-            "1": CRM["1"],
-            "2": {**CRM["2"], "stage": "churned", "score": 90},  # outside edits kept: skipped
-            "3": {**CRM["3"], "name": "Cy B.", "stage": "customer", "score": 90},
-            "4": CRM["4"],
-            "6": CRM["6"],
-            new_key: CRM["5"],
+    env = {"LEDGER_CONFIG": str(config)}
+    assert ledger_cli("init").exit_code == 0
+    batch = tmp_path / "lead-sync.jsonl"
+    lines = [
+        {
+            "entity": f"crm/contacts/{k}",
+            "op": "update",
+            "set": {"stage": "customer", "score": 90.0},
         }
+        for k in ("1", "2", "3", "4")
+    ] + [{"entity": "crm/contacts/5", "op": "delete"}]
+    batch.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    applied = ledger_cli("apply", str(batch), "--system", "crm", "--batch", "lead-sync")
+    assert applied.exit_code == 0, applied.output
+    assert applied.stdout.startswith("batch lead-sync: 5 applied")
 
-        drift = ledger_cli("reconcile", "crm/contacts", "--tracked-only", "--json")
-        assert drift.exit_code == 2, drift.output
-        report = json.loads(drift.stdout)
-        assert [(d["key"], list(d["fields"])) for d in report["samples"]] == [
-            ("2", ["stage"]),  # exactly the two outside edits
-            ("3", ["name"]),
-        ]
-        adopted = ledger_cli(
-            "reconcile", "crm/contacts", "--tracked-only", "--apply", "--policy", "target"
-        )
-        assert adopted.exit_code == 0, adopted.output
-        clean = ledger_cli("reconcile", "crm/contacts", "--tracked-only")
-        assert clean.exit_code == 0 and "clean" in clean.stdout
-    finally:
-        server.stop()
+    outside(server, "2", stage="churned")  # an edit to a field the batch set
+    outside(server, "3", name="Cy B.")  # an edit to a field it did not touch
+
+    planned = ledger_cli("rollback", "plan", "--batch", "lead-sync", "--json")
+    assert planned.exit_code == 2, planned.output
+    conflicts = [c["entity"] for c in json.loads(planned.stdout)["conflicts"]]
+    assert conflicts == ["crm/contacts/2", "crm/contacts/3"]  # skip is record-level
+
+    rolled = ledger_cli("rollback", "apply", "--batch", "lead-sync")
+    assert rolled.exit_code == 2, rolled.output  # the conflicts are left for review
+    assert "1 re-created, 2 restored, 2 skipped" in rolled.stdout
+    assert "verification: verified" in rolled.stdout
+    records = server.records(C)
+    (new_key,) = set(records) - set(CRM)  # the id json-server chose for the re-created 5
+    assert records == {
+        "1": CRM["1"],
+        "2": {**CRM["2"], "stage": "churned", "score": 90},  # outside edits kept: skipped
+        "3": {**CRM["3"], "name": "Cy B.", "stage": "customer", "score": 90},
+        "4": CRM["4"],
+        "6": CRM["6"],
+        new_key: CRM["5"],
+    }
+
+    drift = ledger_cli("reconcile", "crm/contacts", "--tracked-only", "--json")
+    assert drift.exit_code == 2, drift.output
+    report = json.loads(drift.stdout)
+    assert [(d["key"], list(d["fields"])) for d in report["samples"]] == [
+        ("2", ["stage"]),  # exactly the two outside edits
+        ("3", ["name"]),
+    ]
+    adopted = ledger_cli(
+        "reconcile", "crm/contacts", "--tracked-only", "--apply", "--policy", "target"
+    )
+    assert adopted.exit_code == 0, adopted.output
+    clean = ledger_cli("reconcile", "crm/contacts", "--tracked-only")
+    assert clean.exit_code == 0 and "clean" in clean.stdout

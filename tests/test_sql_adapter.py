@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 from adapter_contract import AdapterContract
+from fixtures.tables import create_table
 
 from adapters.sql import SqlAdapter, SqlCollection
 from ledger import Address, Change, compare_with_target, open_ledger
@@ -26,14 +27,7 @@ def contacts_table(metadata):
 
 
 def seeded(url, records, table_factory=contacts_table):
-    engine = sa.create_engine(url)
-    metadata = sa.MetaData()
-    table = table_factory(metadata)
-    metadata.create_all(engine)
-    with engine.begin() as connection:
-        if records:
-            connection.execute(sa.insert(table), [{"id": k, **v} for k, v in records.items()])
-    engine.dispose()
+    create_table(url, table_factory, [{"id": k, **v} for k, v in records.items()]).dispose()
     return SqlAdapter("crm", url, {"contacts": SqlCollection("contacts")})
 
 
@@ -111,11 +105,7 @@ def test_composite_keys(sql_url):
             sa.Column("n", sa.Integer),
         )
 
-    engine = sa.create_engine(sql_url)
-    metadata = sa.MetaData()
-    regional(metadata)
-    metadata.create_all(engine)
-    engine.dispose()
+    create_table(sql_url, regional).dispose()
     adapter = SqlAdapter("crm", sql_url, {"contacts": SqlCollection("contacts", ("region", "id"))})
     adapter.write(
         "contacts", [Write("eu%2Fwest/7", "create", {"n": 1}), Write("us/7", "create", {"n": 2})]

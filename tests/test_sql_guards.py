@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from fixtures.tables import columns, create_table
+from fixtures.tables import orders as orders_table
 
 from adapters.sql import SqlAdapter, SqlCollection
 from ledger import Address, Change, open_ledger
@@ -19,27 +21,12 @@ from ledger.ports import Write
 from ledger.runs import Run, Target
 
 
-def create(url: str, *columns: sa.Column, rows: list[dict] = (), extra: str = "") -> sa.Engine:
-    engine = sa.create_engine(url)
-    metadata = sa.MetaData()
-    table = sa.Table("orders", metadata, *columns)
-    metadata.create_all(engine)
-    with engine.begin() as connection:
-        if extra:
-            connection.exec_driver_sql(extra)
-        if rows:
-            connection.execute(sa.insert(table), rows)
-    return engine
+def create(url: str, *of: sa.Column, rows: list[dict] = (), extra: str = "") -> sa.Engine:
+    return create_table(url, columns("orders", *of), rows, extra=extra)
 
 
 def orders(url: str, rows: list[dict] = ()) -> sa.Engine:
-    return create(
-        url,
-        sa.Column("region", sa.String, primary_key=True),
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("n", sa.Integer),
-        rows=rows,
-    )
+    return create_table(url, orders_table, rows)
 
 
 def all_rows(engine: sa.Engine) -> list[tuple]:

@@ -36,7 +36,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from adapters.http_routes import CollectionRoute
+from adapters.http.routes import CollectionRoute
 from ledger.errors import AdapterError
 
 if TYPE_CHECKING:
