@@ -16,8 +16,7 @@ import sqlalchemy as sa
 from crm_tables import make_contacts
 
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Address, Change, open_ledger
-from ledger.runs import Run, Target
+from ledger import Address, Change, Run, Target, open_ledger
 
 LEDGER = [sys.executable, "-m", "ledger"]
 

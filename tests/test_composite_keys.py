@@ -17,12 +17,11 @@ import sqlalchemy as sa
 
 from adapters.files import CsvAdapter, CsvCollection, JsonLinesAdapter, JsonLinesCollection
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Address, Change, Ledger, open_ledger
+from ledger import Address, Change, Ledger, Run, Target, open_ledger
 from ledger.keys import join_key
 from ledger.ports import Adapter
 from ledger.reconcile import compare
 from ledger.rollback import Scope, apply, plan
-from ledger.runs import Run, Target
 
 REGIONS = ["eu", "eu-west", "a/b", "50%", "o'brien", "with space", "Zürich", "日本", "-x"]
 NUMBERS = [2, 10, -3, 9]

@@ -15,11 +15,10 @@ from sqlalchemy.dialects import postgresql
 
 from adapters.files import CsvAdapter, CsvCollection
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Address, Change, Ledger
+from ledger import Address, Change, Ledger, Run, Target
 from ledger.ports import Write
 from ledger.reconcile import compare
 from ledger.rollback import Scope, apply, plan
-from ledger.runs import Run, Target
 from ledger.values import JSON_NULL, same
 
 DOCUMENT = {"tags": ["a", None], "n": 1}

@@ -17,7 +17,7 @@ from fault_proxy import FaultProxy
 from json_server import JsonServer, start_json_server
 
 from adapters.http import CollectionRoute, HttpAdapter
-from ledger import Address, Change, Ledger, open_ledger
+from ledger import Address, Change, Ledger, Run, Target, open_ledger
 from ledger.cli import main
 from ledger.errors import AdapterError, ConfigurationError, NotFound, TransientError
 from ledger.ports import Write
@@ -25,7 +25,7 @@ from ledger.reconcile import compare
 from ledger.rollback import Scope
 from ledger.rollback import apply as roll_back
 from ledger.rollback import plan as plan_rollback
-from ledger.runs import Run, Target, recover
+from ledger.settlement import recover
 
 FAST = {"retry_wait_initial": 0.001, "retry_wait_max": 0.01}
 

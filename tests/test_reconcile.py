@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from adapters.memory import MemoryAdapter
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import ABSENT, Address, Change, Point, open_ledger
+from ledger import ABSENT, Address, Change, Point, Run, Target, open_ledger
 from ledger.cli import main
 from ledger.errors import AdapterError, InvalidChange
 from ledger.ports import Write
@@ -25,7 +25,6 @@ from ledger.reconcile import (
     compare_baseline,
     plan,
 )
-from ledger.runs import Run, Target
 
 SEED = {
     "1": {"stage": "lead", "n": 1},

@@ -3,10 +3,9 @@
 import pytest
 
 from adapters.memory import MemoryAdapter
-from ledger import ABSENT, Address, Change
+from ledger import ABSENT, Address, Change, Run, Target
 from ledger.ports import Write
 from ledger.rollback import RollbackPlan, Scope, apply, plan
-from ledger.runs import Run, Target
 
 SEED = {
     "1": {"stage": "lead", "owner": "ann"},

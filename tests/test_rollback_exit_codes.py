@@ -16,9 +16,8 @@ import pytest
 from crm_tables import make_contacts
 
 from adapters.memory import MemoryAdapter
-from ledger import Address, Ledger, open_ledger
+from ledger import Address, Ledger, Run, Target, open_ledger
 from ledger.rollback import Scope, apply, plan
-from ledger.runs import Run, Target
 
 LEDGER = [sys.executable, "-m", "ledger"]
 

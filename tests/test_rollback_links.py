@@ -13,9 +13,8 @@ from crm_server import CrmServer
 
 from adapters.http import CollectionRoute, HttpAdapter
 from adapters.memory import MemoryAdapter
-from ledger import Address, Change, Ledger, open_ledger
+from ledger import Address, Change, Ledger, Run, Target, open_ledger
 from ledger.rollback import Scope, apply, plan
-from ledger.runs import Run, Target
 from ledger.transcoder import OrjsonTranscoder
 
 LINKS = ("compensates", "replays", "moved_to", "requested")
@@ -103,7 +102,7 @@ def _as_version_1(ledger: Ledger, entity: Address) -> int:
     codec = OrjsonTranscoder()
     recorder: Any = ledger.recorder
     table = recorder.events_table_name
-    sqlite = type(recorder).__module__.endswith("sqlite_store")
+    sqlite = type(recorder).__module__ == "ledger.store.sqlite"
     mark = "?" if sqlite else "%s"
     db_id = entity.entity_id.hex if sqlite else entity.entity_id
     rows = recorder._rows(

@@ -16,10 +16,9 @@ from click.testing import CliRunner
 from crm_server import CrmServer
 
 from adapters.http import CollectionRoute, HttpAdapter
-from ledger import Address, Ledger
+from ledger import Address, Ledger, Run, Target
 from ledger.cli import main
 from ledger.rollback import Scope, apply, plan
-from ledger.runs import Run, Target
 
 CONTACTS = {"1": {"name": "Ada"}, "2": {"name": "Bo"}}
 DEALS = {

@@ -13,11 +13,11 @@ from click.testing import CliRunner
 from crm_server import CrmServer
 
 from adapters.http import CollectionRoute, HttpAdapter
-from ledger import Address, Change, Ledger, Point
+from ledger import Address, Change, Ledger, Point, Run, Target
 from ledger.cli import main
 from ledger.reconcile import compare
 from ledger.rollback import Scope, apply, plan
-from ledger.runs import Run, Target, recover
+from ledger.settlement import recover
 
 C = "contacts"
 SEED = {

@@ -17,7 +17,7 @@ import pytest
 from crm_tables import make_contacts
 
 from adapters.memory import MemoryAdapter
-from ledger import Address, Change, Ledger
+from ledger import Address, Change, Ledger, Run, Target
 from ledger.errors import InvalidChange
 from ledger.ports import Write
 from ledger.rollback import (
@@ -29,7 +29,6 @@ from ledger.rollback import (
     check_against_history,
     plan,
 )
-from ledger.runs import Run, Target
 
 LEDGER = [sys.executable, "-m", "ledger"]
 SEED = {

@@ -18,10 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.memory import MemoryAdapter
-from ledger import Address, Change, open_ledger
+from ledger import Address, Change, Run, Target, open_ledger
 from ledger.ports import Write
 from ledger.rollback import Scope, apply, plan
-from ledger.runs import Run, Target
 
 KEYS = ["1", "2", "3", "4"]
 FIELDS = ["a", "b", "c"]

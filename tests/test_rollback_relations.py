@@ -14,11 +14,10 @@ import sqlalchemy as sa
 from crm_server import CrmServer
 
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Ledger
+from ledger import Ledger, Run, Target
 from ledger.config import open_adapters
 from ledger.errors import ConfigurationError
 from ledger.rollback import Scope, apply, plan
-from ledger.runs import Run, Target
 
 
 @pytest.fixture

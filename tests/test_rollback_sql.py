@@ -14,9 +14,8 @@ import sqlalchemy as sa
 from crm_tables import make_contacts
 
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Address, Change, open_ledger
+from ledger import Address, Change, Run, Target, open_ledger
 from ledger.rollback import Scope, apply, plan
-from ledger.runs import Run, Target
 
 LEDGER = [sys.executable, "-m", "ledger"]
 

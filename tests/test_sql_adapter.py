@@ -8,11 +8,10 @@ import sqlalchemy as sa
 from adapter_contract import AdapterContract
 
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Address, Change, open_ledger
+from ledger import Address, Change, Run, Target, open_ledger
 from ledger.errors import ConfigurationError
 from ledger.ports import Write
 from ledger.reconcile import compare
-from ledger.runs import Run, Target
 
 
 def contacts_table(metadata):

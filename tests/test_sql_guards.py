@@ -13,10 +13,9 @@ import pytest
 import sqlalchemy as sa
 
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Address, Change, open_ledger
+from ledger import Address, Change, Run, Target, open_ledger
 from ledger.errors import ConfigurationError
 from ledger.ports import Write
-from ledger.runs import Run, Target
 
 
 def create(url: str, *columns: sa.Column, rows: list[dict] = (), extra: str = "") -> sa.Engine:

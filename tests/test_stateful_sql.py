@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Address, Change, open_ledger
+from ledger import Address, Change, Run, Target, open_ledger
 from ledger.keys import join_key
 from ledger.reconcile import Report, compare
 from ledger.reconcile import apply as apply_reconcile
@@ -30,7 +30,6 @@ from ledger.reconcile import plan as plan_reconcile
 from ledger.rollback import Scope
 from ledger.rollback import apply as apply_rollback
 from ledger.rollback import plan as plan_rollback
-from ledger.runs import Run, Target
 from ledger.tracking import track
 from ledger.values import JSON_NULL, same
 

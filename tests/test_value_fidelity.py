@@ -27,12 +27,11 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects import postgresql
 
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Address, Change, Ledger
+from ledger import Address, Change, Ledger, Run, Target
 from ledger.errors import LedgerError, NotFound
 from ledger.points import Point
 from ledger.reconcile import compare
 from ledger.rollback import Scope, apply, plan
-from ledger.runs import Run, Target
 from ledger.values import JSON_NULL, same
 
 EDGES = [2**n + d for n in (15, 31, 53, 63, 64, 80) for d in (-1, 0, 1)]
