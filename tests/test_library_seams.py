@@ -79,6 +79,7 @@ LEANS_ON: list[tuple[Callable[..., Any], str, str]] = [
     (PostgresAggregateRecorder.__init__, "78adbde8e22843ca", INSERT + "; " + TABLES),
     (PostgresApplicationRecorder.__init__, "db36fb3de49a5292", INSERT + "; " + TABLES),
     (PostgresApplicationRecorder.insert_events, "f1a98da0239e3ea7", INSERT),
+    (PostgresApplicationRecorder._insert_events, "319d1ce6f3f9c865", INSERT),
     (PostgresApplicationRecorder._insert_stored_events, "139580714a659085", INSERT),
     (PostgresAggregateRecorder._insert_stored_events, "80327aa859e4cc55", INSERT),
     (PostgresApplicationRecorder._fetch_ids_after_insert_events, "9c8efbc1baf72b52", INSERT),

@@ -488,3 +488,30 @@ def test_recorded_action_survives_the_process_dying(db_url: str) -> None:
         assert ledger.batch_view("crash-test").actions == 1
     finally:
         ledger.close()
+
+
+def test_a_save_given_anything_but_its_context_stores_nothing(db_url: str) -> None:
+    """The rows that go with events travel as one typed `SaveContext`; a string-keyed argument
+    (the old ``actions=`` / ``pending_add=``) fails before any event is stored, where it would
+    have stored events without their index rows."""
+    factory = construct_factory(db_url)
+    try:
+        recorder: Any = factory.application_recorder()
+        event = _event()
+        with pytest.raises(TypeError, match="SaveContext"):
+            recorder.insert_events([event], actions={(event.originator_id, 1): _entry("fp")})
+        with pytest.raises(TypeError, match="SaveContext"):
+            recorder.insert_events([event], context={(event.originator_id, 1): _entry("fp")})
+        assert recorder.select_events(event.originator_id) == []
+        assert recorder.max_notification_id() is None
+    finally:
+        factory.close()
+    ledger = open_ledger(db_url)
+    try:
+        change = Change(Address.parse("crm/contacts/1"), "create", values={"n": 1})
+        with pytest.raises(TypeError, match="SaveContext"):
+            ledger.save(*[], pending_add=[])
+        ledger.record(change)
+        assert ledger.state(change.address).fields == {"n": 1}
+    finally:
+        ledger.close()

@@ -13,6 +13,11 @@ named below and fails, naming it and what to re-check here, when an upgrade chan
   connections with a real statement cache;
 - `insert_in_chunks` and `abort_on_error` are the PostgreSQL recorder's insert, chunked, and
   its transaction kept from committing events without their index rows.
+
+The recorders' hooks that call these (`_insert_events`, `_insert_stored_events`,
+`_fetch_ids_after_insert_events`, `_create_connection`) are overridden in `ledger.store.sqlite`
+and `ledger.store.postgres`, and hashed by the same test. One seam must live elsewhere:
+`ledger/_library.py` imports the library without ``TZINFO_TOPIC``, before anything else is.
 """
 
 from __future__ import annotations

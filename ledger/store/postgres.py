@@ -25,7 +25,7 @@ from ledger.store.indexed import IndexedRecorder
 from ledger.store.library_seams import abort_on_error, insert_in_chunks
 from ledger.store.locks import advisory_record_locks
 from ledger.store.rows import INDEX_TABLE, PENDING_TABLE
-from ledger.store.saving import context_of
+from ledger.store.saving import SaveContext, context_of
 
 INSERT_CHUNK = 1000
 DDL_LOCK = 0x6C6564676572  # advisory lock key ("ledger") that serialises opening a ledger
@@ -38,7 +38,7 @@ class PostgresLedgerRecorder(IndexedRecorder, PostgresApplicationRecorder):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._inserted = threading.local()  # ids of the current thread's insert, in order
+        self._inserted = threading.local()  # the current thread's insert: context, ids
         table = f"{{schema}}.{INDEX_TABLE}"
         for statement in (
             f"CREATE TABLE IF NOT EXISTS {table} ("
@@ -61,6 +61,14 @@ class PostgresLedgerRecorder(IndexedRecorder, PostgresApplicationRecorder):
                 SQL(statement).format(schema=Identifier(self.datastore.schema))
             )
 
+    def _insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[Any], **kwargs: Any
+    ) -> None:
+        # The library's first step in the insert's transaction, before the part whose errors
+        # it holds back until after committing: a save given a bad context fails here, and
+        # nothing is stored.
+        self._inserted.context = context_of(kwargs)
+
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[Any], **kwargs: Any
     ) -> None:
@@ -72,13 +80,14 @@ class PostgresLedgerRecorder(IndexedRecorder, PostgresApplicationRecorder):
         self, curs: Cursor[DictRow], stored_events: Sequence[Any], **kwargs: Any
     ) -> Sequence[int] | None:
         positions: list[int] = self._inserted.positions
-        self._inserted.positions = []
+        context: SaveContext = self._inserted.context
+        self._inserted.positions, self._inserted.context = [], None
         if len(positions) != len(stored_events):
             raise ProgrammingError(
                 f"got {len(positions)} notification ids for {len(stored_events)} events"
             )
         with abort_on_error(curs):
-            self.write_derived_rows(curs, stored_events, positions, context_of(kwargs))
+            self.write_derived_rows(curs, stored_events, positions, context)
         return positions
 
     @contextmanager
