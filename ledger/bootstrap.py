@@ -58,7 +58,7 @@ def store_env(db: str) -> dict[str, str]:
             f"{DB_KEY} / --db {shown(db)!r}: only SQLite paths and postgresql:// URLs are supported"
         )
     return {
-        "PERSISTENCE_MODULE": "ledger.sqlite_store:Factory",
+        "PERSISTENCE_MODULE": "ledger.store.sqlite:Factory",
         "SQLITE_DBNAME": db,
         "SQLITE_LOCK_TIMEOUT": LOCK_TIMEOUT_SECONDS,
     }
@@ -81,7 +81,7 @@ def _postgres_env(url: str) -> dict[str, str]:
             f"{DB_KEY} / --db: connect_timeout={timeout!r} must be a whole number of seconds"
         )
     return {
-        "PERSISTENCE_MODULE": "ledger.postgres_store:Factory",
+        "PERSISTENCE_MODULE": "ledger.store.postgres:Factory",
         "POSTGRES_DBNAME": dbname,
         "POSTGRES_HOST": parts.hostname or "localhost",
         "POSTGRES_PORT": str(parts.port or 5432),

@@ -12,9 +12,10 @@ follows one protocol (docs/reliability.md lists its failure cases):
 6. they are settled in one ledger transaction: applied writes become actions carrying the
    exact before-image; refused ones are settled as stale or failed.
 
-A crash between 4 and 6 leaves intents pending; `recover` reads the target to settle each as
-applied or not applied. So does a write whose outcome the adapter could not know (``unknown``:
-its answer was lost and the system stopped answering): it stays pending, never ``failed``.
+Settling (6) is `ledger.settlement`. A crash between 4 and 6 leaves intents pending; `recover`
+reads the target to settle each as applied or not applied. So does a write whose outcome the
+adapter could not know (``unknown``: its answer was lost and the system stopped answering): it
+stays pending, never ``failed``.
 """
 
 from __future__ import annotations
@@ -37,11 +38,9 @@ from tenacity import (
 
 from ledger.application import Ledger
 from ledger.changes import Change, reused_fingerprint
-from ledger.domain import MOVE, Address, Intent, intent_id
-from ledger.encoding import encode_value
+from ledger.domain import Address, Intent, intent_id
 from ledger.errors import (
     BatchClosed,
-    BeforeMismatch,
     CanaryLimit,
     InvalidChange,
     NotFound,
@@ -49,8 +48,19 @@ from ledger.errors import (
     TransientError,
 )
 from ledger.ports import Adapter, Record, Write, WriteResult
-from ledger.values import ABSENT, same
+from ledger.settlement import (
+    Outcome,
+    compare_and_set,
+    intent_payload,
+    recover,
+    refusal,
+    settle,
+    stale_before_writing,
+)
+from ledger.store import PendingIntent, SaveContext
 from ledger.views import Receipt
+
+__all__ = ["Outcome", "Run", "System", "Target", "recover"]
 
 CHUNK_SIZE = 500
 WRITE_ATTEMPTS = 5
@@ -82,49 +92,6 @@ class System:
 
     def __getitem__(self, collection: str) -> Target:
         return Target(self.adapter, collection)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one change in a run."""
-
-    entity: str
-    status: str  # "applied", "already_applied", "stale", "failed", "not_applied" or "pending"
-    receipt: Receipt | None = None
-    field: str | None = None
-    expected: Any = None
-    actual: Any = None
-    error: str | None = None
-
-    @property
-    def conflict(self) -> bool:
-        """Applied, but an outside value was found right after the write (no conditional
-        writes on that system): ``field``, ``expected`` and ``actual`` name it."""
-        return self.status == "applied" and self.field is not None
-
-    @property
-    def moved_to(self) -> str | None:
-        """Where the record was created, when the system chose another key than the one asked."""
-        if self.receipt is None or self.receipt.action.entity == self.entity:
-            return None
-        return self.receipt.action.entity
-
-    def to_json(self) -> dict[str, Any]:
-        result: dict[str, Any] = {"entity": self.entity, "status": self.status}
-        if self.receipt is not None:
-            result["version"] = self.receipt.action.version
-            result["position"] = self.receipt.action.position
-        if self.moved_to is not None:
-            result["moved_to"] = self.moved_to
-        if self.status == "stale" or self.conflict:
-            result.update(
-                field=self.field,
-                expected=encode_value(self.expected),
-                actual=encode_value(self.actual),
-            )
-        if self.error:
-            result["error"] = self.error
-        return result
 
 
 class Run:
@@ -254,7 +221,7 @@ class Run:
         self, target: Target, chunk: list[Change], on_progress: Callable[[int], None]
     ) -> list[Outcome]:
         fingerprints = [cast(str, change.fingerprint) for change in chunk]
-        waiting = {row[0] for row in self.ledger.index.pending(self.batch)}
+        waiting = {intent.fingerprint for intent in self.ledger.index.pending(self.batch)}
         if waiting & set(fingerprints):
             recover(self.ledger, {target.adapter.system: target.adapter}, batch=self.batch)
         done = self.ledger.index.find_fingerprints(fingerprints)
@@ -278,7 +245,7 @@ class Run:
         for index in todo:
             change = chunk[index].evolve(image=images[chunk[index].address.key])
             chunk[index] = change
-            refused = _early_refusal(change)
+            refused = stale_before_writing(change)
             if refused is not None:
                 outcomes[index] = refused
             else:
@@ -289,7 +256,7 @@ class Run:
         for index, error in zip(list(writes), checks, strict=True):
             if error is not None:
                 del writes[index]
-                outcomes[index] = _refusal(chunk[index], error)
+                outcomes[index] = refusal(chunk[index], error)
         if writes:
             self._refuse_if_closed(chunk[next(iter(writes))])
             self.check(target, [w.key for w in writes.values() if w.operation != "create"])
@@ -346,7 +313,13 @@ class Run:
         if not changes:
             return {}
         pending = [
-            (c.fingerprint, self.batch, c.address.system, c.address.collection, c.address.key)
+            PendingIntent(
+                cast(str, c.fingerprint),
+                self.batch,
+                c.address.system,
+                c.address.collection,
+                c.address.key,
+            )
             for c in changes
         ]
         intents = {
@@ -356,7 +329,7 @@ class Run:
             for c in changes
         }
         try:
-            self.ledger.save(*intents.values(), pending_add=pending)
+            self.ledger.save(*intents.values(), context=SaveContext(declared=pending))
             return intents
         except IntegrityError:
             pass  # an earlier attempt of some of these was not applied: declare them again
@@ -369,7 +342,7 @@ class Run:
             except AggregateNotFoundError:
                 intent = Intent.declare(fingerprint, change.address, intent_payload(change))
             intents[fingerprint] = intent
-        self.ledger.save(*intents.values(), pending_add=pending)
+        self.ledger.save(*intents.values(), context=SaveContext(declared=pending))
         return intents
 
     def _write(
@@ -440,208 +413,3 @@ def _chunks(changes: Iterator[Change], size: int) -> Iterator[list[Change]]:
         keys.add(change.address.key)
     if chunk:
         yield chunk
-
-
-def _touched(change: Change) -> list[str]:
-    if change.operation == "delete":
-        return sorted(change.image or {})
-    return [*change.values, *change.unset]
-
-
-def _early_refusal(change: Change) -> Outcome | None:
-    """A change whose expected values (or whose record's existence) no longer hold."""
-    image = change.image
-    name = str(change.address)
-    if change.operation == "create" and image is not None:
-        return Outcome(name, "stale", field="(record)", expected=ABSENT, actual="exists")
-    if change.operation != "create" and image is None:
-        return Outcome(name, "stale", field="(record)", expected="exists", actual=ABSENT)
-    for field, expected in (change.expected or {}).items():
-        actual = image.get(field, ABSENT) if image else ABSENT
-        if not same(actual, expected):
-            return Outcome(name, "stale", field=field, expected=expected, actual=actual)
-    return None
-
-
-def _refusal(change: Change, error: InvalidChange) -> Outcome:
-    """A change the ledger refuses: stale when its before-values contradict the ledger's."""
-    if isinstance(error, BeforeMismatch):
-        return Outcome(
-            str(change.address),
-            "stale",
-            field=error.field,
-            expected=error.given,
-            actual=error.expected,
-            error=error.reason,
-        )
-    return Outcome(str(change.address), "failed", error=error.reason)
-
-
-def compare_and_set(change: Change) -> Write:
-    """The write for a change: it expects the record to still hold what was read (and what the
-    automation saw), for every field it touches — every field, for a delete."""
-    image = change.image or {}
-    expected = {field: image.get(field, ABSENT) for field in _touched(change)}
-    expected.update(change.expected or {})
-    if change.operation == "create":
-        expected = {}
-    return Write(
-        change.address.key,
-        cast(Any, change.operation),
-        dict(change.values),
-        tuple(change.unset),
-        expected,
-        token=change.fingerprint,
-    )
-
-
-def intent_payload(change: Change) -> dict[str, Any]:
-    """Everything needed to settle a write later, even from another process."""
-    return {
-        "operation": change.operation,
-        "values": change.values,
-        "unset": list(change.unset),
-        "expected": change.expected,
-        "image": change.image,
-        "inputs": change.inputs,
-        "workflow": change.workflow,
-        "workflow_version": change.workflow_version,
-        "batch": change.batch,
-        "actor": change.actor,
-        "trigger": change.trigger,
-        "sources": list(change.sources),
-        "effective_at": change.effective_at,
-        "compensates": list(change.compensates),
-        "replays": list(change.replays),
-    }
-
-
-def _change_from_intent(intent: Intent) -> Change:
-    payload = dict(intent.write)
-    return Change(
-        Address.parse(intent.address),
-        payload.pop("operation"),
-        values=payload.pop("values"),
-        unset=tuple(payload.pop("unset")),
-        sources=tuple(payload.pop("sources")),
-        compensates=tuple(payload.pop("compensates", ())),
-        replays=tuple(payload.pop("replays", ())),
-        fingerprint=intent.fingerprint,
-        **payload,
-    )
-
-
-def holds(change: Change, record: Record | None) -> bool:
-    """Whether a record already shows the change (so a write that landed is not redone)."""
-    if change.operation == "delete":
-        return record is None
-    if record is None:
-        return False
-    return all(same(record.get(f, ABSENT), v) for f, v in change.values.items()) and all(
-        f not in record for f in change.unset
-    )
-
-
-def settle(
-    ledger: Ledger,
-    pairs: Sequence[tuple[Change, WriteResult]],
-    declared: dict[str, Intent] | None = None,
-) -> list[Outcome]:
-    """Record what the writes did, in one ledger transaction with their intents' settlement.
-    ``declared`` are the intents as just saved (read again only if an attempt fails)."""
-    outcomes: list[Outcome | None] = [None] * len(pairs)
-    applied: list[tuple[int | None, Change]] = []  # None: a move, recorded with its create
-    for index, (change, result) in enumerate(pairs):
-        name = str(change.address)
-        landed = result.outcome == "stale" and holds(change, result.before)
-        if result.outcome == "applied" and result.assigned_key is not None:
-            applied.extend(_created_elsewhere(index, change, result.assigned_key))
-        elif result.outcome == "applied" or landed:
-            image = result.before if result.outcome == "applied" else change.image
-            applied.append((index, change.evolve(image=image)))
-        elif result.outcome == "stale":
-            outcomes[index] = Outcome(
-                name, "stale", field=result.field, expected=result.expected, actual=result.actual
-            )
-        elif result.outcome == "unknown":  # may have landed: left pending for `recover`
-            outcomes[index] = Outcome(name, "pending", error=result.error)
-        else:
-            outcomes[index] = Outcome(name, "failed", error=result.error)
-    unsettled = {i for i, outcome in enumerate(outcomes) if outcome and outcome.status == "pending"}
-
-    fresh = [dict(declared or {})]
-
-    def settlements() -> tuple[list[Any], dict[str, Any]]:
-        known, fresh[0] = fresh[0], {}  # a second attempt reads the intents again
-        intents = []
-        for index, (change, _) in enumerate(pairs):
-            if index in unsettled:
-                continue
-            fingerprint = cast(str, change.fingerprint)
-            intent = known.get(fingerprint) or cast(
-                Intent, ledger.repository.get(intent_id(fingerprint))
-            )
-            outcome = outcomes[index]
-            if outcome is None:
-                intent.settle("applied")
-            else:
-                intent.settle(outcome.status, field=outcome.field, error=outcome.error)
-            intents.append(intent)
-        settled = [c.fingerprint for i, (c, _) in enumerate(pairs) if i not in unsettled]
-        return intents, {"pending_remove": settled}
-
-    receipts = ledger.record_all([change for _, change in applied], settle=settlements)
-    for (owner, _), receipt in zip(applied, receipts, strict=True):
-        if owner is not None:
-            result = pairs[owner][1]  # a field set on an applied result: an outside value found
-            outcomes[owner] = Outcome(
-                str(pairs[owner][0].address),
-                "applied",
-                receipt,
-                field=result.field if result.outcome == "applied" else None,
-                expected=result.expected,
-                actual=result.actual,
-            )
-    return cast(list[Outcome], outcomes)
-
-
-def _created_elsewhere(index: int, change: Change, key: str) -> list[tuple[int | None, Change]]:
-    """A create the system stored under a key of its own choosing: the record is created at
-    that key (carrying this change's fingerprint), and its requested key records the move, so
-    history, point-in-time reads and later rollbacks of either address find the other."""
-    moved = Address(change.address.system, change.address.collection, key)
-    created = replace(change, address=moved, image=None, requested=str(change.address))
-    marker = replace(
-        change,
-        operation=MOVE,
-        values={},
-        expected=None,
-        image=None,
-        moved_to=str(moved),
-        fingerprint=f"{change.fingerprint}:moved",
-    )
-    return [(index, created), (None, marker)]
-
-
-def recover(
-    ledger: Ledger, adapters: dict[str, Adapter], *, batch: str | None = None
-) -> list[Outcome]:
-    """Settle every intent a crash left pending, by reading what its target holds now."""
-    outcomes = []
-    for fingerprint, _, system, collection, key in ledger.index.pending(batch):
-        intent = cast(Intent, ledger.repository.get(intent_id(fingerprint)))
-        change = _change_from_intent(intent)
-        adapter = adapters.get(system)
-        if adapter is None:
-            raise InvalidChange(
-                f"{change.address}: an unsettled write needs system {system!r} to be configured"
-            )
-        record = adapter.read(collection, [key])[key]
-        if holds(change, record):
-            result = WriteResult(key, "applied", change.image)
-            outcomes.extend(settle(ledger, [(change, result)]))
-        else:
-            intent.settle("not_applied")
-            ledger.save(intent, pending_remove=[fingerprint])
-            outcomes.append(Outcome(str(change.address), "not_applied"))
-    return outcomes

@@ -73,8 +73,7 @@ def test_a_fingerprint_reused_for_another_record_in_a_run_is_refused_and_not_wri
     tmp_path: Path,
 ) -> None:
     from adapters.sql import SqlAdapter, SqlCollection
-    from ledger import Address, Change
-    from ledger.runs import Run, Target
+    from ledger import Address, Change, Run, Target
 
     crm = tmp_path / "crm.db"
     make_contacts(f"sqlite:///{crm}", 2, stage="lead").dispose()

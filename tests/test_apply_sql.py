@@ -17,8 +17,7 @@ from crash_after import CRASH_AFTER, crash_schedule
 from crm_tables import make_contacts
 
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Address, Change, open_ledger
-from ledger.runs import Run, Target
+from ledger import Address, Change, Run, Target, open_ledger
 
 LEDGER = [sys.executable, "-m", "ledger"]
 

@@ -15,10 +15,9 @@ import sqlalchemy as sa
 from crm_tables import make_contacts
 
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Address, Change, open_ledger
+from ledger import Address, Change, Run, Target, open_ledger
 from ledger.ports import Record, Write, WriteResult
-from ledger.record_locks import file_record_locks
-from ledger.runs import Run, Target
+from ledger.store.locks import file_record_locks
 
 
 class _Hooked:
@@ -108,7 +107,7 @@ def test_a_record_lock_is_held_against_another_process(tmp_path: Path) -> None:
             textwrap.dedent(
                 f"""
                 import sys
-                from ledger.record_locks import file_record_locks
+                from ledger.store.locks import file_record_locks
                 with file_record_locks({ledger_file!r}, ["crm/contacts/1"]):
                     print("held", flush=True)
                     sys.stdin.readline()

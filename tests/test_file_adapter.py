@@ -37,10 +37,9 @@ from adapters.files import (
     JsonLinesAdapter,
     JsonLinesCollection,
 )
-from ledger import Address, Change, open_ledger
+from ledger import Address, Change, Run, Target, open_ledger
 from ledger.errors import AdapterError, ConfigurationError
 from ledger.ports import Write
-from ledger.runs import Run, Target
 from ledger.values import ABSENT, same
 
 C = "contacts"

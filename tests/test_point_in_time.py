@@ -131,9 +131,9 @@ def test_a_collection_at_a_checkpoint_in_key_order(ledger):
 
 
 def test_a_collection_larger_than_a_page_streams_completely(ledger, monkeypatch):
-    import ledger.application as application
+    import ledger.queries as queries
 
-    monkeypatch.setattr(application, "PAGE_SIZE", 7)
+    monkeypatch.setattr(queries, "PAGE_SIZE", 7)
     changes = [create(Address("crm", "contacts", f"{i:03d}"), n=i) for i in range(30)]
     changes += [update(Address("crm", "contacts", f"{i:03d}"), n=-i) for i in range(0, 30, 3)]
     ledger.record_all(changes)

@@ -3,10 +3,10 @@
 import pytest
 
 from adapters.memory import MemoryAdapter
-from ledger import ABSENT, Address, Change, open_ledger
+from ledger import ABSENT, Address, Change, Run, Target, open_ledger
 from ledger.errors import CanaryLimit, StaleWrite, TransientError
 from ledger.ports import Write
-from ledger.runs import Run, Target, recover
+from ledger.settlement import recover
 
 
 @pytest.fixture

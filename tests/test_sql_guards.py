@@ -15,10 +15,9 @@ from fixtures.tables import columns, create_table
 from fixtures.tables import orders as orders_table
 
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Address, Change, open_ledger
+from ledger import Address, Change, Run, Target, open_ledger
 from ledger.errors import ConfigurationError
 from ledger.ports import Write
-from ledger.runs import Run, Target
 
 
 def create(url: str, *of: sa.Column, rows: list[dict] = (), extra: str = "") -> sa.Engine:

@@ -56,9 +56,11 @@ from eventsourcing.sqlite import (
 from eventsourcing.tests import persistence as contract
 from eventsourcing.utils import Environment
 
-from ledger import Address, Change, Ledger, open_ledger, postgres_store, sqlite_store
+from ledger import Address, Change, Ledger, open_ledger
 from ledger.bootstrap import store_env
-from ledger.store import IndexedAction, IndexEntry
+from ledger.store import IndexedAction, IndexEntry, SaveContext
+from ledger.store import postgres as postgres_store
+from ledger.store import sqlite as sqlite_store
 from ledger.transcoder import OrjsonTranscoder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -157,7 +159,7 @@ class TestSQLiteNonInterleaving(SQLiteStore, contract.NonInterleavingNotificatio
 
 
 class TestPostgresNonInterleaving(PostgresStore, contract.NonInterleavingNotificationIDsBaseCase):
-    """The guarantee postgres_store.py relies on (EXCLUSIVE lock while inserting)."""
+    """The guarantee ledger/store/postgres.py relies on (EXCLUSIVE lock while inserting)."""
 
     def create_recorder(self) -> ApplicationRecorder:
         return self.factory().application_recorder()
@@ -344,7 +346,7 @@ def test_index_rows_commit_and_roll_back_with_their_events(db_url: str) -> None:
         first_id = uuid4()
         first = _event(first_id)
         (position,) = recorder.insert_events(
-            [first], actions={(first.originator_id, 1): _entry("fp-1")}
+            [first], context=SaveContext(actions={(first.originator_id, 1): _entry("fp-1")})
         )
         assert recorder.find_fingerprints(["fp-1"]) == {
             "fp-1": IndexedAction(first_id, 1, position)
@@ -353,7 +355,9 @@ def test_index_rows_commit_and_roll_back_with_their_events(db_url: str) -> None:
         # A fingerprint already recorded: the new event is refused with it.
         again = _event()
         with pytest.raises(IntegrityError):
-            recorder.insert_events([again], actions={(again.originator_id, 1): _entry("fp-1")})
+            recorder.insert_events(
+                [again], context=SaveContext(actions={(again.originator_id, 1): _entry("fp-1")})
+            )
         assert recorder.select_events(again.originator_id) == []
 
         # An event that conflicts: the other event and both index rows are refused with it.
@@ -361,10 +365,12 @@ def test_index_rows_commit_and_roll_back_with_their_events(db_url: str) -> None:
         with pytest.raises(IntegrityError):
             recorder.insert_events(
                 [fresh, clash],
-                actions={
-                    (fresh.originator_id, 1): _entry("fp-2"),
-                    (clash.originator_id, 1): _entry("fp-3"),
-                },
+                context=SaveContext(
+                    actions={
+                        (fresh.originator_id, 1): _entry("fp-2"),
+                        (clash.originator_id, 1): _entry("fp-3"),
+                    }
+                ),
             )
         assert recorder.select_events(fresh.originator_id) == []
         assert recorder.find_fingerprints(["fp-2", "fp-3"]) == {}
@@ -389,7 +395,9 @@ def test_error_while_indexing_rolls_back_the_events(
         # SQLite re-raises the error itself; on PostgreSQL the recorder aborts the
         # transaction in the database, and that abort is what surfaces.
         with pytest.raises(Exception, match="index rows"):
-            recorder.insert_events([event], actions={(event.originator_id, 1): _entry("fp")})
+            recorder.insert_events(
+                [event], context=SaveContext(actions={(event.originator_id, 1): _entry("fp")})
+            )
         assert recorder.select_events(event.originator_id) == []
         assert recorder.max_notification_id() is None
     finally:
@@ -478,5 +486,32 @@ def test_recorded_action_survives_the_process_dying(db_url: str) -> None:
         assert state.position == position
         assert [action.batch for action in ledger.history(address)] == ["crash-test"]
         assert ledger.batch_view("crash-test").actions == 1
+    finally:
+        ledger.close()
+
+
+def test_a_save_given_anything_but_its_context_stores_nothing(db_url: str) -> None:
+    """The rows that go with events travel as one typed `SaveContext`; a string-keyed argument
+    (the old ``actions=`` / ``pending_add=``) fails before any event is stored, where it would
+    have stored events without their index rows."""
+    factory = construct_factory(db_url)
+    try:
+        recorder: Any = factory.application_recorder()
+        event = _event()
+        with pytest.raises(TypeError, match="SaveContext"):
+            recorder.insert_events([event], actions={(event.originator_id, 1): _entry("fp")})
+        with pytest.raises(TypeError, match="SaveContext"):
+            recorder.insert_events([event], context={(event.originator_id, 1): _entry("fp")})
+        assert recorder.select_events(event.originator_id) == []
+        assert recorder.max_notification_id() is None
+    finally:
+        factory.close()
+    ledger = open_ledger(db_url)
+    try:
+        change = Change(Address.parse("crm/contacts/1"), "create", values={"n": 1})
+        with pytest.raises(TypeError, match="SaveContext"):
+            ledger.save(*[], pending_add=[])
+        ledger.record(change)
+        assert ledger.state(change.address).fields == {"n": 1}
     finally:
         ledger.close()

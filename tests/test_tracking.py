@@ -11,8 +11,7 @@ from pathlib import Path
 from crm_tables import make_contacts
 
 from adapters.sql import SqlAdapter, SqlCollection
-from ledger import Address, Change, Point, open_ledger
-from ledger.runs import Run, Target
+from ledger import Address, Change, Point, Run, Target, open_ledger
 from ledger.tracking import track
 
 LEDGER = [sys.executable, "-m", "ledger"]

@@ -1,6 +1,6 @@
 """PostgreSQL store: the eventsourcing PostgreSQL recorder plus the action index.
 
-Selected by ``PERSISTENCE_MODULE=ledger.postgres_store:Factory``. The library takes an
+Selected by ``PERSISTENCE_MODULE=ledger.store.postgres:Factory``. The library takes an
 EXCLUSIVE lock on the events table while inserting, so notification ids are issued in
 commit order and a reader tailing the log never skips an event that commits later.
 The index rows are written after the events' ids are known, inside that same locked
@@ -21,13 +21,14 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from ledger.record_locks import advisory_record_locks
-from ledger.store import INDEX_TABLE, PENDING_TABLE, IndexedRecorder
+from ledger.store.indexed import IndexedRecorder
+from ledger.store.library_seams import abort_on_error, insert_in_chunks
+from ledger.store.locks import advisory_record_locks
+from ledger.store.rows import INDEX_TABLE, PENDING_TABLE
+from ledger.store.saving import SaveContext, context_of
 
 INSERT_CHUNK = 1000
 DDL_LOCK = 0x6C6564676572  # advisory lock key ("ledger") that serialises opening a ledger
-
-_ABORT = "DO $$ BEGIN RAISE EXCEPTION 'ledger: index rows failed, events rolled back'; END $$"
 
 
 class PostgresLedgerRecorder(IndexedRecorder, PostgresApplicationRecorder):
@@ -37,7 +38,7 @@ class PostgresLedgerRecorder(IndexedRecorder, PostgresApplicationRecorder):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._inserted = threading.local()  # ids of the current thread's insert, in order
+        self._inserted = threading.local()  # the current thread's insert: context, ids
         table = f"{{schema}}.{INDEX_TABLE}"
         for statement in (
             f"CREATE TABLE IF NOT EXISTS {table} ("
@@ -60,47 +61,33 @@ class PostgresLedgerRecorder(IndexedRecorder, PostgresApplicationRecorder):
                 SQL(statement).format(schema=Identifier(self.datastore.schema))
             )
 
+    def _insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[Any], **kwargs: Any
+    ) -> None:
+        # The library's first step in the insert's transaction, before the part whose errors
+        # it holds back until after committing: a save given a bad context fails here, and
+        # nothing is stored.
+        self._inserted.context = context_of(kwargs)
+
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[Any], **kwargs: Any
     ) -> None:
-        # The library sends every event of a save() as one INSERT of one array parameter. In
-        # pipeline mode a statement of about 5 MB or more never returns (client and server
-        # both wait; seen with psycopg 3.3 and libpq 15 at ~9,000 actions), so send chunks,
-        # under the same table lock, and keep every chunk's notification ids in order.
-        self._lock_table(curs)
-        self._notify_channel(curs)
-        positions: list[int] = []
-        for start in range(0, len(stored_events), INSERT_CHUNK):
-            chunk = stored_events[start : start + INSERT_CHUNK]
-            rows = [
-                self.construct_pg_stored_event(
-                    event.originator_id, event.originator_version, event.topic, event.state
-                )
-                for event in chunk
-            ]
-            curs.execute(self.insert_events_statement, (rows,))
-            positions.extend(row["notification_id"] for row in curs.fetchall())
-        self._inserted.positions = positions
+        # In chunks, under the library's table lock (see `insert_in_chunks`); the ids are
+        # handed to `_fetch_ids_after_insert_events`, which the library calls next.
+        self._inserted.positions = insert_in_chunks(self, curs, stored_events, INSERT_CHUNK)
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[Any], **kwargs: Any
     ) -> Sequence[int] | None:
         positions: list[int] = self._inserted.positions
-        self._inserted.positions = []
+        context: SaveContext = self._inserted.context
+        self._inserted.positions, self._inserted.context = [], None
         if len(positions) != len(stored_events):
             raise ProgrammingError(
                 f"got {len(positions)} notification ids for {len(stored_events)} events"
             )
-        try:
-            self.write_derived_rows(curs, stored_events, positions, kwargs)
-        except Exception:
-            # The library's insert_events() catches exceptions raised here and re-raises them
-            # only after its transaction block has exited, which commits unless PostgreSQL has
-            # already aborted the transaction. A Python error (e.g. a value psycopg cannot
-            # adapt) would therefore commit the events without their index rows. Abort the
-            # transaction in the database, so the events roll back with the failed index.
-            curs.execute(_ABORT)
-            raise
+        with abort_on_error(curs):
+            self.write_derived_rows(curs, stored_events, positions, context)
         return positions
 
     @contextmanager

@@ -12,87 +12,32 @@ the ledger needs to answer quickly and to refuse duplicates atomically:
 
 The index is derived from the events (every column is also in the event), so it can be
 rebuilt from the notification log. Each backend module subclasses its eventsourcing
-recorder with `IndexedRecorder` and supplies the SQL dialect.
+recorder with `IndexedRecorder` and supplies the SQL dialect. Every statement the ledger runs
+over the library's tables and its own is in this package.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, Final, cast
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
-INDEX_TABLE: Final = "ledger_actions"
-PENDING_TABLE: Final = "ledger_pending"
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND: Final = timedelta(microseconds=1)
-
-
-def to_micros(moment: datetime) -> int:
-    """Exact microseconds since the epoch (a float timestamp would round)."""
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-def from_micros(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
-
-
-@dataclass(frozen=True)
-class IndexEntry:
-    """What the index stores about one action, besides its log position."""
-
-    system: str
-    collection: str
-    key: str
-    operation: str
-    batch: str
-    workflow: str | None
-    recorded_at: int
-    effective_at: int | None
-    fingerprint: str
-
-
-@dataclass(frozen=True)
-class Cutoff:
-    """Which actions count: those at or before a log position, a recorded or effective time."""
-
-    kind: str  # "position", "recorded" or "effective"
-    value: int
-
-    def condition(self, placeholder: str) -> str:
-        column = {
-            "position": "a.position",
-            "recorded": "a.recorded_at",
-            "effective": "COALESCE(a.effective_at, a.recorded_at)",
-        }[self.kind]
-        return f"{column} <= {placeholder}"
-
-
-@dataclass(frozen=True)
-class IndexedAction:
-    """Where an already recorded action lives."""
-
-    entity_id: UUID
-    version: int
-    position: int
-
-
-@dataclass(frozen=True)
-class CollectionRow:
-    """One action of a collection, with its stored event, as streamed in key order."""
-
-    key: str
-    entity_id: UUID
-    version: int
-    position: int
-    recorded_at: int  # microseconds since the epoch
-    topic: str
-    state: bytes
+from ledger.store.rows import (
+    INDEX_TABLE,
+    PENDING_TABLE,
+    CollectionRow,
+    Cutoff,
+    IndexedAction,
+    IndexEntry,
+    MatchedAction,
+    PendingIntent,
+    StateRow,
+)
+from ledger.store.saving import SaveContext
 
 
 class IndexedRecorder:
@@ -104,7 +49,7 @@ class IndexedRecorder:
     @abstractmethod
     def lock_records(self, names: Sequence[str]) -> AbstractContextManager[None]:
         """Hold these records (addresses) against other runs, across threads and processes,
-        until the context ends (see `ledger.record_locks`)."""
+        until the context ends (see `ledger.store.locks`)."""
 
     @abstractmethod
     def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -123,7 +68,10 @@ class IndexedRecorder:
         """An entity id read back from the events table."""
 
     def index_rows(
-        self, stored_events: Sequence[Any], positions: Sequence[int] | None, entries: Any
+        self,
+        stored_events: Sequence[Any],  # StoredEvent, whose originator_id is a UUID here
+        positions: Sequence[int] | None,
+        entries: Mapping[tuple[UUID, int], IndexEntry],
     ) -> list[tuple[Any, ...]]:
         """The index rows for the events just inserted (entries are keyed by id and version)."""
         if not entries or positions is None:
@@ -155,29 +103,27 @@ class IndexedRecorder:
         cursor: Any,
         stored_events: Sequence[Any],
         positions: Sequence[int] | None,
-        kwargs: dict[str, Any],
+        context: SaveContext,
     ) -> None:
         """Inside the events' transaction: index rows, and the queue of unsettled intents."""
-        rows = self.index_rows(stored_events, positions, kwargs.get("actions"))
+        rows = self.index_rows(stored_events, positions, context.actions)
         if rows:
             cursor.executemany(self.insert_index_statement(), rows)
         p = self.placeholder
-        settled = kwargs.get("pending_remove")
-        if settled:
+        if context.settled:
             cursor.executemany(
                 f"DELETE FROM {self._qualified(PENDING_TABLE)} WHERE fingerprint = {p}",
-                [(fingerprint,) for fingerprint in settled],
+                [(fingerprint,) for fingerprint in context.settled],
             )
-        declared = kwargs.get("pending_add")
-        if declared:
+        if context.declared:
             cursor.executemany(
                 f"INSERT INTO {self._qualified(PENDING_TABLE)} (fingerprint, batch, system, "
                 f"collection, key) VALUES ({p}, {p}, {p}, {p}, {p})",
-                declared,
+                context.declared,
             )
 
-    def pending(self, batch: str | None = None) -> list[tuple[str, str, str, str, str]]:
-        """Intents declared but not yet settled: (fingerprint, batch, system, collection, key)."""
+    def pending(self, batch: str | None = None) -> list[PendingIntent]:
+        """Intents declared but not yet settled, by fingerprint."""
         statement = (
             "SELECT fingerprint, batch, system, collection, key "
             f"FROM {self._qualified(PENDING_TABLE)}"
@@ -186,7 +132,8 @@ class IndexedRecorder:
         if batch is not None:
             statement += f" WHERE batch = {self.placeholder}"
             params.append(batch)
-        return [tuple(row) for row in self._rows(statement + " ORDER BY fingerprint", params)]
+        rows = self._rows(statement + " ORDER BY fingerprint", params)
+        return [PendingIntent(*row) for row in rows]
 
     def insert_index_statement(self) -> str:
         marks = ", ".join([self.placeholder] * 12)
@@ -288,11 +235,11 @@ class IndexedRecorder:
         cutoff: Cutoff | None,
         after: tuple[str, int] | None,
         limit: int,
-    ) -> list[tuple[str, int, int, int, bytes]]:
+    ) -> list[StateRow]:
         """`collection_page` as plain (key, version, position, recorded_at, state) tuples:
         what folding a collection needs, without an object and a parsed id per row."""
         return cast(
-            list[tuple[str, int, int, int, bytes]],
+            list[StateRow],
             self._collection_rows(
                 "a.key, a.version, a.position, a.recorded_at, e.state",
                 system,
@@ -358,9 +305,9 @@ class IndexedRecorder:
         after: Cutoff | None = None,
         system: str | None = None,
         collection: str | None = None,
-    ) -> list[tuple[UUID, int, int, str, str, str, str]]:
-        """Actions in a scope, oldest first: (entity id, version, position, fingerprint,
-        system, collection, key). ``after`` keeps those beyond a cutoff (time or position)."""
+    ) -> list[MatchedAction]:
+        """Actions in a scope, oldest first. ``after`` keeps those beyond a cutoff (time or
+        position)."""
         p = self.placeholder
         conditions: list[str] = []
         params: list[Any] = []
@@ -388,7 +335,7 @@ class IndexedRecorder:
             f"a.key FROM {self._qualified(INDEX_TABLE)} a{where} ORDER BY a.position",
             params,
         )
-        return [(self._uuid(row[0]), *row[1:]) for row in rows]
+        return [MatchedAction(self._uuid(row[0]), *row[1:]) for row in rows]
 
     def stored_events_of(
         self, table: str, entity_ids: Sequence[UUID]

@@ -1,6 +1,6 @@
 """SQLite store: the eventsourcing SQLite recorder plus the action index, durable to power loss.
 
-Selected by ``PERSISTENCE_MODULE=ledger.sqlite_store``. The library opens every file
+Selected by ``PERSISTENCE_MODULE=ledger.store.sqlite:Factory``. The library opens every file
 database in WAL mode; SQLite's WAL with ``synchronous=NORMAL`` may lose the last commits
 on power loss, so every connection is set to ``synchronous=FULL``: a recorded action
 has been fsynced to the WAL before ``record()`` returns.
@@ -25,8 +25,11 @@ from eventsourcing.sqlite import (
 )
 from eventsourcing.utils import Environment, EnvType
 
-from ledger.record_locks import file_record_locks
-from ledger.store import INDEX_TABLE, PENDING_TABLE, IndexedRecorder
+from ledger.store.indexed import IndexedRecorder
+from ledger.store.library_seams import reopen_with_statement_cache, use_pool
+from ledger.store.locks import file_record_locks
+from ledger.store.rows import INDEX_TABLE, PENDING_TABLE
+from ledger.store.saving import context_of
 
 SYNCHRONOUS = "FULL"
 STATEMENT_CACHE = 128  # the sqlite3 module's default
@@ -47,22 +50,13 @@ class DurableSQLiteConnectionPool(SQLiteConnectionPool):
                 if "locked" not in str(error) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.01)
-        # The library opens its connections with cached_statements=True, a statement cache
-        # of one: each transaction's BEGIN evicts the statement before it, so every query
-        # and insert was compiled again. Reopen with a real cache (the library's connect has
-        # already switched the file to WAL, which is a property of the file).
-        opened = connection._sqlite_conn
-        connection._sqlite_conn = sqlite3.connect(
-            database=self.db_name,
-            uri=True,
-            check_same_thread=False,
-            isolation_level=None,
-            cached_statements=STATEMENT_CACHE,
-            timeout=self.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT,
+        reopened = reopen_with_statement_cache(
+            connection,
+            self.db_name,
+            self.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT,
+            STATEMENT_CACHE,
         )
-        connection._sqlite_conn.row_factory = opened.row_factory
-        opened.close()
-        connection._sqlite_conn.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
+        reopened.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
         return connection
 
 
@@ -96,7 +90,7 @@ class SQLiteLedgerRecorder(IndexedRecorder, SQLiteApplicationRecorder):
         self, c: SQLiteCursor, stored_events: Sequence[Any], **kwargs: Any
     ) -> Sequence[int] | None:
         positions = super()._insert_events(c, stored_events, **kwargs)
-        self.write_derived_rows(c, stored_events, positions, kwargs)
+        self.write_derived_rows(c, stored_events, positions, context_of(kwargs))
         return positions
 
     def lock_records(self, names: Sequence[str]) -> AbstractContextManager[None]:
@@ -129,7 +123,7 @@ class Factory(SQLiteFactory):
     def __init__(self, env: Environment | EnvType | None):
         super().__init__(env)
         pool = self.datastore.pool
-        pool.close()
-        self.datastore.pool = DurableSQLiteConnectionPool(
-            db_name=pool.db_name, lock_timeout=pool.lock_timeout
+        use_pool(
+            self.datastore,
+            DurableSQLiteConnectionPool(db_name=pool.db_name, lock_timeout=pool.lock_timeout),
         )

@@ -1,0 +1,182 @@
+"""Every place the ledger leans on the eventsourcing library's internals, and only here.
+
+The library is pinned exactly (pyproject.toml) because these functions mirror or reach into
+its private steps. `tests/test_library_seams.py` hashes the source of each library function
+named below and fails, naming it and what to re-check here, when an upgrade changes one:
+
+- `save_aggregates` runs `Application.save`'s steps without its two runtime-protocol checks
+  per object (a tenth of a large batch or rollback);
+- `ledger_environment` is `Application.construct_env` without ``os.environ``;
+- `project_aggregates` is `Repository._reconstruct_aggregate` for many aggregates at once;
+- `fields_decoder` reads fields of a stored event as `Mapper.to_domain_event` would;
+- `use_pool` and `reopen_with_statement_cache` give the SQLite datastore durable
+  connections with a real statement cache;
+- `insert_in_chunks` and `abort_on_error` are the PostgreSQL recorder's insert, chunked, and
+  its transaction kept from committing events without their index rows.
+
+The recorders' hooks that call these (`_insert_events`, `_insert_stored_events`,
+`_fetch_ids_after_insert_events`, `_create_connection`) are overridden in `ledger.store.sqlite`
+and `ledger.store.postgres`, and hashed by the same test. One seam must live elsewhere:
+`ledger/_library.py` imports the library without ``TZINFO_TOPIC``, before anything else is.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Final
+from uuid import UUID
+
+from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import Mapper, Recording, StoredEvent
+from eventsourcing.utils import Environment, EnvType
+
+from ledger.store.saving import CONTEXT, SaveContext
+
+if TYPE_CHECKING:  # types only: psycopg is imported when a PostgreSQL store is opened
+    from eventsourcing.postgres import PostgresApplicationRecorder
+    from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteDatastore
+    from psycopg import Cursor
+    from psycopg.rows import DictRow
+
+FieldsDecoder = Callable[[bytes, tuple[str, ...]], tuple[Any, ...]]
+
+# Raised in the database, so PostgreSQL itself aborts the transaction (see `abort_on_error`).
+_ABORT: Final = (
+    "DO $$ BEGIN RAISE EXCEPTION 'ledger: index rows failed, events rolled back'; END $$"
+)
+
+
+def ledger_environment(app: type[Application[Any]], name: str, env: EnvType | None) -> Environment:
+    """`Application.construct_env` without ``os.environ``: the settings given and nothing
+    else (a stray ``LEDGER_SQLITE_DBNAME`` would redirect the store, and
+    ``POSTGRES_ENABLE_DB_FUNCTIONS`` store events without their index rows)."""
+    settings = dict(app.env)
+    if app.is_snapshotting_enabled or app.snapshotting_intervals:
+        settings["IS_SNAPSHOTTING_ENABLED"] = "y"
+    settings.update(env or {})
+    return Environment(name, settings)
+
+
+def save_aggregates(
+    app: Application[UUID], objs: Sequence[Any], context: SaveContext | None
+) -> list[Recording[UUID]]:
+    """`Application.save`, by its own steps, with ``context`` the one keyword argument its
+    recorder receives. The library tells events from aggregates by checking every object
+    against two runtime protocols (about 12 µs an object on Python 3.11); when every object
+    is an `Aggregate`, their events are collected directly."""
+    saved = {} if context is None else {CONTEXT: context}
+    if not all(obj is None or isinstance(obj, Aggregate) for obj in objs):
+        return Application.save(app, *objs, **saved)
+    processing: ProcessingEvent[UUID] = ProcessingEvent()
+    for obj in objs:
+        if obj is not None:
+            processing.events.extend(obj.collect_events())
+            processing.aggregates[obj.id] = obj
+    processing.saved_kwargs.update(saved)
+    recordings = app._record(processing)
+    app._take_snapshots(processing)
+    app._notify(recordings)
+    app.notify(processing.events)  # deprecated in the library, still called by save()
+    return recordings
+
+
+def project_aggregates(
+    mapper: Mapper[UUID],
+    ids: Sequence[UUID],
+    snapshots: Mapping[UUID, StoredEvent],
+    events: Mapping[UUID, Sequence[StoredEvent]],
+) -> dict[UUID, Any]:
+    """Each aggregate from its latest snapshot (if any) and its events after it, as the
+    repository's `_reconstruct_aggregate` and `project_aggregate` rebuild one; None for an
+    aggregate with neither."""
+    loaded: dict[UUID, Any] = {}
+    for aggregate_id in ids:
+        aggregate: Any = None
+        if aggregate_id in snapshots:
+            aggregate = mapper.to_domain_event(snapshots[aggregate_id]).mutate(None)  # type: ignore[attr-defined]
+        for stored in events.get(aggregate_id, ()):
+            if aggregate is None or stored.originator_version > aggregate.version:
+                aggregate = mapper.to_domain_event(stored).mutate(aggregate)  # type: ignore[attr-defined]
+        loaded[aggregate_id] = aggregate
+    return loaded
+
+
+def fields_decoder(mapper: Mapper[UUID]) -> FieldsDecoder | None:
+    """A function reading some fields of a stored event's state, decoded exactly as
+    `Mapper.to_domain_event` would decode them, when the mapper does nothing to the state but
+    transcode it (no cipher, no compressor) and its transcoder can (``decode_fields``)."""
+    if mapper.cipher is not None or mapper.compressor is not None:
+        return None
+    decode: FieldsDecoder | None = getattr(mapper.transcoder, "decode_fields", None)
+    return decode
+
+
+def use_pool(datastore: SQLiteDatastore, pool: SQLiteConnectionPool) -> None:
+    """Replace the pool the library's SQLite datastore opened (closing it) with ``pool``."""
+    datastore.pool.close()
+    datastore.pool = pool
+
+
+def reopen_with_statement_cache(
+    connection: SQLiteConnection, db_name: str, timeout: float, size: int
+) -> sqlite3.Connection:
+    """Reopen a connection the library's pool made, with a real statement cache. The library
+    opens its connections with ``cached_statements=True``, a cache of one: each transaction's
+    BEGIN evicts the statement before it, so every query and insert was compiled again. Its
+    connect has already switched the file to WAL, which is a property of the file."""
+    opened = connection._sqlite_conn
+    connection._sqlite_conn = sqlite3.connect(
+        database=db_name,
+        uri=True,
+        check_same_thread=False,
+        isolation_level=None,
+        cached_statements=size,
+        timeout=timeout,
+    )
+    connection._sqlite_conn.row_factory = opened.row_factory
+    opened.close()
+    return connection._sqlite_conn
+
+
+def insert_in_chunks(
+    recorder: PostgresApplicationRecorder,
+    curs: Cursor[DictRow],
+    stored_events: Sequence[StoredEvent],
+    size: int,
+) -> list[int]:
+    """`PostgresApplicationRecorder._insert_stored_events` (lock the table, notify, insert),
+    sending the events in chunks of ``size`` and returning their notification ids in order.
+    The library sends every event of a save() as one INSERT of one array parameter; in
+    pipeline mode a statement of about 5 MB or more never returns (client and server both
+    wait; seen with psycopg 3.3 and libpq 15 at ~9,000 actions). Every chunk is sent under
+    the same table lock, so ids still follow commit order."""
+    recorder._lock_table(curs)
+    recorder._notify_channel(curs)
+    positions: list[int] = []
+    for start in range(0, len(stored_events), size):
+        rows = [
+            recorder.construct_pg_stored_event(
+                event.originator_id, event.originator_version, event.topic, event.state
+            )
+            for event in stored_events[start : start + size]
+        ]
+        curs.execute(recorder.insert_events_statement, (rows,))
+        positions.extend(row["notification_id"] for row in curs.fetchall())
+    return positions
+
+
+@contextmanager
+def abort_on_error(curs: Cursor[DictRow]) -> Iterator[None]:
+    """Inside `_fetch_ids_after_insert_events`: an error aborts the transaction in the
+    database. The library's `insert_events()` catches exceptions raised there and re-raises
+    them only after its transaction block has exited, which commits unless PostgreSQL has
+    already aborted the transaction: a Python error (e.g. a value psycopg cannot adapt) would
+    commit the events without their index rows."""
+    try:
+        yield
+    except Exception:
+        curs.execute(_ABORT)
+        raise
