@@ -110,7 +110,7 @@ def _as_version_1(ledger: Ledger, entity: Address) -> int:
     codec = OrjsonTranscoder()
     recorder: Any = ledger.recorder
     table = recorder.events_table_name
-    sqlite = type(recorder).__module__.endswith("sqlite_store")
+    sqlite = type(recorder).__module__ == "ledger.store.sqlite"
     mark = "?" if sqlite else "%s"
     db_id = entity.entity_id.hex if sqlite else entity.entity_id
     rows = recorder._rows(
