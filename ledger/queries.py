@@ -9,7 +9,7 @@ A mixin of `Ledger`, building only on `AggregateStore`.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
@@ -212,6 +212,26 @@ class Queries(AggregateStore):
             position,
             from_micros(recorded),
         )
+
+    def changed_since(
+        self,
+        position: int,
+        *,
+        excluding: Collection[str] = (),
+        system: str | None = None,
+        collection: str | None = None,
+    ) -> set[str]:
+        """Records (``system/collection/key``) with an action recorded after ``position``
+        other than those whose fingerprints are in ``excluding``: what a plan made at that
+        position must not write over, since the ledger learned something newer about it."""
+        rows = self.index.actions_matching(
+            after_position=position, system=system, collection=collection
+        )
+        return {
+            f"{row.system}/{row.collection}/{row.key}"
+            for row in rows
+            if row.fingerprint not in excluding
+        }
 
     def diff(self, address: Address, a: Point | None, b: Point | None) -> EntityDiff | None:
         """How a record differs between two points; None when it is the same."""

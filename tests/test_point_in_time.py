@@ -222,3 +222,21 @@ def test_the_same_values_effective_at_another_time_are_recorded_not_taken_for_a_
     )
     assert not correction.duplicate
     assert correction.action.version == first.action.version + 1
+
+
+def test_changed_since_names_the_records_changed_after_a_position_but_the_excluded(ledger):
+    """What a saved plan made at a position must not write over (rollback and reconcile)."""
+
+    def record(key, fingerprint):
+        change = Change(
+            Address("crm", "contacts", key), "create", values={"n": 1}, fingerprint=fingerprint
+        )
+        return ledger.record(change).action.position
+
+    position = record("1", "first")
+    record("2", "second")
+    record("a/b", "third")
+    assert ledger.changed_since(position) == {"crm/contacts/2", "crm/contacts/a/b"}
+    assert ledger.changed_since(position, excluding={"second"}) == {"crm/contacts/a/b"}
+    assert ledger.changed_since(position, system="crm", collection="deals") == set()
+    assert ledger.changed_since(0) == {"crm/contacts/1", "crm/contacts/2", "crm/contacts/a/b"}

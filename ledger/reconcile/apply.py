@@ -120,11 +120,12 @@ def _refuse_a_closed_plan(ledger: Ledger, plan: ReconcilePlan, recorded: int) ->
 
 
 def _moved_in_ledger(ledger: Ledger, plan: ReconcilePlan, mine: set[str]) -> set[str]:
-    """Keys of the collection with an action recorded after the plan (other than its own)."""
-    rows = ledger.index.actions_matching(
-        after_position=plan.position, system=plan.system, collection=plan.collection
+    """Keys of the collection changed in the ledger since the plan (by anything but it)."""
+    prefix = f"{plan.system}/{plan.collection}/"
+    changed = ledger.changed_since(
+        plan.position, excluding=mine, system=plan.system, collection=plan.collection
     )
-    return {key for _, _, _, fingerprint, _, _, key in rows if fingerprint not in mine}
+    return {record.removeprefix(prefix) for record in changed}
 
 
 def _moved(plan: ReconcilePlan, key: str) -> Outcome:

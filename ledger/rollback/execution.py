@@ -231,19 +231,14 @@ class _ParentFollower:
 
 
 def _moved_in_ledger(ledger: Ledger, rollback: RollbackPlan, done: set[str]) -> set[str]:
-    """Records with an action after the plan's position (other than this rollback's own),
-    among those whose compensation has not landed yet (a landed one is answered as done)."""
-    rows = ledger.index.actions_matching(after_position=rollback.position)
+    """Records changed in the ledger since the plan (by anything but this rollback), among
+    those whose compensation has not landed yet (a landed one is answered as done)."""
     mine = {_fingerprint(rollback, c.entity) for c in rollback.compensations}
     mine |= {f"{fingerprint}:moved" for fingerprint in mine}  # re-created under a new key
     waiting = {
         c.entity for c in rollback.compensations if _fingerprint(rollback, c.entity) not in done
     }
-    return {
-        f"{system}/{collection}/{key}"
-        for _, _, _, fingerprint, system, collection, key in rows
-        if fingerprint not in mine and f"{system}/{collection}/{key}" in waiting
-    }
+    return ledger.changed_since(rollback.position, excluding=mine) & waiting
 
 
 def _describe(
