@@ -53,11 +53,11 @@ from ledger.rollback import (
 )
 from ledger.runs import Outcome, Run, System, Target
 from ledger.values import ABSENT
-from ledger.views import Action, BatchView, CheckpointView, EntityDiff, EntityState, Receipt
+from ledger.views import ActionView, BatchView, CheckpointView, EntityDiff, EntityState, Receipt
 
 __all__ = [
     "ABSENT",
-    "Action",
+    "ActionView",
     "AdapterError",
     "Address",
     "BatchClosed",

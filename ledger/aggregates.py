@@ -24,7 +24,7 @@ from ledger.store.library_seams import (
     save_aggregates,
 )
 from ledger.transcoder import OrjsonTranscoder
-from ledger.views import Action
+from ledger.views import ActionView
 
 
 class AggregateStore(Application[UUID]):
@@ -73,7 +73,7 @@ class AggregateStore(Application[UUID]):
         )
         return project_aggregates(self.mapper, ids, snapshots, events)
 
-    def _action(self, entity_id: UUID, version: int) -> Action:
+    def _action(self, entity_id: UUID, version: int) -> ActionView:
         (event,) = self.events.get(entity_id, gt=version - 1, lte=version)
         return action_view(
             cast(Entity.Action, event), self.index.position_of(entity_id, version)[0]
@@ -94,8 +94,8 @@ class AggregateStore(Application[UUID]):
             ) from None
 
 
-def action_view(event: Entity.Action, position: int | None) -> Action:
-    return Action(
+def action_view(event: Entity.Action, position: int | None) -> ActionView:
+    return ActionView(
         entity=event.address,
         entity_id=event.originator_id,
         version=event.originator_version,

@@ -27,7 +27,7 @@ from ledger.errors import BeforeMismatch, FingerprintReused, InvalidChange
 from ledger.points import parse_time
 from ledger.transcoder import OrjsonTranscoder
 from ledger.values import ABSENT, check_value, parse_json, same
-from ledger.views import Action
+from ledger.views import ActionView
 
 _KEYS = (
     "entity",
@@ -368,7 +368,7 @@ def _action(change: Change, before: dict[str, Any], after: dict[str, Any]) -> di
     }
 
 
-def reused_fingerprint(change: Change, action: Action) -> FingerprintReused | None:
+def reused_fingerprint(change: Change, action: ActionView) -> FingerprintReused | None:
     """The error for a change whose fingerprint already names an `action` that does something
     else; None for a true retry. What the change does is compared (record — or the key it was
     requested at, for a record the system created elsewhere — operation, values set and

@@ -25,7 +25,7 @@ from ledger.points import Point
 from ledger.store import CollectionAction, Cutoff, CutoffKind, from_micros, to_micros
 from ledger.store.library_seams import fields_decoder
 from ledger.values import ABSENT, same
-from ledger.views import Action, EntityDiff, EntityState
+from ledger.views import ActionView, EntityDiff, EntityState
 
 PAGE_SIZE = 1000
 
@@ -44,7 +44,7 @@ class Queries(AggregateStore):
         kind: CutoffKind = "recorded" if point.kind == "time" else "effective"
         return Cutoff(kind, to_micros(cast(datetime, point.value)))
 
-    def history(self, address: Address, *, follow: bool = True) -> list[Action]:
+    def history(self, address: Address, *, follow: bool = True) -> list[ActionView]:
         """Every action on a record, oldest first; after a move to a key the system chose,
         the actions at the new key follow (unless ``follow`` is false)."""
         positions = self.index.positions_of(address.entity_id)

@@ -28,7 +28,7 @@ from ledger.errors import BatchClosed, ConcurrencyConflict, InvalidChange
 from ledger.store import IndexedAction, IndexEntry, SaveContext, to_micros
 from ledger.store.saving import NOTHING
 from ledger.values import ABSENT
-from ledger.views import Action, Receipt
+from ledger.views import ActionView, Receipt
 
 MAX_ATTEMPTS = 25
 
@@ -203,7 +203,7 @@ class Recording(AggregateStore):
         return batch
 
 
-def _retry_receipt(change: Change, action: Action) -> Receipt:
+def _retry_receipt(change: Change, action: ActionView) -> Receipt:
     """The first receipt, for a change whose fingerprint is already recorded — refused when the
     change does something else than that action."""
     reused = reused_fingerprint(change, action)

@@ -12,7 +12,7 @@ from ledger.values import ABSENT
 
 
 @dataclass(frozen=True)
-class Action:
+class ActionView:
     """One recorded action, as history and receipts show it."""
 
     entity: str
@@ -92,7 +92,7 @@ class Action:
 class Receipt:
     """The answer to recording a change: the action, and whether it had been recorded before."""
 
-    action: Action
+    action: ActionView
     duplicate: bool = False
 
     def to_json(self) -> dict[str, Any]:
