@@ -1,5 +1,11 @@
 """Shared pytest fixtures: real PostgreSQL databases (see postgres_server.py) and db URLs.
 
+The suite in three folders: `unit/` (pure functions and data, no database, no process),
+`integration/` (the library on real SQLite files, a real PostgreSQL server, real HTTP on
+loopback and real files), `e2e/` (the `ledger` command as a user runs it, the demo, the
+README, the benchmark harness). The servers, tables and crash hooks they share live here
+(tests/*.py, tests/fixtures/), importable from every folder (`pythonpath` in pyproject.toml).
+
 Without PostgreSQL binaries the postgres tests are skipped locally, but fail when CI=true.
 """
 

@@ -7,7 +7,7 @@
     3  REFUSED  some writes were refused (stale) or failed
 
 When a run has both refused writes and items left for review, it exits 3. The table is
-documented in docs/cli.md; tests/test_exit_codes.py checks it command by command.
+documented in docs/cli.md; tests/e2e/test_exit_codes.py checks it command by command.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Every place the ledger leans on the eventsourcing library's internals, and only here.
 
 The library is pinned exactly (pyproject.toml) because these functions mirror or reach into
-its private steps. `tests/test_library_seams.py` hashes the source of each library function
+its private steps. `tests/unit/test_library_seams.py` hashes the source of each library function
 named below and fails, naming it and what to re-check here, when an upgrade changes one:
 
 - `save_aggregates` runs `Application.save`'s steps without its two runtime-protocol checks

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from ledger.cli import main
 
-DOCS = Path(__file__).parent.parent / "docs" / "cli.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
 
 @pytest.fixture

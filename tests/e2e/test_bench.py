@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "bench.py"
 MEASURED = ("1", "2", "3", "4a", "4b", "5a", "5b", "6", "7a", "7b", "9a", "9b")
 RATE = re.compile(r"^[\d,]+ (actions|states|records|rows)/s\b")

@@ -36,7 +36,7 @@ from eventsourcing.sqlite import (
 )
 
 PINNED = "9.5.6"
-PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 SAVE = "`save_aggregates` (Ledger.save) still does every step of Application.save"
 INSERT = (

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from ledger.cli import main
 from ledger.cli.exit import Exit
 
-DOCS = Path(__file__).parent.parent / "docs" / "cli.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
 
 @pytest.fixture

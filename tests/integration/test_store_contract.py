@@ -63,7 +63,7 @@ from ledger.store import postgres as postgres_store
 from ledger.store import sqlite as sqlite_store
 from ledger.transcoder import OrjsonTranscoder
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def construct_factory(db: str, name: str = Ledger.name) -> InfrastructureFactory[Any]:
