@@ -9,6 +9,9 @@ Input shape (JSON object; one per line in a JSON Lines file)::
      "batch": "run-7", "actor": "zapier", "trigger": "schedule",
      "sources": ["sheet/leads/17"], "effective_at": "2026-11-24T09:12:00Z",
      "fingerprint": "optional idempotency key"}
+
+Just over 400 lines: a change's parsing, checks and resolution against the ledger are one
+concept (what an automation may submit and what it means).
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ The file is ``--config``, else ``$LEDGER_CONFIG``, else ``./ledger.toml``. The w
 checked when it is read: an unknown or mistyped setting anywhere is refused naming its key
 (``systems.crm.collections.orders.keys is not a setting``) and what was expected, so a typo
 never falls back to a default silently.
+
+Over 400 lines for now: systems, contracts and lanes share the one strict checker
+(`_check_settings`, `_fits`); splitting the lane rows into a module of their own is next.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ Settling (6) is `ledger.settlement`. A crash between 4 and 6 leaves intents pend
 reads the target to settle each as applied or not applied. So does a write whose outcome the
 adapter could not know (``unknown``: its answer was lost and the system stopped answering): it
 stays pending, never ``failed``.
+
+Just over 400 lines: the run's chunk loop (locks, intents, writes, retries) is one protocol
+read best in one place; what happens after a write is in `ledger.settlement`.
 """
 
 from __future__ import annotations

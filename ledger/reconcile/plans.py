@@ -6,6 +6,8 @@ ledger, or `Skipped` — so it is tested without a database. `plan_comparison` s
 `Comparison` through it once, counting the drift as it goes, and returns a `ReconcilePlan`:
 frozen data with an id that hashes its content, saved exactly with `dumps` and checked on
 `loads`. `plan_reconciliation` is the one-call form: compare now, then plan.
+
+Just over 400 lines: the plan's data, its rules and the two planning forms are one concept.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ The index is derived from the events (every column is also in the event), so it 
 rebuilt from the notification log. Each backend module subclasses its eventsourcing
 recorder with `IndexedRecorder` and supplies the SQL dialect. Every statement the ledger runs
 over the library's tables and its own is in this package.
+
+Just over 400 lines: it is the index's one list of SQL statements, kept together so every
+query over the index is found in one file.
 """
 
 from __future__ import annotations
