@@ -85,7 +85,9 @@ def _cost(value: Any, depth: int) -> int:
     valid case walked once, without building the path of every item (`_check` does that
     when something is wrong, to say where)."""
     kind = type(value)
-    if kind is str or kind is bytes:
+    if kind is str:
+        return len(value) + 2 if _unicode(value) else -1
+    if kind is bytes:
         return len(value) + 2
     if kind in _PLAIN:
         return 8
@@ -94,10 +96,12 @@ def _cost(value: Any, depth: int) -> int:
             return -1
         total = 2
         for key, item in value.items():
-            if type(key) is not str:
+            if type(key) is not str or not _unicode(key):
                 return -1
             kind = type(item)
             if kind is str:
+                if not _unicode(item):
+                    return -1
                 total += len(key) + len(item) + 5
             elif kind in _PLAIN:
                 total += len(key) + 11
@@ -124,6 +128,24 @@ def _cost(value: Any, depth: int) -> int:
     return -1
 
 
+def _unicode(text: str) -> bool:
+    """Whether every character is a Unicode scalar value: a lone surrogate (which Python
+    strings can hold) has no UTF-8 form, so no store, JSON encoder or fingerprint takes it."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _surrogate(text: str) -> str:
+    """Where the first lone surrogate is, for the message."""
+    at = next(i for i, c in enumerate(text) if 0xD800 <= ord(c) <= 0xDFFF)
+    return f"U+{ord(text[at]):04X} at character {at}"
+
+
 def _check(value: Any, where: str, depth: int, budget: list[int]) -> None:
     if depth > MAX_DEPTH:
         raise InvalidValue(f"{where} is nested deeper than {MAX_DEPTH} levels", field=where)
@@ -141,7 +163,15 @@ def _check(value: Any, where: str, depth: int, budget: list[int]) -> None:
                 f"{where} is Decimal({str(value)!r}); send a finite number or null", field=where
             )
         cost = 16
-    elif kind in (str, bytes):
+    elif kind is str:
+        if not _unicode(value):
+            raise InvalidValue(
+                f"{where} is text that is not valid Unicode (it holds a lone surrogate, "
+                f"{_surrogate(value)}), which no UTF-8 store can hold; send UTF-8 text",
+                field=where,
+            )
+        cost = len(value) + 2
+    elif kind is bytes:
         cost = len(value) + 2
     elif kind in _SCALARS:
         cost = 8
@@ -155,6 +185,12 @@ def _check(value: Any, where: str, depth: int, budget: list[int]) -> None:
             if type(key) is not str:
                 raise InvalidValue(
                     f"{where} has a key {key!r} of type {type(key).__name__}; keys must be text",
+                    field=where,
+                )
+            if not _unicode(key):
+                raise InvalidValue(
+                    f"{where} has a key {key!r} that is not valid Unicode (a lone surrogate, "
+                    f"{_surrogate(key)}); keys must be UTF-8 text",
                     field=where,
                 )
             cost += len(key) + 3

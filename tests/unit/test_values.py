@@ -79,3 +79,27 @@ def test_json_input_that_is_not_utf8_is_refused_naming_it():
 
     with pytest.raises(InvalidValue, match=r"line 3 is not valid UTF-8 \(byte 10\)"):
         parse_json(b'{"name": "\xff"}', where="line 3")
+
+
+@pytest.mark.parametrize(
+    "value, where",
+    [
+        ("\ud800", "set"),
+        ({"doc": "a\udfffb"}, "set.doc"),
+        ({"doc": ["ok", {"x": "\ud83d"}]}, "set.doc[1].x"),
+        ({"k\ud800": 1}, "set"),
+    ],
+)
+def test_text_with_a_lone_surrogate_is_refused_naming_where(value, where):
+    """Found by the value-fidelity property: such text passed the check and then broke the
+    fingerprint with a TypeError; no UTF-8 store could hold it anyway."""
+    with pytest.raises(InvalidValue, match="not valid Unicode") as refused:
+        check_value(value, "set")
+    assert refused.value.field == where
+
+
+def test_a_change_carrying_a_lone_surrogate_is_refused_before_anything_is_hashed():
+    from ledger import Address, Change
+
+    with pytest.raises(InvalidValue, match=r"set\.doc .*U\+D800 at character 0"):
+        Change(Address("crm", "values", "1"), "update", values={"doc": "\ud800"})
