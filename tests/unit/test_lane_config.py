@@ -5,8 +5,9 @@ from datetime import timedelta
 
 import pytest
 
-from ledger.config import load_lanes, load_systems
+from ledger.config import load_systems
 from ledger.errors import ConfigurationError
+from ledger.lane_config import load_lanes
 from ledger.lanes import LaneConfig
 from ledger.reenable import ReenableRule
 from ledger.triggers import FieldGuard, RateLimit, Triggers, VolumeLimit
