@@ -4,6 +4,7 @@ table/JSON output. Errors become messages in `ledger.cli.errors`, exit codes com
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -18,6 +19,7 @@ from ledger.values import ABSENT
 
 __all__ = [
     "F",
+    "actor_option",
     "common",
     "config_option",
     "emit",
@@ -50,6 +52,28 @@ def config_option(command: F) -> F:
         default=None,
         help="Systems configuration [env LEDGER_CONFIG; default ./ledger.toml].",
     )(command)
+
+
+ACTOR_KEY = "LEDGER_ACTOR"
+
+
+def actor_option(command: F) -> F:
+    """--actor, who is acting: self-asserted on the command line (the HTTP API authenticates
+    it); ``$LEDGER_ACTOR``, else the login name."""
+    return click.option(
+        "--actor",
+        envvar=ACTOR_KEY,
+        default=_login,
+        show_default="login name",
+        help=f"Who is acting, recorded with what this does [env {ACTOR_KEY}].",
+    )(command)
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user database entry (containers): say so, not a traceback
+        return "unknown"
 
 
 class _LedgerCommands(click.Group):
