@@ -17,6 +17,7 @@ If the command finishes before step N, it exits as it would have.
 import os
 import random
 import signal
+import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -50,6 +51,30 @@ def crash_schedule(seed: int, chunks: int) -> list[str]:
             ("save", 2 * most),
         ]
     ]
+
+
+def kill_and_recover(
+    arguments: list[str],
+    env: dict[str, str],
+    *,
+    seed: int,
+    chunks: int,
+    after_recover: Callable[[], None],
+) -> set[str]:
+    """Run ``ledger arguments`` once per kill of `crash_schedule`, then ``ledger recover`` and
+    ``after_recover`` (the test's invariant) after each; the windows the kills landed in."""
+    ledger = [sys.executable, "-m", "ledger"]
+    killed = set()
+    for crash in crash_schedule(seed, chunks):
+        process = subprocess.run(
+            [*CRASH_AFTER, crash, *arguments], env=env, capture_output=True, text=True
+        )
+        assert process.returncode in (0, -signal.SIGKILL), process.stderr
+        if process.returncode == -signal.SIGKILL:
+            killed.add(crash.split(":")[0])
+        subprocess.run([*ledger, "recover"], env=env, check=True, capture_output=True)
+        after_recover()
+    return killed
 
 
 def counter(limit: int) -> Callable[[], None]:

@@ -4,7 +4,6 @@ and never over an outside writer's edit."""
 import json
 import os
 import random
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import time
 
 import pytest
 import sqlalchemy as sa
-from crash_after import CRASH_AFTER, crash_schedule
+from crash_after import kill_and_recover
 from crm_tables import make_contacts
 
 from adapters.sql import SqlAdapter, SqlCollection
@@ -107,19 +106,13 @@ def test_sigkill_at_every_window_never_loses_or_doubles_an_action(workspace):
         tmp_path / "batch.jsonl", [f"{i:05d}" for i in range(count)], stage="sql", n=1
     )
     ledger_db = tmp_path / "ledger.db"
-    killed = []
-    for crash in crash_schedule(int(os.environ.get("SIGKILL_SEED", "7")), chunks=count // 500):
-        process = subprocess.run(
-            [*CRASH_AFTER, crash, "apply", path, "--system", "crm", "--batch", "b1"],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        assert process.returncode in (0, -signal.SIGKILL), process.stderr
-        if process.returncode == -signal.SIGKILL:
-            killed.append(crash.split(":")[0])
-        subprocess.run([*LEDGER, "recover"], env=env, check=True, capture_output=True)
-        assert_target_and_ledger_agree(crm, ledger_db)
+    killed = kill_and_recover(
+        ["apply", path, "--system", "crm", "--batch", "b1"],
+        env,
+        seed=int(os.environ.get("SIGKILL_SEED", "7")),
+        chunks=count // 500,
+        after_recover=lambda: assert_target_and_ledger_agree(crm, ledger_db),
+    )
     final = subprocess.run(
         [*LEDGER, "apply", path, "--system", "crm", "--batch", "b1", "--json"],
         env=env,
@@ -127,7 +120,7 @@ def test_sigkill_at_every_window_never_loses_or_doubles_an_action(workspace):
         text=True,
     )
     assert final.returncode == 0, final.stderr
-    assert set(killed) == {"write", "before-write", "statement", "save"}, killed
+    assert killed == {"write", "before-write", "statement", "save"}, killed
     reached, actions = assert_target_and_ledger_agree(crm, ledger_db)
     assert len(reached) == count and len(actions) == count
 

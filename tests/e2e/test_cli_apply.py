@@ -7,33 +7,12 @@ import json
 import sqlite3
 
 import pytest
-from click.testing import CliRunner
-
-from ledger.cli import main
+from fixtures.cli import crm_workspace
 
 
 @pytest.fixture
 def crm(tmp_path):
-    with contextlib.closing(sqlite3.connect(tmp_path / "crm.db")) as db:
-        db.execute("CREATE TABLE contacts (id TEXT PRIMARY KEY, stage TEXT)")
-        db.executemany("INSERT INTO contacts VALUES (?, 'lead')", [(str(i),) for i in range(1, 6)])
-        db.commit()
-    (tmp_path / "ledger.toml").write_text(
-        '[systems.crm]\ntype = "sql"\nurl = "sqlite:///crm.db"\n'
-        'collections.contacts = { key = "id" }\n'
-    )
-    runner = CliRunner(
-        env={
-            "LEDGER_DB": str(tmp_path / "ledger.db"),
-            "LEDGER_CONFIG": str(tmp_path / "ledger.toml"),
-        }
-    )
-
-    def invoke(*args):
-        return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-    invoke("init")
-    return invoke
+    return crm_workspace(tmp_path, [str(i) for i in range(1, 6)], catch_exceptions=False)
 
 
 def stages(tmp_path):

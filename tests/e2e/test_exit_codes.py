@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from fixtures.cli import crm_workspace
 
 from ledger.cli import main
 from ledger.cli.exit import Exit
@@ -20,25 +21,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 @pytest.fixture
 def ws(tmp_path):
     """A CRM whose contacts 1-3 the ledger knows (contact 1 set to 'sql' by batch `seed`)."""
-    with contextlib.closing(sqlite3.connect(tmp_path / "crm.db")) as db:
-        db.execute("CREATE TABLE contacts (id TEXT PRIMARY KEY, stage TEXT)")
-        db.executemany("INSERT INTO contacts VALUES (?, 'lead')", [("1",), ("2",), ("3",)])
-        db.commit()
-    (tmp_path / "ledger.toml").write_text(
-        '[systems.crm]\ntype = "sql"\nurl = "sqlite:///crm.db"\n'
-        'collections.contacts = { key = "id" }\n'
-    )
-    runner = CliRunner(
-        env={
-            "LEDGER_DB": str(tmp_path / "ledger.db"),
-            "LEDGER_CONFIG": str(tmp_path / "ledger.toml"),
-        }
-    )
-
-    def invoke(*args):
-        return runner.invoke(main, [str(a) for a in args])
-
-    invoke("init")
+    invoke = crm_workspace(tmp_path, ["1", "2", "3"])
     lines = [
         {"entity": f"crm/contacts/{k}", "op": "update", "set": {"stage": "lead"}} for k in "23"
     ]

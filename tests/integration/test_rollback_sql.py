@@ -2,14 +2,13 @@
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
 
 import pytest
 import sqlalchemy as sa
-from crash_after import CRASH_AFTER, crash_schedule
+from crash_after import kill_and_recover
 from crm_tables import make_contacts
 
 from adapters.sql import SqlAdapter, SqlCollection
@@ -175,20 +174,17 @@ def test_a_rollback_killed_in_every_window_resumes_and_applies_each_compensation
         capture_output=True,
         check=True,
     )
-    killed = []
-    for crash in crash_schedule(int(os.environ.get("SIGKILL_SEED", "5")), chunks=count // 2000):
-        process = subprocess.run(
-            [*CRASH_AFTER, crash, "rollback", "apply", "--plan", plan_path],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        assert process.returncode in (0, -signal.SIGKILL), process.stderr
-        if process.returncode == -signal.SIGKILL:
-            killed.append(crash.split(":")[0])
-        subprocess.run([*LEDGER, "recover"], env=env, check=True, capture_output=True)
+    def restored_exactly_once() -> None:
         restored_in_target, compensations = check_exactly_once(crm, tmp_path / "ledger.db")
         assert restored_in_target == set(compensations)
+
+    killed = kill_and_recover(
+        ["rollback", "apply", "--plan", plan_path],
+        env,
+        seed=int(os.environ.get("SIGKILL_SEED", "5")),
+        chunks=count // 2000,
+        after_recover=restored_exactly_once,
+    )
     final = subprocess.run(
         [*LEDGER, "rollback", "apply", "--plan", plan_path, "--json"],
         env=env,
@@ -196,7 +192,7 @@ def test_a_rollback_killed_in_every_window_resumes_and_applies_each_compensation
         text=True,
     )
     assert final.returncode == 0, final.stderr
-    assert set(killed) == {"write", "before-write", "statement", "save"}, killed
+    assert killed == {"write", "before-write", "statement", "save"}, killed
     restored_in_target, compensations = check_exactly_once(crm, tmp_path / "ledger.db")
     assert len(restored_in_target) == len(compensations) == count
 
