@@ -7,7 +7,7 @@ Deleting a parent that other collections reference is announced in the plan firs
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +29,11 @@ DEALS = {
 
 
 @pytest.fixture
-def crm() -> Iterator[CrmServer]:
-    with CrmServer(assign_ids=True) as server:
-        server.seed("contacts", CONTACTS)
-        server.seed("deals", DEALS)
-        yield server
+def crm(crm_server: Callable[..., CrmServer]) -> CrmServer:
+    server = crm_server(assign_ids=True)
+    server.seed("contacts", CONTACTS)
+    server.seed("deals", DEALS)
+    return server
 
 
 def routes() -> dict[str, CollectionRoute]:

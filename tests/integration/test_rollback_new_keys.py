@@ -5,7 +5,7 @@ reads, reconciliation, later rollbacks and a second run of the same rollback all
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -36,10 +36,10 @@ SEED = {
 
 
 @pytest.fixture
-def crm() -> Iterator[CrmServer]:
-    with CrmServer(assign_ids=True) as server:
-        server.seed(C, SEED)
-        yield server
+def crm(crm_server: Callable[..., CrmServer]) -> CrmServer:
+    server = crm_server(assign_ids=True)
+    server.seed(C, SEED)
+    return server
 
 
 @pytest.fixture
