@@ -16,8 +16,20 @@ from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
 from ledger.config import load_contracts, load_systems, open_adapters
 from ledger.errors import InvalidChange
+from ledger.lane_config import load_lanes
+from ledger.lane_evidence import LaneTrip
 from ledger.ports import Adapter
-from ledger.rollback import Direction, RollbackPlan, RollbackScope, plan_rollback
+from ledger.rollback import (
+    Direction,
+    PlanApproval,
+    RollbackPlan,
+    RollbackScope,
+    SavedPlan,
+    approve_rollback_plan,
+    judge_rollback_plan,
+    plan_rollback,
+    save_plan,
+)
 
 PLANNING_OPTIONS = ("policy", "missing_parent")  # fixed when planning, kept by a saved plan
 
@@ -68,6 +80,7 @@ def plan_with(
     policy: str,
     direction: Direction,
     missing_parent: str = "skip",
+    planner: str | None = None,
 ) -> RollbackPlan:
     """Plan a scope with the configured systems' contracts and collections; reads only."""
     return plan_rollback(
@@ -82,7 +95,66 @@ def plan_with(
             system: list(settings.get("collections", {}))
             for system, settings in load_systems(config).items()
         },
+        planner=planner,
     )
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A plan as `ledger rollback plan` makes it: the lanes its conflicts paused, and where
+    it was saved (and recorded) for approval."""
+
+    plan: RollbackPlan
+    trips: tuple[LaneTrip, ...]
+    saved: SavedPlan | None
+
+    @property
+    def for_review(self) -> bool:
+        return for_review(self.plan) or bool(self.trips)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.plan.to_json(),
+            "trips": [trip.to_json() for trip in self.trips],
+            "saved": None if self.saved is None else self.saved.to_json(),
+        }
+
+
+def plan_for_review(
+    db: str | None,
+    config: str | None,
+    scope: RollbackScope,
+    *,
+    policy: str,
+    direction: Direction,
+    missing_parent: str = "skip",
+    planner: str,
+    out: Path | None = None,
+) -> Planned:
+    """Plan a scope (nothing written to any target); pause the lane of each of its workflows
+    whose ``rollback_conflicts`` limit it exceeds; save it sealed to ``out`` and record it, to
+    be approved and applied. A tripped lane's plan is still saved: it is the operator's to
+    read."""
+    lanes = load_lanes(config)
+    ledger = open_ledger(db, create=False)
+    adapters = open_adapters(config)
+    try:
+        made = plan_with(
+            ledger,
+            adapters,
+            config,
+            scope,
+            policy=policy,
+            direction=direction,
+            missing_parent=missing_parent,
+            planner=planner,
+        )
+    finally:
+        for adapter in adapters.values():
+            adapter.close()
+    trips = judge_rollback_plan(ledger, made, lanes)
+    saved = None if out is None else save_plan(ledger, made, out, reason=f"planned by {planner}")
+    return Planned(made, trips, saved)
 
 
 def plan_configured(
@@ -159,3 +231,16 @@ class ScopeCheck:
             "cautions": [c.entity for c in self.plan.cautions],
             "clean": not self.blocked,
         }
+
+
+def approve_saved(ledger: Ledger, plan_file_or_id: str, approver: str) -> PlanApproval:
+    """`ledger rollback approve`: a plan file (its sealed content), or the id of a plan saved
+    once, approved by ``approver`` (`approve_rollback_plan`)."""
+    path = Path(plan_file_or_id)
+    if not path.is_file():
+        return approve_rollback_plan(ledger, plan_file_or_id, approver)
+    try:
+        plan = RollbackPlan.loads(path.read_bytes())
+    except InvalidChange as error:
+        raise InvalidChange(f"{path}: {error}", field="plan") from None
+    return approve_rollback_plan(ledger, plan, approver)

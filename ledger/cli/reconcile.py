@@ -26,11 +26,21 @@ from typing import Any
 import click
 
 from ledger.application import Ledger
-from ledger.cli.base import F, common, config_option, emit, errors_as_messages, main, open_db
+from ledger.cli.base import (
+    F,
+    actor_option,
+    common,
+    config_option,
+    emit,
+    errors_as_messages,
+    main,
+    open_db,
+)
 from ledger.cli.exit import Exit
 from ledger.cli.reconcile_output import print_plan, print_report, print_result
 from ledger.config import open_adapter
 from ledger.errors import InvalidChange
+from ledger.lane_config import load_lanes
 from ledger.points import Point
 from ledger.ports import Adapter
 from ledger.reconcile import (
@@ -41,8 +51,8 @@ from ledger.reconcile import (
     ReconcileScope,
     apply_reconciliation,
     capture_baseline,
+    check_reconciliation,
     compare_baseline,
-    compare_in_scope,
     load_plan,
     parse_field_rules,
     plan_reconciliation,
@@ -135,9 +145,11 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 @reconcile.command("check")
 @_verb
 @_scope_options
+@actor_option
 def check(db: str | None, as_json: bool, config: str | None, target: str, **scope: Any) -> None:
-    """Report the drift between the ledger and the system; change nothing.
-    Exit code 0: clean; 2: drift found; 1: error."""
+    """Report the drift between the ledger and the system; change nothing in either. The
+    result of a check of now is recorded (lane evidence), and pauses the lanes touching the
+    system whose drift_share it exceeds. Exit code 0: clean; 2: drift found; 1: error."""
     _check(db, as_json, config, target, **scope)
 
 
@@ -166,10 +178,12 @@ def plan(db: str | None, as_json: bool, config: str | None, target: str, **optio
     type=_file,
     help="Apply this saved plan (`plan --out`) instead of planning now.",
 )
+@actor_option
 def apply(db: str | None, as_json: bool, config: str | None, target: str, **options: Any) -> None:
     """Apply the corrections (planned now under --policy, or a saved plan: --from FILE)
-    exactly once, compare-and-set, then compare again. Exit code 0: clean afterwards;
-    2: drift left for review; 3: some corrections refused or failed; 1: error."""
+    exactly once, compare-and-set, then compare again (recorded, as lane evidence: a clean
+    one after repairs is what a `reconciled` re-enable rule asks for). Exit code 0: clean
+    afterwards; 2: drift left for review; 3: some corrections refused or failed; 1: error."""
     _apply(db, as_json, config, target, **options)
 
 
@@ -229,14 +243,30 @@ def _report(as_json: bool, found: DriftReport) -> None:
 
 
 def _check(
-    db: str | None, as_json: bool, config: str | None, target: str, samples: int, **scope: Any
+    db: str | None,
+    as_json: bool,
+    config: str | None,
+    target: str,
+    samples: int,
+    actor: str,
+    **scope: Any,
 ) -> None:
     system, collection = _collection(target)
     chosen = _scope(**scope)
+    lanes = load_lanes(config)
     with _opened(db, config, system) as (ledger, adapter):
-        _report(
-            as_json, DriftReport.of(compare_in_scope(ledger, adapter, collection, chosen), samples)
+        found = check_reconciliation(
+            ledger, adapter, collection, chosen, actor=actor, lanes=lanes, samples=samples
         )
+
+    def human() -> None:
+        print_report(found.report)
+        for tripped in () if found.recorded is None else found.recorded.trips:
+            done = "paused" if tripped.paused_now else "was already paused"
+            click.echo(f"lane {tripped.workflow} {done}: {tripped.trip.describe()}")
+
+    emit(as_json, found.to_json(), human)
+    sys.exit(Exit.DONE if found.report.clean else Exit.REVIEW)
 
 
 def _planned(
@@ -277,10 +307,12 @@ def _apply(
     config: str | None,
     target: str,
     from_: Path | None,
+    actor: str,
     **options: Any,
 ) -> None:
     system, collection = _collection(target)
     rules = parse_field_rules(options["field_rules"])
+    lanes = load_lanes(config)
     with _opened(db, config, system) as (ledger, adapter):
         if from_ is not None:
             made = load_plan(
@@ -296,7 +328,7 @@ def _apply(
             )
         else:
             made = _planned(ledger, adapter, collection, **options)
-        result = apply_reconciliation(ledger, adapter, made)
+        result = apply_reconciliation(ledger, adapter, made, actor=actor, lanes=lanes)
     payload = {**result.to_json(), "plan": made.to_json()}
     emit(as_json, payload, lambda: print_result(result))
     if result.refused:
@@ -374,6 +406,7 @@ class _OldSpelling(click.Command):
     help="Check the target against FILE and the actions recorded since (after a batch).",
 )
 @click.option("--batch", help="With --baseline: only this batch's actions explain changes.")
+@actor_option
 def _old_spelling(
     db: str | None, as_json: bool, config: str | None, target: str, **options: Any
 ) -> None:
@@ -384,6 +417,7 @@ def _old_spelling(
     mode, out, from_ = options.pop("mode"), options.pop("out"), options.pop("from_")
     capture_path, baseline_path = options.pop("capture_path"), options.pop("baseline_path")
     batch = options.pop("batch")
+    actor = options.pop("actor")
     common = (db, as_json, config, target)
     if capture_path is not None:
         _deprecated(target, "--capture-baseline", f"baseline capture {target} {capture_path}")
@@ -398,13 +432,13 @@ def _old_spelling(
         _deprecated(target, "", f"check {target}")
         for name in ("policy", "field_rules", "delete_unknown"):
             options.pop(name)
-        _check(*common, **options)
+        _check(*common, actor=actor, **options)
     elif mode == "plan":
         _deprecated(target, "--plan", f"plan {target}")
         _plan(*common, out, **options)
     else:
         _deprecated(target, "--apply", f"apply {target}")
-        _apply(*common, from_, **options)
+        _apply(*common, from_, actor, **options)
 
 
 def _deprecated(target: str, flag: str, new: str) -> None:

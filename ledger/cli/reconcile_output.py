@@ -108,3 +108,6 @@ def print_result(result: ReconcileResult) -> None:
     _print_skipped(result.plan)
     click.echo("verification:")
     print_report(result.verification)
+    for tripped in () if result.recorded is None else result.recorded.trips:
+        done = "paused" if tripped.paused_now else "was already paused"
+        click.echo(f"lane {tripped.workflow} {done}: {tripped.trip.describe()}")

@@ -15,9 +15,20 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from ledger.cli.base import F, common, config_option, emit, errors_as_messages, main, open_db, table
+from ledger.cli.base import (
+    F,
+    actor_option,
+    common,
+    config_option,
+    emit,
+    errors_as_messages,
+    main,
+    open_db,
+    table,
+)
 from ledger.cli.exit import Exit
 from ledger.config import load_contracts, open_adapters
+from ledger.lane_config import load_lanes
 from ledger.rollback import (
     MISSING_PARENT,
     ON_FAILURE,
@@ -25,14 +36,17 @@ from ledger.rollback import (
     RollbackPlan,
     RollbackScope,
     apply_rollback,
+    rollback_plans,
 )
 from ledger.rollback_requests import (
     PLANNING_OPTIONS,
     Direction,
     ScopeCheck,
+    approve_saved,
     for_review,
     load_saved_plan,
     plan_configured,
+    plan_for_review,
     plan_with,
     rollback_scope,
 )
@@ -40,7 +54,8 @@ from ledger.rollback_requests import (
 
 @main.group("rollback")
 def rollback() -> None:
-    """Reverse batches: `plan` shows what would change and the conflicts; `apply` does it."""
+    """Reverse batches: `plan` shows what would change and the conflicts; `approve` (a
+    two-person lane's plans); `apply` does it."""
 
 
 @main.group("replay")
@@ -93,8 +108,10 @@ def _scope(options: dict[str, Any]) -> RollbackScope:
 
 _HELP = {
     "undo": {
-        "plan": "Plan a rollback: changes nothing. Exit code 2 when something is left for "
-        "review (conflicts, follow-ups, cautions).",
+        "plan": "Plan a rollback: changes no target. --out saves it sealed and records it, "
+        "to approve and apply later. A plan with more conflicts than a lane's "
+        "rollback_conflicts pauses that lane. Exit code 2 when something is left for "
+        "review (conflicts, follow-ups, cautions, a lane paused).",
         "check": "Can this scope be reversed, and what blocks it? Exit code 0: yes; 2: blocked.",
         "apply": "Apply a rollback (a saved plan, or a scope planned now), newest change first. "
         "Every compensation is checked against the ledger's history and is compare-and-set "
@@ -103,8 +120,9 @@ _HELP = {
         "for review; 3 when writes were refused or failed, or verification found a mismatch.",
     },
     "redo": {
-        "plan": "Plan a replay (redo the scope's changes): changes nothing. Exit code 2 when "
-        "something is left for review (conflicts, follow-ups, cautions).",
+        "plan": "Plan a replay (redo the scope's changes): changes no target. --out saves it "
+        "sealed and records it. Exit code 2 when something is left for review (conflicts, "
+        "follow-ups, cautions, a lane paused).",
         "check": "Can this scope be replayed, and what blocks it? Exit code 0: yes; 2: blocked.",
         "apply": "Apply a replay (a saved plan, or a scope planned now), compare-and-set, exactly "
         "once. Exit code 2 when conflicts were left for review; 3 when writes were refused or "
@@ -127,8 +145,9 @@ def _register(group: click.Group, direction: Direction) -> None:
     @click.option(
         "--out",
         type=click.Path(dir_okay=False, path_type=Path),
-        help="Save the plan, to apply it later with --plan.",
+        help="Save the plan sealed (and record it), to approve and apply it later with --plan.",
     )
+    @actor_option
     def plan_(
         db: str | None,
         as_json: bool,
@@ -136,15 +155,33 @@ def _register(group: click.Group, direction: Direction) -> None:
         policy: str,
         runbook: Path | None,
         out: Path | None,
+        actor: str,
         **scope: Any,
     ) -> None:
-        result = _plan(db, config, policy, direction, scope)
+        planned = plan_for_review(
+            db,
+            config,
+            _scope(scope),
+            policy=policy,
+            direction=direction,
+            missing_parent=scope["missing_parent"],
+            planner=actor,
+            out=out,
+        )
+        result = planned.plan
         if runbook:
             runbook.write_text(result.runbook())
-        if out:
-            out.write_bytes(result.dumps())
-        emit(as_json, result.to_json(), lambda: click.echo(result.runbook()))
-        sys.exit(Exit.REVIEW if for_review(result) else Exit.DONE)
+
+        def human() -> None:
+            click.echo(result.runbook())
+            for tripped in planned.trips:
+                done = "paused" if tripped.paused_now else "was already paused"
+                click.echo(f"lane {tripped.workflow} {done}: {tripped.trip.describe()}")
+            if planned.saved is not None:
+                click.echo(f"saved to {planned.saved.path} (seal {planned.saved.seal})")
+
+        emit(as_json, planned.to_json(), human)
+        sys.exit(Exit.REVIEW if planned.for_review else Exit.DONE)
 
     @group.command("check", help=_HELP[direction]["check"])
     @_verb
@@ -186,7 +223,7 @@ def _register(group: click.Group, direction: Direction) -> None:
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
         help="A plan saved by `rollback plan --out`.",
     )
-    @click.option("--actor", help="Who is rolling back.")
+    @actor_option
     @click.option(
         "--on-failure",
         type=click.Choice(ON_FAILURE),
@@ -201,7 +238,7 @@ def _register(group: click.Group, direction: Direction) -> None:
         config: str | None,
         policy: str,
         saved: Path | None,
-        actor: str | None,
+        actor: str,
         on_failure: str,
         **scope: Any,
     ) -> None:
@@ -210,6 +247,7 @@ def _register(group: click.Group, direction: Direction) -> None:
         if saved is not None:
             chosen = _saved_plan(saved, scope)
         asked = _scope(scope)
+        lanes = load_lanes(config)
         ledger = open_db(db)
         adapters = open_adapters(config)
         try:
@@ -222,6 +260,7 @@ def _register(group: click.Group, direction: Direction) -> None:
                     policy=policy,
                     direction=direction,
                     missing_parent=scope["missing_parent"],
+                    planner=actor,
                 )
             with click.progressbar(
                 length=len(chosen.compensations), label="rolling back", file=sys.stderr
@@ -234,6 +273,7 @@ def _register(group: click.Group, direction: Direction) -> None:
                     on_progress=bar.update,
                     on_failure=on_failure,
                     contracts=load_contracts(config),
+                    lanes=lanes,
                 )
         finally:
             for adapter in adapters.values():
@@ -316,6 +356,56 @@ def _detail(outcome: dict[str, Any]) -> str | None:
 
 _register(rollback, "undo")
 _register(replay, "redo")
+
+
+@rollback.command("approve")
+@common
+@errors_as_messages
+@click.argument("plan", metavar="PLAN_FILE_OR_ID")
+@actor_option
+def approve(db: str | None, as_json: bool, plan: str, actor: str) -> None:
+    """Approve a saved rollback (or replay) plan, bound to its sealed content: someone other
+    than its planner must (two-person rule). PLAN_FILE_OR_ID is the file `plan --out` saved,
+    or its id (see `ledger rollback plans`). Applying refuses the plan if it is altered since.
+    Exit code 0: approved; 1: refused."""
+    approval = approve_saved(open_db(db), plan, actor)
+    saved = approval.saved
+    emit(
+        as_json,
+        approval.to_json(),
+        lambda: click.echo(
+            f"plan {saved.plan} (planned by {saved.planner}) approved by {actor} for "
+            f"{', '.join(saved.workflows)}, bound to its seal {saved.seal}"
+        ),
+    )
+
+
+@rollback.command("plans")
+@common
+@errors_as_messages
+def plans(db: str | None, as_json: bool) -> None:
+    """Every saved rollback and replay plan (`plan --out`, and those a lane made when it
+    tripped): who planned it, why, its approvals and whether it was applied."""
+    found = rollback_plans(open_db(db))
+    emit(
+        as_json,
+        [p.to_json() for p in found],
+        lambda: table(
+            ["plan", "planned by", "workflows", "approved by", "status", "saved at", "reason"],
+            (
+                [
+                    p.saved.plan,
+                    p.saved.planner,
+                    ", ".join(p.saved.workflows),
+                    ", ".join(sorted({a.approver for a in p.approvals})) or "-",
+                    p.status,
+                    p.saved.path,
+                    p.saved.reason,
+                ]
+                for p in found
+            ),
+        ),
+    )
 
 
 @rollback.command("status")

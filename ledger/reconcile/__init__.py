@@ -2,8 +2,10 @@
 
 One job per module, each layer using only those before it: `compare` (the ledger's projection
 and the target's scan merged in key order into drifts), `report` (drift summed up), `plans`
-(which side wins, decided as data by a pure step over the drifts), `apply` (a plan carried out
-exactly once, then verified) and `baselines` (the target before a batch, checked after it).
+(which side wins, decided as data by a pure step over the drifts), `evidence` (a
+reconciliation of now recorded, as lane evidence and for the drift trigger), `apply` (a plan
+carried out exactly once, then verified) and `baselines` (the target before a batch, checked
+after it).
 """
 
 from ledger.reconcile.apply import ReconcileResult, apply_reconciliation
@@ -17,6 +19,7 @@ from ledger.reconcile.compare import (
     compare_in_scope,
     compare_with_target,
 )
+from ledger.reconcile.evidence import DriftCheck, check_reconciliation, record_report
 from ledger.reconcile.plans import (
     POLICIES,
     Adoption,
@@ -43,6 +46,7 @@ __all__ = [
     "Comparison",
     "Correction",
     "Drift",
+    "DriftCheck",
     "DriftKind",
     "DriftReport",
     "Policy",
@@ -54,6 +58,7 @@ __all__ = [
     "Step",
     "apply_reconciliation",
     "capture_baseline",
+    "check_reconciliation",
     "compare_baseline",
     "compare_in_scope",
     "compare_with_target",
@@ -62,4 +67,5 @@ __all__ = [
     "parse_field_rules",
     "plan_comparison",
     "plan_reconciliation",
+    "record_report",
 ]

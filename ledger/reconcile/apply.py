@@ -9,7 +9,7 @@ overwritten; the ``target`` policy adopts the drift into the ledger as observed 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -17,8 +17,11 @@ from ledger.application import Ledger
 from ledger.changes import Change
 from ledger.domain import Address
 from ledger.errors import BatchClosed, InvalidChange, NotFound
+from ledger.lane_evidence import ReconciliationRecord
+from ledger.lanes import LaneConfig
 from ledger.ports import Adapter, Record, Relation, Write, WriteResult
 from ledger.reconcile.compare import compare_in_scope
+from ledger.reconcile.evidence import record_report
 from ledger.reconcile.plans import Adoption, Correction, ReconcilePlan
 from ledger.reconcile.report import DriftReport
 from ledger.runs import Outcome, Run, Target
@@ -37,6 +40,7 @@ class ReconcileResult:
     plan: ReconcilePlan
     outcomes: tuple[Outcome, ...]
     verification: DriftReport
+    recorded: ReconciliationRecord | None = None  # the verification, as lane evidence
 
     @property
     def counts(self) -> dict[str, int]:
@@ -54,13 +58,23 @@ class ReconcileResult:
             "refused": [o.to_json() for o in self.refused],
             "skipped": [s.to_json() for s in self.plan.skipped],
             "verification": self.verification.to_json(),
+            "recorded": None if self.recorded is None else self.recorded.to_json(),
         }
 
 
-def apply_reconciliation(ledger: Ledger, adapter: Adapter, plan: ReconcilePlan) -> ReconcileResult:
+def apply_reconciliation(
+    ledger: Ledger,
+    adapter: Adapter,
+    plan: ReconcilePlan,
+    *,
+    actor: str = "reconcile",
+    lanes: Mapping[str, LaneConfig] | None = None,
+) -> ReconcileResult:
     """Apply a plan exactly once — adoptions recorded into the ledger, then corrections written
     compare-and-set through a run — then compare again. A record the ledger recorded a newer
     action on since the plan was made is left alone (stale). Applying it again changes nothing.
+    The comparison made again is recorded as a reconciliation by ``actor`` (`record_report`):
+    a clean one after repairs is what a lane's ``reconciled`` re-enable rule asks for.
 
     Adoptions go first: a correction's run also records the outside edit it overwrites (an
     observed action, not the plan's own), which must not make a later step of the same record
@@ -102,7 +116,8 @@ def apply_reconciliation(ledger: Ledger, adapter: Adapter, plan: ReconcilePlan) 
     if outcomes and all(o.status in LANDED for o in outcomes):
         ledger.close_batch(plan.batch)
     verification = DriftReport.of(compare_in_scope(ledger, adapter, plan.collection, plan.scope))
-    return ReconcileResult(plan, tuple(outcomes), verification)
+    recorded = record_report(ledger, verification, plan.scope, actor=actor, lanes=lanes)
+    return ReconcileResult(plan, tuple(outcomes), verification, recorded)
 
 
 def _refuse_a_closed_plan(ledger: Ledger, plan: ReconcilePlan, recorded: int) -> None:

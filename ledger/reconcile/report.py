@@ -40,6 +40,12 @@ class DriftReport:
     def clean(self) -> bool:
         return self.drifted == 0
 
+    @property
+    def records(self) -> int:
+        """The records compared: every record either side holds (the target's, and those only
+        the ledger holds), what a drift share is a share of."""
+        return self.target_records + self.counts.get("missing_in_target", 0)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "system": self.system,
@@ -49,6 +55,7 @@ class DriftReport:
             "ledger_records": self.ledger_records,
             "target_records": self.target_records,
             "drifted": self.drifted,
+            "records": self.records,
             "counts": self.counts,
             "field_counts": self.field_counts,
             "samples": [drift.to_json() for drift in self.samples],

@@ -17,12 +17,23 @@ The modules, innermost first: `model` (the plan's parts and the policy types), `
 pure decision for one record, from its history and its target image), `contracts`,
 `ordering` (relations between collections), `runbook`, `plan` (`RollbackPlan`), `report`
 (`RollbackReport` and its typed results), `planning` (`plan_rollback`: the reads around the
-planner), `checks` (a saved plan against history), `execution` (`apply_rollback`) and
+planner), `records` (saved plans, recorded with their planner and seal), `checks` (a saved
+plan against history), `lane_rules` (what a workflow's lane asks of its plans: two-person
+approval, the conflict trigger, a plan on trip), `execution` (`apply_rollback`) and
 `verification` (`verify_rollback`).
 """
 
 from ledger.rollback.checks import check_against_history
 from ledger.rollback.execution import apply_rollback
+from ledger.rollback.lane_rules import (
+    PlanApproval,
+    PlanStatus,
+    approve_rollback_plan,
+    ensure_plan_approved,
+    judge_rollback_plan,
+    plan_tripped_rollback,
+    rollback_plans,
+)
 from ledger.rollback.model import (
     DIRECTIONS,
     MISSING_PARENT,
@@ -41,6 +52,7 @@ from ledger.rollback.model import (
 )
 from ledger.rollback.plan import RollbackPlan
 from ledger.rollback.planning import plan_rollback
+from ledger.rollback.records import SavedPlan, save_plan, saved_plans
 from ledger.rollback.report import CompensationResult, Mismatch, RollbackReport
 from ledger.rollback.verification import verify_rollback
 
@@ -59,12 +71,22 @@ __all__ = [
     "Mismatch",
     "MissingParent",
     "OnFailure",
+    "PlanApproval",
+    "PlanStatus",
     "Policy",
     "RollbackPlan",
     "RollbackReport",
     "RollbackScope",
+    "SavedPlan",
     "apply_rollback",
+    "approve_rollback_plan",
     "check_against_history",
+    "ensure_plan_approved",
+    "judge_rollback_plan",
     "plan_rollback",
+    "plan_tripped_rollback",
+    "rollback_plans",
+    "save_plan",
+    "saved_plans",
     "verify_rollback",
 ]

@@ -23,7 +23,7 @@ from ledger.rollback.model import (
 )
 from ledger.rollback.plan import RollbackPlan
 from ledger.rollback.planner import later_changes, read_history
-from ledger.rollback.planning import histories, scope_actions
+from ledger.rollback.planning import histories, scope_actions, scope_workflows
 from ledger.rollback.runbook import show
 from ledger.values import ABSENT, same
 
@@ -32,12 +32,15 @@ def check_against_history(
     ledger: Ledger,
     rollback: RollbackPlan,
     contracts: dict[tuple[str, str], Contract] | None = None,
-) -> None:
+) -> tuple[str, ...]:
     """Refuse a plan (nothing applied) unless every compensation reverses actions of the plan's
     scope on its record, with exactly the values the ledger's history gives at the plan's
     position, within what the policy allows. Target-side facts the history cannot know (drift
     read while planning, what `force` expects the target to hold) can only make a compensation
-    smaller or its compare-and-set stricter, never write values history does not give."""
+    smaller or its compare-and-set stricter, never write values history does not give.
+
+    Returns the workflows whose actions the compensations reverse, read from history (never
+    from the plan): the lanes whose approval applying it needs."""
     allowed: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("policy", rollback.policy, POLICIES),
         ("direction", rollback.direction, DIRECTIONS),
@@ -63,6 +66,7 @@ def check_against_history(
             raise _refused(rollback, compensation.entity, problem)
         planned[compensation.entity] = compensation
     wanted = [ids[entity] for entity in planned]
+    workflows: set[str] = set()
     for entity_id, history in histories(ledger, wanted, rollback.position):
         address = addresses[entity_id]
         contract = (contracts or {}).get((address.system, address.collection), Contract())
@@ -72,6 +76,8 @@ def check_against_history(
         )
         if problem:
             raise _refused(rollback, compensation.entity, problem)
+        workflows.update(scope_workflows(history, set(compensation.compensates)))
+    return tuple(sorted(workflows))
 
 
 def _refused(rollback: RollbackPlan, entity: str, problem: str) -> InvalidChange:

@@ -9,7 +9,7 @@ resumes after a crash, applies nothing twice, and can itself be rolled back.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any, cast
 
@@ -17,9 +17,11 @@ from ledger.application import Ledger
 from ledger.changes import Change
 from ledger.domain import Address
 from ledger.errors import InvalidChange, NotFound
+from ledger.lanes import LaneConfig
 from ledger.ports import Adapter
 from ledger.relations import Moves, follow_parents
 from ledger.rollback.checks import check_against_history
+from ledger.rollback.lane_rules import ensure_plan_approved
 from ledger.rollback.model import ON_FAILURE, Compensation, Contract, Operation, choose
 from ledger.rollback.plan import RollbackPlan
 from ledger.rollback.report import CompensationResult, Result, RollbackReport, StaleValue
@@ -42,18 +44,23 @@ def apply_rollback(
     on_progress: Any = None,
     on_failure: str = "continue",
     contracts: dict[tuple[str, str], Contract] | None = None,
+    lanes: Mapping[str, LaneConfig] | None = None,
 ) -> RollbackReport:
     """Apply a plan's compensations newest first, each exactly once, then verify.
 
     The plan is first checked against the ledger's history (`check_against_history`, with
-    the rollback ``contracts``): a plan that disagrees is refused and nothing is applied. A
+    the rollback ``contracts``): a plan that disagrees is refused and nothing is applied; so
+    is a plan that reverses actions of a workflow whose lane (in ``lanes``, the configured
+    ``[lanes.WORKFLOW]`` rows) asks for two persons, unless someone other than its planner
+    approved exactly this content (`approve_rollback_plan`). A
     compensation the target refuses (``failed``) is listed as needing attention; the rest go
     on (``on_failure="continue"``) or the rollback stops after the chunk holding it
     (``"stop"``), leaving the others ``not attempted``. The rollback's batch closes once
     nothing is left to do; until then applying the plan again resumes it, and afterwards
     applying it again changes nothing and says so."""
     stop_on_failure = choose(on_failure, ON_FAILURE, "failure policy", "on_failure") == "stop"
-    check_against_history(ledger, rollback, contracts)
+    workflows = check_against_history(ledger, rollback, contracts)
+    ensure_plan_approved(ledger, rollback, workflows, lanes or {})
     report = RollbackReport(rollback)
     compensated = {c.entity for c in rollback.compensations}
     for conflict in rollback.conflicts:

@@ -11,7 +11,7 @@ from typing import Any
 
 from ledger.encoding import encode_value
 from ledger.errors import InvalidChange
-from ledger.plan_seal import seal, unseal
+from ledger.plan_seal import digest, seal, unseal
 from ledger.relations import Caution
 from ledger.rollback.model import (
     Compensation,
@@ -43,6 +43,8 @@ class RollbackPlan:
     direction: Direction = "undo"  # "undo" (a rollback) or "redo" (a replay)
     missing_parent: MissingParent = "skip"
     cautions: tuple[Caution, ...] = ()  # to check before applying (a parent's deletion)
+    planner: str | None = None  # who planned it: a two-person lane's approver must be another
+    workflows: tuple[str, ...] = ()  # the workflows whose actions the scope holds (their lanes)
 
     @property
     def verb(self) -> str:
@@ -51,6 +53,12 @@ class RollbackPlan:
     @property
     def batch(self) -> str:
         return f"{self.verb}-{self.id}"
+
+    @property
+    def seal(self) -> str:
+        """The digest of the plan's exact content: what an approval is bound to (the seal a
+        saved plan carries, `dumps`)."""
+        return digest(asdict(self))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -74,11 +82,14 @@ class RollbackPlan:
             "direction": self.direction,
             "missing_parent": self.missing_parent,
             "cautions": [asdict(c) for c in self.cautions],
+            "planner": self.planner,
+            "workflows": list(self.workflows),
+            "seal": self.seal,
         }
 
     def dumps(self) -> bytes:
         """The plan saved exactly (typed values kept) and sealed, to apply later with `loads`."""
-        return seal(PLAN_FORMAT, asdict(self))
+        return seal(PLAN_FORMAT, asdict(self))  # the same digest as `seal`
 
     @classmethod
     def loads(cls, data: bytes) -> RollbackPlan:
@@ -108,6 +119,8 @@ class RollbackPlan:
                 direction=raw["direction"],
                 missing_parent=raw["missing_parent"],
                 cautions=tuple(Caution(**c) for c in raw["cautions"]),
+                planner=raw["planner"],
+                workflows=tuple(raw["workflows"]),
             )
         except (KeyError, TypeError) as error:  # sealed, but by another version of the ledger
             raise InvalidChange(

@@ -51,6 +51,7 @@ def plan_rollback(
     direction: str = "undo",
     missing_parent: str = "skip",
     collections: Mapping[str, Sequence[str]] | None = None,
+    planner: str | None = None,
 ) -> RollbackPlan:
     """Compute the rollback of a scope (``direction="redo"``: its replay); reads only.
     ``policy`` is one of `POLICIES` (checked here: it comes from the user). ``contracts`` are
@@ -58,7 +59,8 @@ def plan_rollback(
     restored state references a parent record that is gone: ``skip`` it (listed as a conflict)
     or ``abort`` the whole plan. ``collections`` names every collection of each system
     (default: those in the plan), so that deleting a record that others reference comes with a
-    caution."""
+    caution. ``planner`` (who plans) is sealed with the plan: a lane's two-person rule asks
+    someone else to approve it."""
     chosen = choose(policy, POLICIES, "policy", "policy")
     orphans_rule = choose(missing_parent, MISSING_PARENT, "missing-parent policy", "missing_parent")
     way = choose(direction, DIRECTIONS, "direction", "direction")
@@ -79,7 +81,9 @@ def plan_rollback(
     images = read_targets(adapters, addresses.values())
     followups: list[FollowUp] = []
     now = datetime.now(UTC)
+    workflows: set[str] = set()
     for entity_id, history in histories(ledger, list(by_entity), position):
+        workflows.update(scope_workflows(history, scoped))
         actions = by_entity[entity_id]
         address = addresses[entity_id]
         entity = str(address)
@@ -148,7 +152,19 @@ def plan_rollback(
         direction=way,
         missing_parent=orphans_rule,
         cautions=tuple(cautions),
+        planner=planner,
+        workflows=tuple(sorted(workflows)),
     )
+
+
+def scope_workflows(history: Sequence[Entity.Action], fingerprints: set[str]) -> set[str]:
+    """The workflows of a record's actions among ``fingerprints``: whose lanes a plan of them
+    answers to."""
+    return {
+        event.workflow
+        for event in history
+        if event.fingerprint in fingerprints and event.workflow is not None
+    }
 
 
 def scope_actions(

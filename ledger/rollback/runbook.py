@@ -46,6 +46,10 @@ class PlanShown(Protocol):
     def already_rolled_back(self) -> Sequence[str]: ...
     @property
     def followups(self) -> Sequence[FollowUp]: ...
+    @property
+    def planner(self) -> str | None: ...
+    @property
+    def workflows(self) -> Sequence[str]: ...
 
 
 def show(value: Any) -> str:
@@ -59,9 +63,13 @@ def render_runbook(plan: PlanShown) -> str:
         f"# {plan.verb.capitalize()} {plan.id}",
         "",
         f"Scope: {plan.scope.describe()}. Policy: `{plan.policy}`; records whose parent is "
-        f"gone: `{plan.missing_parent}`. Planned at log position {plan.position}.",
+        f"gone: `{plan.missing_parent}`. Planned at log position {plan.position}"
+        + (f" by {plan.planner}" if plan.planner else "")
+        + ".",
         "",
     ]
+    if plan.workflows:
+        lines += [f"Workflows whose actions it reverses: {', '.join(plan.workflows)}.", ""]
     if plan.aborted:
         lines += [
             "**Aborted**: conflicts exist and the policy is `abort`, or a record's parent is "
