@@ -29,6 +29,7 @@ from ledger.errors import (
     TransientError,
     UnknownCheckpoint,
 )
+from ledger.lane_evidence import last_reconciliation, record_reconciliation
 from ledger.points import Point
 from ledger.reconcile import (
     Comparison,
@@ -39,6 +40,7 @@ from ledger.reconcile import (
     ReconcileScope,
     apply_reconciliation,
     capture_baseline,
+    check_reconciliation,
     compare_baseline,
     compare_with_target,
     plan_reconciliation,
@@ -48,7 +50,10 @@ from ledger.rollback import (
     RollbackReport,
     RollbackScope,
     apply_rollback,
+    approve_rollback_plan,
     plan_rollback,
+    plan_tripped_rollback,
+    rollback_plans,
     verify_rollback,
 )
 from ledger.runs import Outcome, Run, System, Target
@@ -100,12 +105,18 @@ __all__ = [
     "UnknownCheckpoint",
     "apply_reconciliation",
     "apply_rollback",
+    "approve_rollback_plan",
     "capture_baseline",
+    "check_reconciliation",
     "compare_baseline",
     "compare_with_target",
     "entity_id",
+    "last_reconciliation",
     "open_ledger",
     "plan_reconciliation",
     "plan_rollback",
+    "plan_tripped_rollback",
+    "record_reconciliation",
+    "rollback_plans",
     "verify_rollback",
 ]
