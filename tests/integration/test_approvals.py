@@ -83,7 +83,7 @@ def planned(ledger, adapter, tmp_path, planner="alice", batch="run-1"):
 
 
 def test_a_plan_carries_its_planner_and_workflows_under_its_seal(ledger, crm, tmp_path):
-    engine, adapter = crm
+    _engine, adapter = crm
     run_batch(ledger, adapter)
     made, path = planned(ledger, adapter, tmp_path)
     loaded = RollbackPlan.loads(path.read_bytes())
@@ -92,7 +92,7 @@ def test_a_plan_carries_its_planner_and_workflows_under_its_seal(ledger, crm, tm
 
 
 def test_the_planner_cannot_approve_their_own_plan(ledger, crm, tmp_path):
-    engine, adapter = crm
+    _engine, adapter = crm
     run_batch(ledger, adapter)
     made, _ = planned(ledger, adapter, tmp_path)
     with pytest.raises(ApprovalRefused) as refused:
@@ -152,7 +152,7 @@ def test_a_lane_without_approval_applies_without_one(ledger, crm, tmp_path):
 
 
 def test_a_plan_of_another_workflows_actions_needs_no_two_person_approval(ledger, crm, tmp_path):
-    engine, adapter = crm
+    _engine, adapter = crm
     run_batch(ledger, adapter, workflow="other-sync")
     made, _ = planned(ledger, adapter, tmp_path)
     report = apply_rollback(ledger, made, {"crm": adapter}, lanes=TWO_PERSONS)
@@ -186,7 +186,7 @@ def test_a_plan_altered_after_its_approval_is_refused(ledger, crm, tmp_path):
 
 
 def test_a_plan_file_edited_without_its_seal_is_refused_when_loaded(ledger, crm, tmp_path):
-    engine, adapter = crm
+    _engine, adapter = crm
     run_batch(ledger, adapter)
     _, path = planned(ledger, adapter, tmp_path)
     path.write_bytes(path.read_bytes().replace(b'"alice"', b'"bobby"'))
@@ -195,7 +195,7 @@ def test_a_plan_file_edited_without_its_seal_is_refused_when_loaded(ledger, crm,
 
 
 def test_a_plan_saved_once_is_approved_by_its_id(ledger, crm, tmp_path):
-    engine, adapter = crm
+    _engine, adapter = crm
     run_batch(ledger, adapter)
     made, _ = planned(ledger, adapter, tmp_path)
     approval = approve_rollback_plan(ledger, made.id, "bob")
