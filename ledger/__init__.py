@@ -20,8 +20,10 @@ from ledger.errors import (
     FingerprintReused,
     InvalidChange,
     InvalidValue,
+    LanePaused,
     LedgerError,
     NotFound,
+    ReenableRefused,
     RunInterrupted,
     StaleWrite,
     StoreUnavailable,
@@ -29,7 +31,12 @@ from ledger.errors import (
     TransientError,
     UnknownCheckpoint,
 )
+from ledger.lane_config import load_lanes
+from ledger.lane_control import allow_canary, enable_workflow, pause_lane
+from ledger.lane_control import lane as lane_view
+from ledger.lane_control import lanes as lane_views
 from ledger.lane_evidence import last_reconciliation, record_reconciliation
+from ledger.lanes import LaneConfig, LaneView
 from ledger.points import Point
 from ledger.reconcile import (
     Comparison,
@@ -82,6 +89,9 @@ __all__ = [
     "FingerprintReused",
     "InvalidChange",
     "InvalidValue",
+    "LaneConfig",
+    "LanePaused",
+    "LaneView",
     "Ledger",
     "LedgerError",
     "NotFound",
@@ -91,6 +101,7 @@ __all__ = [
     "ReconcilePlan",
     "ReconcileResult",
     "ReconcileScope",
+    "ReenableRefused",
     "RollbackPlan",
     "RollbackReport",
     "RollbackScope",
@@ -103,6 +114,7 @@ __all__ = [
     "TargetRejected",
     "TransientError",
     "UnknownCheckpoint",
+    "allow_canary",
     "apply_reconciliation",
     "apply_rollback",
     "approve_rollback_plan",
@@ -110,9 +122,14 @@ __all__ = [
     "check_reconciliation",
     "compare_baseline",
     "compare_with_target",
+    "enable_workflow",
     "entity_id",
+    "lane_view",
+    "lane_views",
     "last_reconciliation",
+    "load_lanes",
     "open_ledger",
+    "pause_lane",
     "plan_reconciliation",
     "plan_rollback",
     "plan_tripped_rollback",

@@ -7,7 +7,7 @@ Input shape (JSON object; one per line in a JSON Lines file)::
      "before": {"lifecycle_stage": "lead"},            # optional; filled in if omitted
      "inputs": {...}, "workflow": "lead-sync", "workflow_version": "3",
      "batch": "run-7", "actor": "zapier", "trigger": "schedule",
-     "sources": ["sheet/leads/17"], "effective_at": "2026-11-24T09:12:00Z",
+     "sources": ["sheet/leads/17@2026-11-24T09:00:00Z"], "effective_at": "2026-11-24T09:12:00Z",
      "fingerprint": "optional idempotency key"}
 
 Just over 400 lines: a change's parsing, checks and resolution against the ledger are one
@@ -29,6 +29,7 @@ from ledger.encoding import decode_value
 from ledger.errors import BeforeMismatch, FingerprintReused, InvalidChange
 from ledger.points import parse_time
 from ledger.transcoder import OrjsonTranscoder
+from ledger.triggers import source_times
 from ledger.values import ABSENT, check_value, parse_json, same
 from ledger.views import ActionView
 
@@ -213,6 +214,7 @@ def _check_shape(change: Change) -> None:
     check_value(change.before or {}, "before")
     check_value(change.inputs, "inputs")
     check_value(change.expected or {}, "expected", absent_fields=True)
+    source_times(change.sources)  # a source's time (NAME@TIME) is refused now if malformed
 
 
 def _check_move(change: Change) -> None:

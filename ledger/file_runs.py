@@ -8,18 +8,28 @@ and the batch is closed only when it is whole.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from ledger.application import Ledger
 from ledger.change_files import BatchOptions, ChangeFile
 from ledger.changes import Change
-from ledger.errors import CanaryLimit, InvalidChange, LedgerError, RunInterrupted, StaleWrite
+from ledger.errors import (
+    CanaryLimit,
+    InvalidChange,
+    LanePaused,
+    LedgerError,
+    RunInterrupted,
+    StaleWrite,
+)
+from ledger.lanes import LaneConfig
 from ledger.ports import Adapter
 from ledger.runs import Outcome, Run, Target
 
-Stop = Literal["canary limit", "stale"]
+# Why a run stopped before its end: its canary limit, --stop-on-stale, its lane paused by
+# another process ("paused") or by one of its own stop triggers ("tripped").
+Stop = Literal["canary limit", "stale", "paused", "tripped"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,8 @@ class FileRunSummary:
     warnings: tuple[str, ...]
     limit: int | None
     keep_open: bool
+    lane: dict[str, Any]  # the run's statistics, its trip, its canary limit
+    pause: str | None = None  # why the lane refused the rest of the run
 
     @property
     def done(self) -> int:
@@ -63,6 +75,8 @@ class FileRunSummary:
             "retries": self.retries,
             "waited_seconds": self.waited_seconds,
             "warnings": list(self.warnings),
+            "lane": self.lane,
+            "pause": self.pause,
         }
 
 
@@ -92,6 +106,7 @@ class FileRun:
         stop_on_stale: bool = False,
         keep_open: bool = False,
         started: float | None = None,
+        lanes: Mapping[str, LaneConfig] | None = None,
     ):
         assert options.batch is not None, "a run needs its batch"
         self.ledger = ledger
@@ -110,6 +125,7 @@ class FileRun:
             trigger=options.trigger,
             limit=limit,
             stop_on_stale=stop_on_stale,
+            lanes=lanes,
         )
 
     def check(self) -> list[str]:
@@ -122,11 +138,13 @@ class FileRun:
         return warnings
 
     def apply(self, on_progress: Callable[[int], None] | None = None) -> FileRunSummary:
-        """Apply every change; a canary limit or `--stop-on-stale` stops the run (counted), an
-        error after writes landed says how many did; a whole batch is closed."""
+        """Apply every change; a canary limit, `--stop-on-stale` or the lane (paused by another
+        process, or by a stop trigger of this run) stops the run (counted), an error after
+        writes landed says how many did; a run that ends is judged and recorded (`Run.finish`);
+        a whole batch is closed. A lane paused before anything landed refuses the run."""
         run = self.run
         outcomes: list[Outcome] = []
-        stopped: CanaryLimit | StaleWrite | None = None
+        stopped: CanaryLimit | StaleWrite | LanePaused | None = None
         try:
             for collection, group in _by_collection(self.changes):
                 outcomes += run.apply(
@@ -134,6 +152,10 @@ class FileRun:
                 )
         except (CanaryLimit, StaleWrite) as error:
             stopped = error  # the run counted what it did before it stopped
+        except LanePaused as error:
+            if run.lane.trip is None and not sum(run.counts.values()):
+                raise  # refused at the gate before anything: nothing was written
+            stopped = error
         except LedgerError as error:
             if not run.counts["applied"]:
                 raise
@@ -149,6 +171,8 @@ class FileRun:
                     stopped.record, "stale", None, stopped.field, stopped.expected, stopped.actual
                 )
             )
+        if not isinstance(stopped, LanePaused):
+            run.finish(completed=not isinstance(stopped, StaleWrite))
         left = len(self.changes) - sum(run.counts.values())
         done = run.counts["applied"] + run.counts["already_applied"]
         # A batch with refused, pending or unapplied lines stays open, so the fixed lines can
@@ -163,18 +187,25 @@ class FileRun:
             refused=tuple(refused),
             conflicts=tuple(o for o in outcomes if o.conflict),
             left=left,
-            stopped=_STOPS.get(type(stopped)) if stopped is not None else None,
+            stopped=_stop(stopped, run),
             closed=closed,
             elapsed_seconds=round(time.monotonic() - self.started, 3),
             retries=run.retries + (activity.retries if activity else 0),
             waited_seconds=round(activity.waited, 3) if activity else 0.0,
             warnings=tuple(run.warnings + (activity.warnings if activity else [])),
-            limit=self.limit,
+            limit=run.limit,
             keep_open=self.keep_open,
+            lane=run.lane.to_json(),
+            pause=str(stopped) if isinstance(stopped, LanePaused) else None,
         )
 
 
-_STOPS: dict[type[LedgerError], Stop] = {CanaryLimit: "canary limit", StaleWrite: "stale"}
+def _stop(stopped: LedgerError | None, run: Run) -> Stop | None:
+    if stopped is None:
+        return None
+    if isinstance(stopped, LanePaused):
+        return "tripped" if run.lane.trip is not None else "paused"
+    return "canary limit" if isinstance(stopped, CanaryLimit) else "stale"
 
 
 def _by_collection(changes: tuple[Change, ...]) -> Iterator[tuple[str, list[Change]]]:

@@ -1,8 +1,8 @@
 """Recording changes exactly once: all or nothing, retried against fresh state when another
 writer got there first, a retry answered with the first receipt.
 
-A mixin of `Ledger`: `Recording` adds `record`, `record_all` and `refusals` to the
-`AggregateStore`; `_Session` is one attempt at recording a list of changes.
+A mixin of `Ledger`: `Recording` adds `admit` (the lanes' gate), `record`, `record_all` and
+`refusals` to the `AggregateStore`; `_Session` is one attempt at recording a list of changes.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from eventsourcing.persistence import Recording as Saved
 from ledger.aggregates import AggregateStore, action_view
 from ledger.changes import Change, observed_drift, resolve, reused_fingerprint
 from ledger.domain import Batch, Entity, batch_id
-from ledger.errors import BatchClosed, ConcurrencyConflict, InvalidChange
+from ledger.errors import BatchClosed, CanaryLimit, ConcurrencyConflict, InvalidChange
+from ledger.lane_control import LaneStore, ensure_open
+from ledger.lanes import Canary
 from ledger.store import IndexedAction, IndexEntry, SaveContext, to_micros
 from ledger.store.saving import NOTHING
 from ledger.values import ABSENT
@@ -39,6 +41,26 @@ Settle = Callable[[], tuple[list[Aggregate], SaveContext]]
 
 class Recording(AggregateStore):
     """Records changes as actions of their records, each exactly once."""
+
+    def admit(self, changes: Sequence[Change], batch: str | None = None) -> dict[str, Canary]:
+        """THE gate every new write passes before anything of it is written, to the ledger or a
+        target: `record_all` calls it (record, import, track, adoptions), and so does a `Run`
+        before each chunk declares its intents (apply, rollback, replay, corrections).
+        `LanePaused` names the pause of a paused workflow among the changes' workflows and, for
+        a replay, the workflows of the actions it redoes (a replay redoes what the paused
+        workflow did). A rollback's compensations are its own workflow's (``rollback``), so
+        the repair of a paused workflow's batch goes through. One lane read per distinct
+        workflow; a paused lane's canary batch is admitted, returned so the caller caps it."""
+        workflows: set[str | None] = {change.workflow for change in changes}
+        replayed = [fingerprint for change in changes for fingerprint in change.replays]
+        if replayed:
+            workflows |= self._workflows_of(replayed)
+        return ensure_open(cast(LaneStore, self), workflows, batch=batch)
+
+    def _workflows_of(self, fingerprints: Sequence[str]) -> set[str | None]:
+        """The workflows of recorded actions (one read each: only replays ask)."""
+        found = self.index.find_fingerprints(fingerprints)
+        return {self._action(where.entity_id, where.version).workflow for where in found.values()}
 
     def record(self, change: Change, **defaults: Any) -> Receipt:
         """Record one change; the same fingerprint recorded again returns the first receipt.
@@ -86,7 +108,11 @@ class Recording(AggregateStore):
         another writer got there first. ``defaults`` fill each change's empty batch and
         workflow fields; without a batch, the changes get a new batch of their own.
         ``settle`` returns more aggregates and rows to save in the same transaction
-        (built afresh for each attempt)."""
+        (built afresh for each attempt).
+
+        New changes pass the gate first (`admit`); settling writes is not gated: those
+        writes landed in their targets already, admitted when their intents were declared,
+        and refusing to record them would leave the target changed and the ledger unaware."""
         defaults.setdefault("batch", None)
         if defaults["batch"] is None and any(change.batch is None for change in changes):
             defaults["batch"] = "batch-" + uuid.uuid4().hex[:12]
@@ -100,6 +126,8 @@ class Recording(AggregateStore):
             gc.disable()
         try:
             changes = [change.with_defaults(**defaults) for change in changes]
+            if settle is None:
+                self._admit_all(changes)
             for attempt in range(MAX_ATTEMPTS):
                 try:
                     return self._record_once(
@@ -116,6 +144,20 @@ class Recording(AggregateStore):
             f"other writers kept changing {', '.join(entities)} while this was being recorded "
             f"({MAX_ATTEMPTS} attempts); nothing was recorded, try again"
         )
+
+    def _admit_all(self, changes: Sequence[Change]) -> None:
+        """The gate, per batch; a canary batch of a paused lane may not grow past its limit."""
+        by_batch: dict[str | None, list[Change]] = {}
+        for change in changes:
+            by_batch.setdefault(change.batch, []).append(change)
+        for batch, group in by_batch.items():
+            for canary in self.admit(group, batch).values():
+                if batch is not None and self.index.batch_count(batch) + len(group) > canary.limit:
+                    raise CanaryLimit(
+                        f"batch {batch!r} is the canary of a paused lane, limited to "
+                        f"{canary.limit} actions; these {len(group)} would take it past that, "
+                        "so nothing was recorded"
+                    )
 
     def _record_once(
         self,

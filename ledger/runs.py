@@ -17,6 +17,11 @@ reads the target to settle each as applied or not applied. So does a write whose
 adapter could not know (``unknown``: its answer was lost and the system stopped answering): it
 stays pending, never ``failed``.
 
+Before 1, each chunk passes the lanes' gate (`Ledger.admit`): a workflow paused meanwhile, by
+any process, stops the run there, with every earlier chunk written and settled. After 6, the
+chunk's outcomes feed the run's statistics and the lane's stop triggers judge them
+(`ledger.run_lanes`): a trip pauses the lane and stops the run at that chunk.
+
 Just over 400 lines: the run's chunk loop (locks, intents, writes, retries) is one protocol
 read best in one place; what happens after a write is in `ledger.settlement`.
 """
@@ -24,7 +29,7 @@ read best in one place; what happens after a write is in `ledger.settlement`.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, cast
@@ -50,7 +55,9 @@ from ledger.errors import (
     StaleWrite,
     TransientError,
 )
+from ledger.lanes import LaneConfig
 from ledger.ports import Adapter, Record, Write, WriteResult
+from ledger.run_lanes import RunLane
 from ledger.settlement import (
     Outcome,
     compare_and_set,
@@ -61,6 +68,7 @@ from ledger.settlement import (
     stale_before_writing,
 )
 from ledger.store import PendingIntent, SaveContext
+from ledger.triggers import Trip
 from ledger.views import Receipt
 
 __all__ = ["Outcome", "Run", "System", "Target", "recover"]
@@ -102,6 +110,10 @@ class Run:
 
     ``limit`` makes it a canary: only the batch's first N actions may be applied.
     ``stop_on_stale`` stops the run at the first refused write instead of going on.
+    ``lanes`` are the configured lane rows (or the run's workflow's one): the stop triggers
+    judged after each chunk. Used as a context manager, a run that ends without an error is
+    finished (`finish`): judged once more (``too_few``), recorded, and its batch closed when
+    whole.
     """
 
     def __init__(
@@ -115,6 +127,7 @@ class Run:
         trigger: str | None = None,
         limit: int | None = None,
         stop_on_stale: bool = False,
+        lanes: Mapping[str, LaneConfig] | LaneConfig | None = None,
     ):
         self.ledger = ledger
         self.batch = batch
@@ -132,6 +145,7 @@ class Run:
         self.warnings: list[str] = []
         self._occurrences: Counter[str] = Counter()
         self._checked: set[Target] = set()
+        self.lane = RunLane(ledger, batch, workflow, lanes)
 
     def __enter__(self) -> Run:
         return self
@@ -142,8 +156,17 @@ class Run:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if kind is None and self.closable:
-            self.ledger.close_batch(self.batch)
+        if kind is None:
+            self.finish()
+            if self.closable:
+                self.ledger.close_batch(self.batch)
+
+    def finish(self, *, completed: bool = True) -> Trip | None:
+        """The run is over: judge what needs its end (``too_few``; a trip pauses the lane for
+        the next run) and record its statistics, once per batch (the past later runs are
+        judged against, a canary's proof). ``completed``: it went through everything it was
+        given, or up to its limit."""
+        return self.lane.finish(completed=completed)
 
     @property
     def closable(self) -> bool:
@@ -192,6 +215,9 @@ class Run:
                         field="entity",
                     )
             prepared = [self._prepare(_typed(target, change)) for change in chunk]
+            canary = self.lane.admit(prepared)  # the gate: before anything of the chunk
+            if canary is not None and (self.limit is None or canary.limit < self.limit):
+                self.limit = canary.limit  # a paused lane's canary batch caps itself
             # From reading the target to settling in the ledger, no other run touches these
             # records: it would take this run's unsettled writes for outside edits.
             with self.ledger.index.lock_records([str(change.address) for change in chunk]):
@@ -275,6 +301,7 @@ class Run:
         outcomes.update(zip(writes, settled, strict=True))
         ordered = [outcomes[i] for i in sorted(outcomes)]
         self.counts.update(outcome.status for outcome in ordered)
+        self.lane.judge(ordered)  # a trip pauses the lane and stops the run here
         if beyond_limit is not None:
             raise CanaryLimit(
                 f"batch {self.batch!r} is a canary limited to its first {self.limit} actions; "

@@ -9,13 +9,16 @@ answer is a `Trip` naming the trigger, its rule and the evidence that tripped it
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
+
+from ledger.points import parse_time
 
 Operation = Literal["create", "update", "delete"]
 Refusal = Literal["stale", "failed"]
@@ -104,6 +107,7 @@ class RunStatistics:
     refusals: Counter[str] = field(default_factory=Counter)
     field_changes: dict[str, list[FieldChange]] = field(default_factory=dict)
     oldest_source: tuple[datetime, str] | None = None  # (its time, the source record)
+    already: int = 0  # actions a resumed run found recorded by its earlier attempt
 
     @classmethod
     def watching(cls, triggers: Triggers) -> RunStatistics:
@@ -127,6 +131,11 @@ class RunStatistics:
             if self.oldest_source is None or at < self.oldest_source[0]:
                 self.oldest_source = (at, source)
 
+    def add_already(self, count: int = 1) -> None:
+        """Actions of the batch an earlier attempt of the run applied: not judged again, but
+        a resumed run that finds its work done is not a stalled one (``too_few``)."""
+        self.already += count
+
     def add_refusal(self, kind: Refusal, count: int = 1) -> None:
         """A write refused as stale, or failed for good."""
         self.refusals[kind] += count
@@ -145,6 +154,7 @@ class RunStatistics:
             "actions": dict(self.actions),
             "refusals": dict(self.refusals),
             "attempts": self.attempts,
+            "already_applied": self.already,
         }
 
 
@@ -247,7 +257,7 @@ def _volume(
 
 
 def _too_few(fewer_than: int | None, run: RunStatistics) -> Trip | None:
-    if fewer_than is None or run.total_actions >= fewer_than:
+    if fewer_than is None or run.total_actions + run.already >= fewer_than:
         return None
     return Trip(
         "too_few",
@@ -325,3 +335,19 @@ def _source_age(limit: timedelta | None, run: RunStatistics, now: datetime | Non
         f"source record {source} is from {at.isoformat()}, older than {limit}",
         {"source": source, "at": at, "now": now, "older_than_seconds": limit.total_seconds()},
     )
+
+
+_DATED = re.compile(r"^(?P<name>.+)@(?P<time>\d{4}-\d{2}-\d{2}.*)$")
+
+
+def source_times(sources: Iterable[str]) -> dict[str, datetime]:
+    """The times of the sources declared as ``NAME@TIME`` (an ISO 8601 time with a timezone,
+    e.g. ``sheet/leads/17@2026-11-27T09:00:00Z``), by name; a source without one (an ``@``
+    not followed by a date, as in ``bob@example.com``) has no time. A malformed time is
+    refused naming the source (`InvalidChange`)."""
+    found: dict[str, datetime] = {}
+    for source in sources:
+        match = _DATED.match(source)
+        if match is not None:
+            found[match["name"]] = parse_time(match["time"], f"source {source!r}: its time")
+    return found

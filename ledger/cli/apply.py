@@ -14,6 +14,7 @@ from ledger.cli.base import config_option, emit, open_db, table, verb
 from ledger.cli.exit import Exit
 from ledger.config import open_adapter, open_adapters
 from ledger.file_runs import FileRun, FileRunSummary, checked_for
+from ledger.lane_config import load_lanes
 from ledger.runs import recover
 
 
@@ -50,9 +51,14 @@ def apply(
     `expected` values no longer hold) is refused as stale, never overwritten. Exit code 3
     when any change was refused, failed or left pending; 2 when a canary stopped with changes
     left, or outside values were found right after writes (conflicts, on systems without
-    conditional writes)."""
+    conditional writes). The workflow's lane (`[lanes.WORKFLOW]`) is asked before each chunk
+    and its stop triggers judge the run as it goes: a paused lane refuses the run before
+    anything is written, and a pause (by anyone) or a trip mid-run stops it there with what
+    landed recorded; exit code 3 either way (the rest of the writes were refused). A trip at
+    the run's end (too few actions) pauses the lane for the next run: exit code 2."""
     options = BatchOptions(batch, workflow, workflow_version, actor, trigger)
     changes = checked_for(ChangeFile.read(path), system, options)
+    lanes = load_lanes(config)
     adapter = open_adapter(system, config)
     started = time.monotonic()
     try:
@@ -65,6 +71,7 @@ def apply(
             stop_on_stale=stop_on_stale,
             keep_open=keep_open,
             started=started,
+            lanes=lanes,
         )
         for warning in job.check():  # before anything is written
             click.echo(f"warning: {warning}", err=True)
@@ -75,9 +82,9 @@ def apply(
     finally:
         adapter.close()
     emit(as_json, summary.to_json(), lambda: _print_summary(summary))
-    if summary.refused:
+    if summary.refused or summary.stopped in ("paused", "tripped"):
         sys.exit(Exit.REFUSED)
-    if summary.left or summary.conflicts:
+    if summary.left or summary.conflicts or summary.lane["trip"]:
         sys.exit(Exit.REVIEW)
 
 
@@ -110,6 +117,14 @@ def _print_summary(summary: FileRunSummary) -> None:
         )
     elif summary.stopped == "stale":
         click.echo(f"stopped at the first refused write (--stop-on-stale): {summary.left} left")
+    elif summary.pause is not None:
+        click.echo(f"stopped: {summary.pause}; {summary.left} change(s) not applied")
+    elif summary.lane["trip"]:
+        trip = summary.lane["trip"]
+        click.echo(
+            f"workflow {summary.lane['workflow']!r} paused by stop trigger {trip['trigger']}: "
+            f"{trip['rule']}; see `ledger lane {summary.lane['workflow']}`"
+        )
     if summary.stays_open:
         click.echo(
             f"batch {batch} stays open: run the fixed lines into it again "

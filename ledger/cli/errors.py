@@ -18,7 +18,7 @@ from eventsourcing.persistence import PersistenceError
 
 from ledger.bootstrap import resolve_db, store_failure
 from ledger.cli.exit import Exit
-from ledger.errors import InvalidChange, LedgerError
+from ledger.errors import InvalidChange, LanePaused, LedgerError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,6 +31,8 @@ def errors_as_messages(command: F) -> F:
         try:
             _refuse_undecodable(kwargs)
             return command(*args, **kwargs)
+        except LanePaused as error:  # writes refused by a paused lane: exit 3 by the table
+            raise _Refused(str(error)) from None
         except LedgerError as error:
             raise click.ClickException(message(error, kwargs.get("db"))) from None
         except _database_failures() as error:
@@ -82,6 +84,10 @@ def _refuse_undecodable(arguments: dict[str, Any]) -> None:
                     raise InvalidChange(
                         f"--{option} {text!r} is not UTF-8 text", field=option
                     ) from None
+
+
+class _Refused(click.ClickException):
+    exit_code = Exit.REFUSED
 
 
 class _UsageError(click.UsageError):
