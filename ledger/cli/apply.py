@@ -82,7 +82,7 @@ def apply(
     finally:
         adapter.close()
     emit(as_json, summary.to_json(), lambda: _print_summary(summary))
-    if summary.refused or summary.stopped in ("paused", "tripped"):
+    if summary.refused or (summary.stopped in ("paused", "tripped") and summary.left):
         sys.exit(Exit.REFUSED)
     if summary.left or summary.conflicts or summary.lane["trip"]:
         sys.exit(Exit.REVIEW)
