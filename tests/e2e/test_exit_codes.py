@@ -85,6 +85,14 @@ CASES = {
     "init": [("done", lambda i, t: i("init"), Exit.DONE)],
     "record": [
         ("recorded", lambda i, t: i("record", "--entity", "crm/c/1", "--op", "create"), Exit.DONE),
+        (
+            "workflow paused",
+            lambda i, t: (
+                paused(i),
+                i("record", "--entity", "crm/c/1", "--op", "create", "--workflow", "w"),
+            )[1],
+            Exit.REFUSED,
+        ),
         ("bad input", lambda i, t: i("record", "--entity", "crm/c", "--op", "create"), Exit.ERROR),
     ],
     "import": [
@@ -118,6 +126,23 @@ CASES = {
         ("unknown batch", lambda i, t: i("close", "nope"), Exit.ERROR),
     ],
     "apply": [
+        (
+            "workflow paused",
+            lambda i, t: (
+                paused(i),
+                i(
+                    "apply",
+                    jsonl(t / "a.jsonl", update("2", "x")),
+                    "--system",
+                    "crm",
+                    "--batch",
+                    "b",
+                    "--workflow",
+                    "w",
+                ),
+            )[1],
+            Exit.REFUSED,
+        ),
         (
             "applied",
             lambda i, t: i(
@@ -219,7 +244,42 @@ CASES = {
         ),
         ("not SYSTEM/COLLECTION", lambda i, t: i("track", "crm"), Exit.ERROR),
     ],
+    "pause": [
+        ("paused", lambda i, t: i("pause", "w", "--reason", "r"), Exit.DONE),
+        ("no reason", lambda i, t: i("pause", "w", "--reason", " "), Exit.ERROR),
+    ],
+    "enable": [
+        (
+            "overridden",
+            lambda i, t: (paused(i), i("enable", "w", "--reason", "r", "--override"))[1],
+            Exit.DONE,
+        ),
+        (
+            "no rule to prove",
+            lambda i, t: (paused(i), i("enable", "w", "--reason", "r"))[1],
+            Exit.DONE,
+        ),
+        ("active", lambda i, t: i("enable", "w", "--reason", "r"), Exit.ERROR),
+    ],
+    "canary": [
+        (
+            "admitted",
+            lambda i, t: (paused(i), i("canary", "w", "--batch", "c", "--limit", "1"))[1],
+            Exit.DONE,
+        ),
+        ("active", lambda i, t: i("canary", "w", "--batch", "c", "--limit", "1"), Exit.ERROR),
+    ],
+    "lanes": [("shown", lambda i, t: (paused(i), i("lanes"))[1], Exit.DONE)],
+    "lane": [
+        ("shown", lambda i, t: i("lane", "w"), Exit.DONE),
+        ("bad name", lambda i, t: i("lane", "w w"), Exit.ERROR),
+    ],
 }
+
+
+def paused(invoke):
+    assert invoke("pause", "w", "--reason", "r").exit_code == 0
+
 
 OLD_SPELLINGS = {
     # kept for a release, with the same codes as the subcommands they stand for
