@@ -206,7 +206,7 @@ def test_an_override_needs_a_reason_and_is_recorded_as_one(crm):
 
 
 def test_two_processes_pausing_at_once_make_one_pause(crm):
-    folder, _, env = crm
+    _, _, env = crm
     pausing = [
         subprocess.Popen(
             [sys.executable, "-m", "ledger", "pause", "lead-sync", "--reason", f"stop {n}"],

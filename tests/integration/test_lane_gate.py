@@ -85,9 +85,8 @@ def test_a_run_of_a_paused_workflow_writes_nothing_to_the_target_or_the_ledger(c
     ledger, adapter, engine = crm
     pause_lane(ledger, WORKFLOW, "stop", "alice")
     end = ledger.recorder.max_notification_id()
-    with pytest.raises(LanePaused):
-        with Run(ledger, "run-1", workflow=WORKFLOW) as run:
-            run.apply(Target(adapter, "contacts"), [update(i) for i in range(6)])
+    with pytest.raises(LanePaused), Run(ledger, "run-1", workflow=WORKFLOW) as run:
+        run.apply(Target(adapter, "contacts"), [update(i) for i in range(6)])
     assert owners(engine) == ["ann"] * 6
     assert ledger.recorder.max_notification_id() == end
     assert ledger.index.pending() == []
@@ -114,9 +113,8 @@ def test_a_paused_lanes_canary_batch_is_admitted_up_to_its_limit(crm):
     ledger, adapter, engine = crm
     pause_lane(ledger, WORKFLOW, "stop", "alice")
     allow_canary(ledger, WORKFLOW, "bob", "canary-1", 2)
-    with pytest.raises(CanaryLimit):
-        with Run(ledger, "canary-1", workflow=WORKFLOW) as run:
-            run.apply(Target(adapter, "contacts"), [update(i) for i in range(6)], chunk_size=4)
+    with pytest.raises(CanaryLimit), Run(ledger, "canary-1", workflow=WORKFLOW) as run:
+        run.apply(Target(adapter, "contacts"), [update(i) for i in range(6)], chunk_size=4)
     assert owners(engine) == ["dara", "dara"] + ["ann"] * 4
     with pytest.raises(LanePaused):  # any other batch stays refused
         Run(ledger, "run-2", workflow=WORKFLOW).apply(Target(adapter, "contacts"), [update(5)])

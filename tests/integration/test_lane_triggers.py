@@ -174,7 +174,7 @@ def test_a_run_ending_with_too_few_actions_pauses_the_lane_for_the_next_run(crm)
     ledger, adapter, engine = crm
     changes = [update(i, owner="dara") for i in range(3)]
     the_run, stopped = run(ledger, adapter, changes, Triggers(too_few=5))
-    assert stopped is None  # it ended; the trip is for what comes next
+    assert stopped is None and the_run.lane.trip.trigger == "too_few"  # for what comes next
     view = lane_view(ledger, WORKFLOW)
     assert (view.state, view.pause.trigger) == ("paused", "too_few")
     assert view.pause.evidence["actions"] == 3

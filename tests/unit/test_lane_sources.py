@@ -1,4 +1,5 @@
-"""Source records declared with their times (``NAME@TIME``), as the source-age trigger reads them."""
+"""Source records declared with their times (``NAME@TIME``), as the source-age trigger reads
+them."""
 
 from datetime import UTC, datetime
 
