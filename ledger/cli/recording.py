@@ -87,7 +87,12 @@ def _batch_options(flags: dict[str, Any]) -> BatchOptions:
 )
 @click.option("--actor")
 @click.option("--trigger")
-@click.option("--source", multiple=True, help="Id of a source record used (repeatable).")
+@click.option(
+    "--source",
+    multiple=True,
+    metavar="NAME[@TIME]",
+    help="A source record used, with its time if known (repeatable).",
+)
 @click.option("--effective-at", metavar="ISO8601", help="The time in the source system.")
 @click.option("--fingerprint", help="Idempotency key; derived from the change when omitted.")
 def record(db: str | None, as_json: bool, change_json: str | None, **flags: Any) -> None:
