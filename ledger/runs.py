@@ -111,9 +111,9 @@ class Run:
     ``limit`` makes it a canary: only the batch's first N actions may be applied.
     ``stop_on_stale`` stops the run at the first refused write instead of going on.
     ``lanes`` are the configured lane rows (or the run's workflow's one): the stop triggers
-    judged after each chunk. Used as a context manager, a run that ends without an error is
-    finished (`finish`): judged once more (``too_few``), recorded, and its batch closed when
-    whole.
+    judged after each chunk. Used as a context manager, a run that ends without an error (or
+    at its canary limit) is finished (`finish`): judged once more (``too_few``) and recorded;
+    its batch is closed when whole.
     """
 
     def __init__(
@@ -156,10 +156,10 @@ class Run:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if kind is None:
+        if kind is None or kind is CanaryLimit:  # a canary at its limit ran to its end
             self.finish()
-            if self.closable:
-                self.ledger.close_batch(self.batch)
+        if kind is None and self.closable:
+            self.ledger.close_batch(self.batch)
 
     def finish(self, *, completed: bool = True) -> Trip | None:
         """The run is over: judge what needs its end (``too_few``; a trip pauses the lane for

@@ -29,6 +29,7 @@ from ledger import (
 )
 from ledger.change_files import BatchOptions, ChangeFile
 from ledger.imports import PreparedImport
+from ledger.lane_control import canary_run
 
 WORKFLOW = "lead-sync"
 
@@ -116,6 +117,13 @@ def test_a_paused_lanes_canary_batch_is_admitted_up_to_its_limit(crm):
     with pytest.raises(CanaryLimit), Run(ledger, "canary-1", workflow=WORKFLOW) as run:
         run.apply(Target(adapter, "contacts"), [update(i) for i in range(6)], chunk_size=4)
     assert owners(engine) == ["dara", "dara"] + ["ann"] * 4
+    proof = canary_run(ledger, WORKFLOW)  # what `ledger enable` reads
+    assert (proof.batch, proof.actions, proof.completed, proof.tripped) == (
+        "canary-1",
+        2,
+        True,
+        False,
+    )
     with pytest.raises(LanePaused):  # any other batch stays refused
         Run(ledger, "run-2", workflow=WORKFLOW).apply(Target(adapter, "contacts"), [update(5)])
     with pytest.raises(CanaryLimit):  # recorded changes may not take the canary past its limit
