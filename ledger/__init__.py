@@ -32,9 +32,10 @@ from ledger.errors import (
     UnknownCheckpoint,
 )
 from ledger.lane_config import load_lanes
-from ledger.lane_control import allow_canary, enable_workflow, pause_lane
+from ledger.lane_control import allow_canary, pause_lane
 from ledger.lane_control import lane as lane_view
 from ledger.lane_control import lanes as lane_views
+from ledger.lane_enable import enable_workflow
 from ledger.lane_evidence import last_reconciliation, record_reconciliation
 from ledger.lanes import LaneConfig, LaneView
 from ledger.points import Point

@@ -28,13 +28,7 @@ from ledger.lanes import (
     check_workflow,
     lane_id,
 )
-from ledger.reenable import (
-    CanaryRun,
-    Reconciliation,
-    ReenableCheck,
-    ReenableEvidence,
-    ReenableRule,
-)
+from ledger.reenable import CanaryRun, ReenableCheck, ReenableEvidence, ReenableRule
 from ledger.run_records import RunRecord, run_record_id
 from ledger.triggers import RunStatistics, Trip
 from ledger.views import BatchView
@@ -131,37 +125,6 @@ def enable_lane(
         lambda lane: lane.enable(actor, reason, rule, evidence, override=override),
     )
     return EnableResult(LaneView.of(lane_, workflow), check)
-
-
-def enable_workflow(
-    ledger: LaneStore,
-    workflow: str,
-    actor: str,
-    reason: str,
-    *,
-    config: LaneConfig | None = None,
-    approver: str | None = None,
-    override: bool = False,
-    reconciliation: Callable[[str], Reconciliation | None] | None = None,
-) -> EnableResult:
-    """`enable_lane` with the evidence gathered here: the lane's last canary run (its
-    `RunRecord`), the ``approver`` named, and the last reconciliation of each collection its
-    rule names, read by ``reconciliation(collection)`` (until reconciliations are recorded
-    as lane evidence, none is known and a rule asking for one stays unmet). The rule is the
-    lane row's (``config``); a workflow without a row has an empty rule."""
-    rule = config.reenable if config is not None else ReenableRule()
-    found = {
-        collection: reconciliation(collection) if reconciliation is not None else None
-        for collection in rule.reconciled
-    }
-    evidence = ReenableEvidence(
-        reconciliations={name: result for name, result in found.items() if result is not None},
-        canary=canary_run(ledger, workflow),
-        approver=approver,
-    )
-    return enable_lane(
-        ledger, workflow, actor, reason, rule=rule, evidence=evidence, override=override
-    )
 
 
 def allow_canary(ledger: LaneStore, workflow: str, actor: str, batch: str, limit: int) -> LaneView:

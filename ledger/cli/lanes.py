@@ -1,6 +1,6 @@
 """`ledger pause | enable | canary | lanes | lane`: a workflow's lane, pausing easy, enabling
-hard. Each verb calls one library function of `ledger.lane_control`; the lane rows come from
-``ledger.toml`` (``[lanes.WORKFLOW]``) when there is one."""
+hard. Each verb calls one library function (`ledger.lane_control`, `ledger.lane_enable`); the
+lane rows come from ``ledger.toml`` (``[lanes.WORKFLOW]``) when there is one."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import click
 
 from ledger.cli.base import actor_option, config_option, emit, open_db, table, verb
 from ledger.lane_config import load_lanes
-from ledger.lane_control import allow_canary, enable_workflow, lane, lanes, pause_lane
+from ledger.lane_control import allow_canary, lane, lanes, pause_lane
+from ledger.lane_enable import enable_workflow
 from ledger.lanes import LaneConfig, LaneView
 from ledger.settings import config_path
 

@@ -21,6 +21,7 @@ systems = ["crm"]
 updates = { more_than = 600 }
 
 [lanes.lead-sync.reenable]
+reconciled = ["crm/contacts"]
 canary = 2
 approver = true
 """
@@ -141,9 +142,11 @@ def test_a_trip_stops_apply_at_the_chunk_pauses_the_lane_and_exits_3(crm):
 
 def test_enable_is_refused_naming_each_unmet_condition_then_accepted_with_proof(crm):
     folder, path, env = crm
+    assert ledger(env, "track", "crm/contacts").returncode == 0  # the ledger knows every record
     ledger(env, "pause", "lead-sync", "--reason", "owners look wrong")
     refused = ledger(env, "enable", "lead-sync", "--reason", "fixed", actor="bob")
     assert refused.returncode == 1
+    assert "crm/contacts has not been reconciled" in refused.stderr
     assert "no canary run of 2 actions" in refused.stderr
     assert "no approver signed off" in refused.stderr
     admitted = ledger(env, "canary", "lead-sync", "--batch", "canary-1", "--limit", "2")
@@ -161,6 +164,17 @@ def test_enable_is_refused_naming_each_unmet_condition_then_accepted_with_proof(
     )
     assert canary.returncode == 2, canary.stderr  # the rest of a canary is left for review
     assert stages(path)[:5] == ["sql", "sql", "lead", "lead", "lead"]
+    with contextlib.closing(sqlite3.connect(path)) as db:  # someone edits a record outside
+        db.execute("UPDATE contacts SET stage = 'customer' WHERE id = '01000'")
+        db.commit()
+    assert ledger(env, "reconcile", "check", "crm/contacts").returncode == 2
+    drifted = ledger(
+        env, "enable", "lead-sync", "--reason", "fixed", "--approver", "carol", actor="bob"
+    )
+    assert drifted.returncode == 1
+    assert "crm/contacts's last reconciliation found 1 drifted records" in drifted.stderr
+    adopted = ledger(env, "reconcile", "apply", "crm/contacts", "--policy", "target")
+    assert adopted.returncode == 0, adopted.stderr + adopted.stdout
     self_approved = ledger(
         env, "enable", "lead-sync", "--reason", "fixed", "--approver", "alice", actor="bob"
     )
@@ -180,6 +194,8 @@ def test_enable_is_refused_naming_each_unmet_condition_then_accepted_with_proof(
     result = json.loads(enabled.stdout)
     assert result["unmet"] == [] and result["lane"]["state"] == "active"
     assert any("canary canary-1 completed 2 actions" in m for m in result["met"])
+    assert any(m.startswith("crm/contacts reconciled clean") for m in result["met"])
+    assert result["lane"]["last_enable"]["evidence"]["approver"] == "carol"
     assert result["lane"]["last_enable"]["override"] is False
     rest = ledger(
         env,
