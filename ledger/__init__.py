@@ -31,6 +31,7 @@ from ledger.errors import (
 )
 from ledger.lane_evidence import last_reconciliation, record_reconciliation
 from ledger.points import Point
+from ledger.receipts import ActionReceipt, receipt
 from ledger.reconcile import (
     Comparison,
     Drift,
@@ -56,12 +57,14 @@ from ledger.rollback import (
     rollback_plans,
     verify_rollback,
 )
+from ledger.runbooks import runbook
 from ledger.runs import Outcome, Run, System, Target
 from ledger.values import ABSENT
 from ledger.views import ActionView, BatchView, CheckpointView, EntityDiff, EntityState, Receipt
 
 __all__ = [
     "ABSENT",
+    "ActionReceipt",
     "ActionView",
     "AdapterError",
     "Address",
@@ -116,7 +119,9 @@ __all__ = [
     "plan_reconciliation",
     "plan_rollback",
     "plan_tripped_rollback",
+    "receipt",
     "record_reconciliation",
     "rollback_plans",
+    "runbook",
     "verify_rollback",
 ]
