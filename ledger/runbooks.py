@@ -189,10 +189,10 @@ def _triggers(lane_row: LaneConfig | None) -> list[str]:
     lines.append("It pauses itself, mid-run, on:")
     lines += [f"- {rule}" for rule in rules]
     assert lane_row is not None
-    then = "pauses the lane"
+    then = "A trip pauses the lane, records the trigger and its evidence, and notifies"
     if lane_row.on_trip == "plan-rollback":
-        then += " and plans the rollback of the batch that tripped, ready for approval"
-    lines += ["", f"A trip {then}, records the trigger and its evidence, and notifies.", ""]
+        then += "; it also plans the rollback of the batch that tripped, ready for approval"
+    lines += ["", f"{then}.", ""]
     if lane_row.approval == "two-person":
         lines += [
             "A rollback plan of its batches is applied only once approved by someone other "
@@ -281,9 +281,7 @@ def _plan_summary(plan: RollbackPlan, lane_row: LaneConfig | None) -> list[str]:
 def _verify(workflow: str, last: BatchView | None, footprint: list[Footprint]) -> list[str]:
     lines = ["## How to verify", ""]
     if last is not None:
-        lines.append(
-            f"- `ledger rollback check --batch {last.name}`: can its last batch be reversed"
-        )
+        lines.append(f"- `ledger rollback check --batch {last.name}`: can its last batch be undone")
     lines += [
         f"- `ledger reconcile check {f.system}/{f.collection}`: does the system still hold what "
         "the ledger says"
