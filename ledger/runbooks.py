@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ledger.application import Ledger
-from ledger.lane_control import lane
+from ledger.lane_control import lane as lane_view
 from ledger.lanes import LaneConfig, LaneView, PauseRecord, check_workflow
 from ledger.ports import Adapter
 from ledger.reenable import ReenableRule
@@ -40,16 +40,16 @@ class Footprint:
 def runbook(
     ledger: Ledger,
     workflow: str,
-    lane_row: LaneConfig | None,
+    lane: LaneConfig | None,
     adapters: Mapping[str, Adapter] | None = None,
     *,
     contracts: Mapping[tuple[str, str], Contract] | None = None,
 ) -> str:
-    """The workflow's runbook (markdown). Without ``lane_row`` it says no lane is configured
-    and still shows what the ledger knows; without ``adapters`` the rollback dry run says
-    which systems it needs."""
+    """The workflow's runbook (markdown). Without ``lane`` (its row in ledger.toml) it says no
+    lane is configured and still shows what the ledger knows; without ``adapters`` the
+    rollback dry run says which systems it needs."""
     check_workflow(workflow)
-    view = lane(ledger, workflow, lane_row)
+    view = lane_view(ledger, workflow, lane)
     footprint = footprints(ledger.index.actions_matching(workflow=workflow))
     batches = [b for b in ledger.batches() if b.workflow == workflow]
     last = batches[-1] if batches else None
@@ -58,11 +58,11 @@ def runbook(
         f"# Runbook: {workflow}",
         "",
         f"Written {datetime.now(UTC).isoformat(timespec='seconds')} from "
-        + ("its lane row in ledger.toml" if lane_row else "the ledger alone")
+        + ("its lane row in ledger.toml" if lane else "the ledger alone")
         + f" and the ledger at log position {position}.",
         "",
     ]
-    if lane_row is None:
+    if lane is None:
         lines += [
             f"**No lane is configured** for `{workflow}`: add a `[lanes.{workflow}]` row to "
             "ledger.toml to declare its owner, stop triggers, who is notified and the proof "
@@ -70,15 +70,15 @@ def runbook(
             "",
         ]
     lines += _state(view)
-    lines += ["## Owner", "", _or_none(lane_row.owner if lane_row else None), ""]
-    lines += _systems(footprint, lane_row)
-    lines += _triggers(lane_row)
-    lines += _last_batch(ledger, last, adapters, contracts, lane_row)
+    lines += ["## Owner", "", _or_none(lane.owner if lane else None), ""]
+    lines += _systems(footprint, lane)
+    lines += _triggers(lane)
+    lines += _last_batch(ledger, last, adapters, contracts, lane)
     lines += _verify(workflow, last, footprint)
-    notify = ", ".join(f"`{n}`" for n in lane_row.notify) if lane_row and lane_row.notify else None
+    notify = ", ".join(f"`{n}`" for n in lane.notify) if lane and lane.notify else None
     lines += ["## Who to notify", "", _or_none(notify), ""]
-    lines += _reenable(workflow, lane_row.reenable if lane_row else None)
-    lines += _repair(lane_row, last)
+    lines += _reenable(workflow, lane.reenable if lane else None)
+    lines += _repair(lane, last)
     return "\n".join(lines)
 
 
