@@ -20,7 +20,7 @@ from ledger import (
     receipt,
 )
 from ledger.errors import InvalidChange, NotFound
-from ledger.lane_control import allow_canary, pause_lane
+from ledger.lane_control import allow_canary, approve_rollback, pause_lane
 from ledger.lanes import LaneConfig
 from ledger.rollback import Contract
 from ledger.runs import Run, Target
@@ -282,3 +282,40 @@ def test_a_field_the_record_never_had_is_absent_in_the_highlight(ledger):
     found = receipt(ledger, "crm/contacts/42@1", lanes={"lead-sync": LANE})
     assert found.highlight["owner"] == (ABSENT, ABSENT)
     assert found.to_json()["change"]["highlight"]["owner"] == [{"$absent": True}] * 2
+
+
+def test_a_delete_through_the_adapter_expected_the_whole_record(ledger, crm):
+    engine, adapter = crm
+    with Run(ledger, "purge-1", workflow="purge") as run:
+        outcome = run.delete(Target(adapter, "contacts"), "00002")
+    found = receipt(ledger, outcome.receipt.action.fingerprint)
+    assert found.proposed is not None
+    assert found.proposed.expected == {"owner": "ann", "stage": "lead"}  # the key is the address
+    cas = check(found, "compare-and-set")
+    assert cas.status == "passed" and "expected owner, stage" in cas.detail
+    assert check(found, "written-as-proposed").status == "passed"
+    assert found.correction.compensation["operation"] == "create"
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT COUNT(*) FROM contacts")).scalar_one() == 2
+
+
+def test_a_rollback_action_shows_the_approval_of_its_plan(ledger, crm):
+    _, adapter = crm
+    outcome = sync(ledger, adapter)
+    plan = plan_rollback(ledger, RollbackScope(batches=("sync-1",)), {"crm": adapter})
+    approve_rollback(ledger, "lead-sync", plan.id, "sha256:seal", planner="alice", approver="bob")
+    apply_rollback(ledger, plan, {"crm": adapter}, actor="alice")
+    (by,) = receipt(ledger, outcome.receipt.action.fingerprint).correction.corrections
+    undo = receipt(ledger, by.fingerprint)
+    assert undo.review is not None
+    assert (undo.review.decision, undo.review.by) == ("approved", "bob")
+    assert f"rollback plan {plan.id} of workflow 'lead-sync', planned by alice" in (
+        undo.review.subject
+    )
+    assert undo.to_json()["review"]["by"] == "bob"
+    assert [c.name for c in undo.checks] == [
+        "before-values",
+        "compare-and-set",
+        "written-as-proposed",
+    ]  # a rollback's own action passes no lane gate: its plan's approval is its review
+    assert receipt(ledger, outcome.receipt.action.fingerprint).review is None
