@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ledger.application import Ledger
+from ledger.lane_control import canary_run
 from ledger.lane_control import lane as lane_view
+from ledger.lane_evidence import last_reconciliation
 from ledger.lanes import LaneConfig, LaneView, PauseRecord, check_workflow
 from ledger.ports import Adapter
 from ledger.reenable import ReenableRule
@@ -77,7 +79,7 @@ def runbook(
     lines += _verify(workflow, last, footprint)
     notify = ", ".join(f"`{n}`" for n in lane.notify) if lane and lane.notify else None
     lines += ["## Who to notify", "", _or_none(notify), ""]
-    lines += _reenable(workflow, lane.reenable if lane else None)
+    lines += _reenable(ledger, workflow, lane.reenable if lane else None)
     lines += _repair(lane, last)
     return "\n".join(lines)
 
@@ -295,15 +297,31 @@ def _verify(workflow: str, last: BatchView | None, footprint: list[Footprint]) -
     return lines
 
 
-def _reenable(workflow: str, rule: ReenableRule | None) -> list[str]:
+def _reenable(ledger: Ledger, workflow: str, rule: ReenableRule | None) -> list[str]:
+    """The rule in words, each condition with the evidence recorded for it so far."""
     lines = ["## Re-enable rule", ""]
     conditions = []
     for collection in rule.reconciled if rule else ():
-        conditions.append(f"the last reconciliation of {collection}, after the pause, is clean")
+        last = last_reconciliation(ledger, collection)
+        now = (
+            "never reconciled yet"
+            if last is None
+            else f"last reconciled {last.at.isoformat()}: {last.drifted} of {last.checked} drifted"
+        )
+        conditions.append(
+            f"the last reconciliation of {collection}, after the pause, is clean ({now})"
+        )
     if rule is not None and rule.canary is not None:
+        canary = canary_run(ledger, workflow)
+        now = (
+            "no canary has run"
+            if canary is None
+            else f"last canary {canary.batch}: {canary.actions} actions, "
+            + ("tripped" if canary.tripped else "completed" if canary.completed else "unfinished")
+        )
         conditions.append(
             f"a canary run of at least {rule.canary} actions, after the pause, ran to its end "
-            "with no trip"
+            f"with no trip ({now})"
         )
     if rule is not None and rule.approver:
         conditions.append("someone other than the pauser and the enabler signed off")

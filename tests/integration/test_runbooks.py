@@ -11,6 +11,7 @@ from crm_tables import make_contacts
 from adapters.sql import SqlAdapter, SqlCollection
 from ledger import Address, Change, runbook
 from ledger.lane_control import pause_lane, trip_lane
+from ledger.lane_evidence import record_reconciliation
 from ledger.lanes import LaneConfig
 from ledger.reenable import ReenableRule
 from ledger.runs import Run, Target
@@ -125,6 +126,7 @@ def test_a_paused_lane_with_triggers_gets_every_section_and_its_numbers(ledger, 
     assert section(document, "Who to notify").strip() == "`log`, `webhook`"
     reenable = section(document, "Re-enable rule")
     assert "the last reconciliation of crm/contacts, after the pause, is clean" in reenable
+    assert "(never reconciled yet)" in reenable and "(no canary has run)" in reenable
     assert "a canary run of at least 50 actions" in reenable
     assert "someone other than the pauser and the enabler signed off" in reenable
     assert "`ledger rollback plan --batch sync-2`" in section(document, "Repair")
@@ -135,7 +137,10 @@ def test_without_adapters_the_dry_run_says_what_it_needs(ledger, crm):
     _, adapter = crm
     run_batches(ledger, adapter)
     pause_lane(ledger, "lead-sync", "owners look wrong", "alice")
+    record_reconciliation(ledger, "crm/contacts", 2, 6, actor="bob")
     document = runbook(ledger, "lead-sync", LANE)
+    assert "is clean (last reconciled " in section(document, "Re-enable rule")
+    assert ": 2 of 6 drifted)" in section(document, "Re-enable rule")
     assert "**Paused** by alice at " in section(document, "State now")
     assert "owners look wrong" in section(document, "State now")
     last = section(document, "The last batch, and rolling it back")
