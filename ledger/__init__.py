@@ -39,6 +39,7 @@ from ledger.lane_enable import enable_workflow
 from ledger.lane_evidence import last_reconciliation, record_reconciliation
 from ledger.lanes import LaneConfig, LaneView
 from ledger.points import Point
+from ledger.receipts import ActionReceipt, receipt
 from ledger.reconcile import (
     Comparison,
     Drift,
@@ -64,12 +65,14 @@ from ledger.rollback import (
     rollback_plans,
     verify_rollback,
 )
+from ledger.runbooks import runbook
 from ledger.runs import Outcome, Run, System, Target
 from ledger.values import ABSENT
 from ledger.views import ActionView, BatchView, CheckpointView, EntityDiff, EntityState, Receipt
 
 __all__ = [
     "ABSENT",
+    "ActionReceipt",
     "ActionView",
     "AdapterError",
     "Address",
@@ -134,7 +137,9 @@ __all__ = [
     "plan_reconciliation",
     "plan_rollback",
     "plan_tripped_rollback",
+    "receipt",
     "record_reconciliation",
     "rollback_plans",
+    "runbook",
     "verify_rollback",
 ]

@@ -235,6 +235,14 @@ CASES = {
             Exit.ERROR,
         ),
     ],
+    "receipt": [
+        ("shown", lambda i, t: i("receipt", "crm/contacts/1@2"), Exit.DONE),
+        ("unknown action", lambda i, t: i("receipt", "nope"), Exit.ERROR),
+    ],
+    "runbook": [
+        ("written", lambda i, t: i("runbook", "lead-sync", "--out", t / "r.md"), Exit.DONE),
+        ("bad workflow name", lambda i, t: i("runbook", "a b"), Exit.ERROR),
+    ],
     "track": [
         ("baseline taken", lambda i, t: i("track", "crm/contacts"), Exit.DONE),
         (
