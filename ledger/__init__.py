@@ -30,6 +30,8 @@ from ledger.errors import (
     UnknownCheckpoint,
 )
 from ledger.lane_evidence import last_reconciliation, record_reconciliation
+from ledger.metrics import metrics_text
+from ledger.notify import DeliveryReport, deliver_notices
 from ledger.points import Point
 from ledger.reconcile import (
     Comparison,
@@ -75,6 +77,7 @@ __all__ = [
     "Comparison",
     "ConcurrencyConflict",
     "ConfigurationError",
+    "DeliveryReport",
     "Drift",
     "DriftReport",
     "EntityDiff",
@@ -110,8 +113,10 @@ __all__ = [
     "check_reconciliation",
     "compare_baseline",
     "compare_with_target",
+    "deliver_notices",
     "entity_id",
     "last_reconciliation",
+    "metrics_text",
     "open_ledger",
     "plan_reconciliation",
     "plan_rollback",
