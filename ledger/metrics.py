@@ -171,7 +171,7 @@ class LedgerCollector(Collector):
             share.add_metric([collection], count / checked if checked else 0.0)
         yield drifted
         yield share
-        yield from self._deliveries(figures, position)
+        yield from self._deliveries(figures)
 
     def _gather(self, position: int, rollbacks: dict[UUID, str]) -> _Figures:
         figures = _Figures()
@@ -273,7 +273,7 @@ class LedgerCollector(Collector):
             sum_value=sum(waits),
         )
 
-    def _deliveries(self, figures: _Figures, position: int) -> Iterator[Metric]:
+    def _deliveries(self, figures: _Figures) -> Iterator[Metric]:
         delivered = CounterMetricFamily(
             "ledger_notices_delivered", "Notices a notifier took.", labels=["notifier"]
         )
@@ -287,9 +287,9 @@ class LedgerCollector(Collector):
             "1 while a notifier's last delivery failed (it is retried first next time), else 0.",
             labels=["notifier"],
         )
-        behind = GaugeMetricFamily(
-            "ledger_notifier_lag",
-            "Log positions a notifier has not yet been through.",
+        reached = GaugeMetricFamily(
+            "ledger_notifier_position",
+            "The log position up to which a notifier has been told everything.",
             labels=["notifier"],
         )
         for origin in figures.deliveries:
@@ -297,8 +297,8 @@ class LedgerCollector(Collector):
             delivered.add_metric([state.notifier], state.delivered)
             failures.add_metric([state.notifier], state.failures)
             failing.add_metric([state.notifier], 0.0 if state.failing is None else 1.0)
-            behind.add_metric([state.notifier], max(position - state.position, 0))
-        yield from (delivered, failures, failing, behind)
+            reached.add_metric([state.notifier], state.position)
+        yield from (delivered, failures, failing, reached)
 
 
 def metrics_text(ledger: Ledger, lanes: Mapping[str, LaneConfig] | None = None) -> bytes:

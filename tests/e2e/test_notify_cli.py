@@ -178,7 +178,7 @@ def test_a_secret_written_in_the_file_is_refused(applied: Any) -> None:
 
 
 def test_metrics_print_the_ledgers_figures(applied: Any) -> None:
-    tmp_path, env = applied
+    _, env = applied
     assert run_cli(env, "rollback", "apply", "--batch", "b1").returncode == 0
     ledger = open_ledger(env["LEDGER_DB"])
     pause_lane(ledger, "lead-sync", "checking", "ana")
