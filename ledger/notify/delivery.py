@@ -252,7 +252,7 @@ def _deliver(
                 attempts=tries,
             )
             failure = DeliveryFailure(name, notice, str(error), tries)
-            with_logged.warning("notice.failed", error=str(error), attempts=tries)
+            with_logged.info("notice.failed", error=str(error), attempts=tries)
             if _save(ledger, state):
                 report.failures.append(failure)
             return

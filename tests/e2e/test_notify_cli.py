@@ -18,6 +18,7 @@ from crm_tables import make_contacts
 from notice_server import NoticeServer
 
 from ledger import open_ledger
+from ledger.cli import main
 from ledger.lane_control import lane, pause_lane
 
 LEDGER = [sys.executable, "-m", "ledger"]
@@ -217,3 +218,29 @@ def test_a_bad_log_level_is_one_line(applied: Any) -> None:
     assert done.stderr.strip() == (
         "Error: LEDGER_LOG='loud' is not a log level; use debug, info, warning or error"
     )
+
+
+needs_pause = pytest.mark.skipif(
+    "pause" not in main.commands, reason="`ledger pause` comes with the lanes' CLI"
+)
+
+
+@needs_pause
+def test_ledger_pause_tells_the_webhook_and_a_webhook_down_changes_nothing(applied: Any) -> None:
+    tmp_path, env = applied
+    with NoticeServer() as gone:
+        url = gone.url
+    configure(tmp_path, url)
+    down = run_cli(env, "pause", "lead-sync", "--reason", "bad mapping")
+    assert down.returncode == 0, down.stderr
+    (warning,) = down.stderr.strip().splitlines()
+    assert warning.startswith("warning: notifier 'ops' failed to deliver lane.paused")
+    ledger = open_ledger(env["LEDGER_DB"])
+    assert lane(ledger, "lead-sync").state == "paused"
+    ledger.close()
+    with NoticeServer() as server:
+        configure(tmp_path, server.url)
+        again = run_cli(env, "pause", "billing", "--reason", "month end")
+        assert again.returncode == 0 and again.stderr == ""
+    assert [json.loads(r.body)["kind"] for r in server.requests] == ["lane.paused"]
+    assert json.loads(server.requests[0].body)["details"]["reason"] == "bad mapping"
