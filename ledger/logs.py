@@ -59,7 +59,7 @@ def configure(log_format: LogFormat = "text", level: str = "warning") -> None:
         if log_format == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.set_name("ledger-structlog")
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
@@ -72,7 +72,18 @@ def configure(log_format: LogFormat = "text", level: str = "warning") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric)
-    root.propagate = False
+
+
+class _Stderr(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a line is logged (a test runner swaps it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
 
 
 @contextmanager
