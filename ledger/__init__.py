@@ -38,6 +38,8 @@ from ledger.lane_control import lanes as lane_views
 from ledger.lane_enable import enable_workflow
 from ledger.lane_evidence import last_reconciliation, record_reconciliation
 from ledger.lanes import LaneConfig, LaneView
+from ledger.metrics import metrics_text
+from ledger.notify import DeliveryReport, deliver_notices
 from ledger.points import Point
 from ledger.receipts import ActionReceipt, receipt
 from ledger.reconcile import (
@@ -86,6 +88,7 @@ __all__ = [
     "Comparison",
     "ConcurrencyConflict",
     "ConfigurationError",
+    "DeliveryReport",
     "Drift",
     "DriftReport",
     "EntityDiff",
@@ -126,12 +129,14 @@ __all__ = [
     "check_reconciliation",
     "compare_baseline",
     "compare_with_target",
+    "deliver_notices",
     "enable_workflow",
     "entity_id",
     "lane_view",
     "lane_views",
     "last_reconciliation",
     "load_lanes",
+    "metrics_text",
     "open_ledger",
     "pause_lane",
     "plan_reconciliation",

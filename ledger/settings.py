@@ -25,6 +25,7 @@ DEFAULT_CONFIG = "ledger.toml"
 SECTIONS = {
     "systems": "systems go in [systems.NAME] tables",
     "lanes": "lanes in [lanes.WORKFLOW] tables",
+    "notifiers": "notifiers in [notifiers.NAME] tables",
 }
 
 

@@ -10,6 +10,7 @@ from ledger.cli import (  # noqa: F401  (registration)
     apply,
     inspect,
     lanes,
+    operations,
     receipts,
     reconcile,
     recording,

@@ -5,6 +5,7 @@ import contextlib
 import json
 import re
 import sqlite3
+import sys
 from pathlib import Path
 
 import click
@@ -12,8 +13,10 @@ import pytest
 from click.testing import CliRunner
 from fixtures.cli import crm_workspace
 
+from ledger import open_ledger
 from ledger.cli import main
 from ledger.cli.exit import Exit
+from ledger.lane_control import pause_lane
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
@@ -55,6 +58,26 @@ def apply_stale(invoke, tmp_path):
         tmp_path / "c.jsonl", update("2", "x"), update("3", "y", expected={"stage": "mql"})
     )
     return invoke("apply", path, "--system", "crm", "--batch", "b")
+
+
+def notifier_failed(invoke, tmp_path):
+    """A lane's command notifier that exits 1, and a pause to tell it."""
+    failing = json.dumps([sys.executable, "-c", "import sys; sys.exit(1)"])
+    config = tmp_path / "ledger.toml"
+    config.write_text(
+        config.read_text()
+        + '[lanes.seed]\nnotify = ["pager"]\n'
+        + f'[notifiers.pager]\ntype = "command"\nargv = {failing}\n'
+    )
+    with contextlib.closing(open_ledger(str(tmp_path / "ledger.db"))) as ledger:
+        pause_lane(ledger, "seed", "checking", "ana")
+    return invoke("notify")
+
+
+def unknown_notifier(invoke, tmp_path):
+    config = tmp_path / "ledger.toml"
+    config.write_text(config.read_text() + '[lanes.seed]\nnotify = ["pager"]\n')
+    return invoke("notify")
 
 
 def reconcile_refused(invoke, tmp_path):
@@ -174,6 +197,15 @@ CASES = {
         ),
     ],
     "recover": [("nothing to settle", lambda i, t: i("recover"), Exit.DONE)],
+    "notify": [
+        ("nothing to deliver", lambda i, t: i("notify"), Exit.DONE),
+        ("a notifier failed", notifier_failed, Exit.REFUSED),
+        ("a lane names an unknown notifier", unknown_notifier, Exit.ERROR),
+    ],
+    "metrics": [
+        ("printed", lambda i, t: i("metrics"), Exit.DONE),
+        ("no ledger", lambda i, t: i("metrics", "--db", t / "nowhere.db"), Exit.ERROR),
+    ],
     "reconcile check": [
         ("clean", lambda i, t: i("reconcile", "check", "crm/contacts"), Exit.DONE),
         (
