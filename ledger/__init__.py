@@ -65,6 +65,7 @@ from ledger.rollback import (
     verify_rollback,
 )
 from ledger.runs import Outcome, Run, System, Target
+from ledger.tokens import create_token, list_tokens, revoke_token
 from ledger.values import ABSENT
 from ledger.views import ActionView, BatchView, CheckpointView, EntityDiff, EntityState, Receipt
 
@@ -123,11 +124,13 @@ __all__ = [
     "check_reconciliation",
     "compare_baseline",
     "compare_with_target",
+    "create_token",
     "enable_workflow",
     "entity_id",
     "lane_view",
     "lane_views",
     "last_reconciliation",
+    "list_tokens",
     "load_lanes",
     "open_ledger",
     "pause_lane",
@@ -135,6 +138,7 @@ __all__ = [
     "plan_rollback",
     "plan_tripped_rollback",
     "record_reconciliation",
+    "revoke_token",
     "rollback_plans",
     "verify_rollback",
 ]
