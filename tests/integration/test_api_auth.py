@@ -78,7 +78,7 @@ def test_every_route_but_health_answers_401_without_a_live_token(api, credential
     assert [b.name for b in api.ledger.batches()] == ["baseline"]  # nothing recorded
 
 
-@pytest.mark.parametrize("token", sorted(SINGLE_SCOPE_TOKENS) + ["admin"])
+@pytest.mark.parametrize("token", [*sorted(SINGLE_SCOPE_TOKENS), "admin"])
 def test_each_scope_is_allowed_where_it_should_be_and_refused_elsewhere(api, token):
     with api.client(token) as client:
         for (method, path), scope in SCOPES.items():
