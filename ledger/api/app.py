@@ -56,7 +56,7 @@ def create_app(
 ) -> FastAPI:
     """The API over the ledger at ``db`` (or an open ``ledger``), writing to the systems of
     ``config`` (default ./ledger.toml); bodies over ``max_body`` bytes are refused (413)."""
-    opened = ledger if ledger is not None else open_ledger(db)
+    opened = ledger if ledger is not None else open_ledger(db, create=False)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

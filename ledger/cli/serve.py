@@ -44,7 +44,7 @@ def serve(
     """Serve the HTTP API (docs/http.md) until interrupted; every route but /v1/health needs a
     token from `ledger token create`."""
     location = resolve_db(db)
-    open_ledger(location).close()  # a missing or unreachable ledger is refused here, in one line
+    open_ledger(location, create=False).close()  # missing or unreachable: one line, here
     # Each worker builds its app from the environment (`ledger.api.app.from_environment`).
     os.environ[DB_KEY] = location
     if config is not None:
