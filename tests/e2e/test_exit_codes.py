@@ -243,7 +243,10 @@ CASES = {
     "token revoke": [
         (
             "revoked",
-            lambda i, t: (i("token", "create", "z", "--scope", "read"), i("token", "revoke", "z"))[1],
+            lambda i, t: (
+                i("token", "create", "z", "--scope", "read"),
+                i("token", "revoke", "z"),
+            )[1],
             Exit.DONE,
         ),
         ("unknown token", lambda i, t: i("token", "revoke", "nope"), Exit.ERROR),
