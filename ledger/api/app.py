@@ -23,7 +23,7 @@ from ledger.api import actions, apply, errors, health, reads
 from ledger.api.auth import caller
 from ledger.api.models import ApplyRequest, ChangeBatch, ChangeLine, Problem
 from ledger.application import Ledger
-from ledger.bootstrap import DB_KEY, open_ledger
+from ledger.bootstrap import DB_KEY, open_ledger, resolve_db
 
 DEFAULT_MAX_BODY: Final = 5 * 1024 * 1024  # bytes: about 20,000 changes of a CRM sync
 MAX_BODY_KEY: Final = "LEDGER_MAX_BODY"
@@ -33,6 +33,7 @@ CONFIG_KEY: Final = "LEDGER_CONFIG"
 PROBLEMS: Final[dict[int | str, dict[str, Any]]] = {
     status: {"model": Problem, "description": description}
     for status, description in (
+        (400, "A request the ledger refused"),
         (401, "No live token"),
         (403, "Outside the token's scopes, workflows or systems"),
         (404, "Not found"),
@@ -74,6 +75,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.ledger = opened
+    app.state.location = resolve_db(db)
     app.state.config = config
     app.state.max_body = max_body
     errors.install(app)

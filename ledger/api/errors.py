@@ -19,7 +19,8 @@ branch on.
     413     too_large        a body over the size limit (counted while reading)
     423     paused           LanePaused: who paused the lane, when, why, the trigger
     502     target_failed    AdapterError, TargetRejected (the system refused or failed)
-    503     unavailable      StoreUnavailable, TransientError, RunInterrupted (Retry-After)
+    503     unavailable      StoreUnavailable, TransientError, RunInterrupted; the ledger's
+                             or a target's database unreachable, locked (Retry-After)
     500     internal         anything else, logged with a correlation id; never a traceback
 
 Answers of the kinds a retry may change (concurrency, paused, 5xx) are not kept for replay
@@ -29,17 +30,21 @@ under an Idempotency-Key: the same request sent again executes again.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import uuid
 from typing import Any, Final
 
 import orjson
+from eventsourcing.persistence import PersistenceError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger import errors as e
 from ledger.api.models import Answer
+from ledger.bootstrap import store_failure
 from ledger.encoding import encode_value
 from ledger.lane_control import LaneStore, lane
 
@@ -166,6 +171,28 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(e.LedgerError)
     def ledger_error(request: Request, error: e.LedgerError) -> Response:
         return respond(problem_of(error, request.app.state.ledger).answer())
+
+    @app.exception_handler(PersistenceError)
+    @app.exception_handler(sqlite3.Error)
+    async def store_down(request: Request, error: Exception) -> Response:
+        """The ledger's own database is unreachable, locked or read-only: retry later."""
+        message = store_failure(request.app.state.location, error)
+        return respond(Problem(503, "unavailable", message).answer())
+
+    @app.exception_handler(sa_exc.OperationalError)
+    @app.exception_handler(sa_exc.InterfaceError)
+    async def target_down(request: Request, error: Exception) -> Response:
+        """A target database failed mid-run: what landed is recorded; the same request again
+        settles any write left unconfirmed first."""
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        return respond(
+            Problem(
+                503,
+                "unavailable",
+                f"a target database failed: {reason}; send the same request again when it is "
+                "reachable (nothing is applied twice)",
+            ).answer()
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> Response:

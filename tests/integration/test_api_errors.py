@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 
 import pytest
 from fixtures.api import serve
@@ -180,3 +182,25 @@ def test_a_second_server_on_the_same_ledger_shares_tokens_and_keys(api):
         two = first.post("/v1/actions", json=change)
     assert two.headers["Idempotent-Replayed"] == "true" and two.content == one.content
     assert open_ledger(str(api.db)).history(Address.parse("crm/contacts/4"))[-1].actor == "recorder"
+
+
+@pytest.mark.slow  # the SQL adapter waits 30 s for another writer's lock before it gives up
+def test_a_locked_target_is_503_with_retry_after_and_the_key_stays_free(api):
+    body = {
+        "system": "crm",
+        "batch": "locked",
+        "changes": [{"entity": "crm/contacts/5", "op": "update", "set": {"stage": "mql"}}],
+    }
+    with contextlib.closing(sqlite3.connect(api.crm, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")  # someone else is writing to the CRM
+        with api.client("applier", **{"Idempotency-Key": "locked"}) as client:
+            answer = client.post("/v1/apply", json=body, timeout=120)
+        other.execute("ROLLBACK")
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"] == "unavailable" and "locked" in answer.json()["message"]
+    assert answer.headers["Retry-After"] == "5" and "Traceback" not in answer.text
+    assert api.stage("5") == "lead"
+    with api.client("applier", **{"Idempotency-Key": "locked"}) as client:
+        again = client.post("/v1/apply", json=body)
+    assert again.status_code == 200 and again.json()["counts"]["applied"] == 1
+    assert api.stage("5") == "mql"
