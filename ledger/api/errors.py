@@ -50,7 +50,7 @@ from ledger.lane_control import LaneStore, lane
 
 log = logging.getLogger("ledger.api")
 
-_STATUSES: Final[dict[type[e.LedgerError], tuple[int, str]]] = {
+STATUSES: Final[dict[type[e.LedgerError], tuple[int, str]]] = {
     e.LedgerError: (400, "error"),
     e.InvalidChange: (422, "invalid"),
     e.BeforeMismatch: (409, "stale"),
@@ -114,7 +114,7 @@ def retryable(answer: Answer) -> bool:
 
 def problem_of(error: e.LedgerError, ledger: LaneStore, where: str | None = None) -> Problem:
     """The answer to a library error; ``where`` prefixes the field's path (``changes[2]``)."""
-    status, kind = next(_STATUSES[cls] for cls in type(error).__mro__ if cls in _STATUSES)
+    status, kind = next(STATUSES[cls] for cls in type(error).__mro__ if cls in STATUSES)
     field = getattr(error, "field", None)
     message = str(error)
     details: dict[str, Any] = {}

@@ -61,8 +61,8 @@ def _address(system: str, collection: str, key: str) -> Address:
     return Address.parse(f"{system}/{collection}/{key}")
 
 
-# The history route is declared first: a key may hold slashes, so ".../42/history" must
-# mean the history of 42 (a key that itself ends in "/history" is read with its history).
+# The history route is declared first: a key may hold slashes, so ".../42/history" means
+# the history of 42 (the record route cannot name a key that itself ends in "/history").
 @router.get(
     "/records/{system}/{collection}/{key:path}/history",
     response_model=None,
