@@ -22,12 +22,9 @@ from pydantic.json_schema import models_json_schema
 from ledger.api import actions, apply, errors, health, reads
 from ledger.api.auth import caller
 from ledger.api.models import ApplyRequest, ChangeBatch, ChangeLine, Problem
+from ledger.api.settings import CONFIG_KEY, DEFAULT_MAX_BODY, MAX_BODY_KEY
 from ledger.application import Ledger
 from ledger.bootstrap import DB_KEY, open_ledger, resolve_db
-
-DEFAULT_MAX_BODY: Final = 5 * 1024 * 1024  # bytes: about 20,000 changes of a CRM sync
-MAX_BODY_KEY: Final = "LEDGER_MAX_BODY"
-CONFIG_KEY: Final = "LEDGER_CONFIG"
 
 # Every route may answer these; the OpenAPI document says so (and schemathesis checks it).
 PROBLEMS: Final[dict[int | str, dict[str, Any]]] = {

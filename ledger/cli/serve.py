@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 
 import click
-import uvicorn
 
-from ledger.api.app import CONFIG_KEY, DEFAULT_MAX_BODY, MAX_BODY_KEY
+from ledger.api.settings import CONFIG_KEY, DEFAULT_MAX_BODY, MAX_BODY_KEY
 from ledger.bootstrap import DB_KEY, open_ledger, resolve_db
 from ledger.cli.base import common, config_option, errors_as_messages, main
 
@@ -50,6 +49,8 @@ def serve(
     if config is not None:
         os.environ[CONFIG_KEY] = config
     os.environ[MAX_BODY_KEY] = str(max_body)
+    import uvicorn  # only when serving: every other command starts without the ASGI server
+
     uvicorn.run(
         "ledger.api.app:from_environment",
         factory=True,

@@ -172,7 +172,7 @@ def test_a_paused_lane_maps_to_423_with_who_when_why(api):
 def test_a_second_server_on_the_same_ledger_shares_tokens_and_keys(api):
     """What several workers rely on: tokens and Idempotency-Keys live in the ledger."""
     from ledger import open_ledger
-    from ledger.api import create_app
+    from ledger.api.app import create_app
 
     change = {"entity": "crm/contacts/4", "op": "update", "set": {"stage": "mql"}}
     other = create_app(str(api.db), str(api.config))
