@@ -69,6 +69,7 @@ from ledger.rollback import (
 )
 from ledger.runbooks import runbook
 from ledger.runs import Outcome, Run, System, Target
+from ledger.tokens import create_token, list_tokens, revoke_token
 from ledger.values import ABSENT
 from ledger.views import ActionView, BatchView, CheckpointView, EntityDiff, EntityState, Receipt
 
@@ -129,12 +130,14 @@ __all__ = [
     "check_reconciliation",
     "compare_baseline",
     "compare_with_target",
+    "create_token",
     "deliver_notices",
     "enable_workflow",
     "entity_id",
     "lane_view",
     "lane_views",
     "last_reconciliation",
+    "list_tokens",
     "load_lanes",
     "metrics_text",
     "open_ledger",
@@ -144,6 +147,7 @@ __all__ = [
     "plan_tripped_rollback",
     "receipt",
     "record_reconciliation",
+    "revoke_token",
     "rollback_plans",
     "runbook",
     "verify_rollback",

@@ -51,6 +51,7 @@ class FileRunSummary:
     keep_open: bool
     lane: dict[str, Any]  # the run's statistics, its trip, its canary limit
     pause: str | None = None  # why the lane refused the rest of the run
+    outcomes: tuple[Outcome, ...] = ()  # every change's, in order (the HTTP API lists them)
 
     @property
     def done(self) -> int:
@@ -197,6 +198,7 @@ class FileRun:
             keep_open=self.keep_open,
             lane=run.lane.to_json(),
             pause=str(stopped) if isinstance(stopped, LanePaused) else None,
+            outcomes=tuple(outcomes),
         )
 
 

@@ -22,7 +22,7 @@ from postgres_server import PostgresServer, PostgresUnavailable, start_server
 
 from ledger import Ledger, open_ledger
 
-pytest_plugins = ["fixtures.servers"]  # HTTP servers shared by the adapter tests
+pytest_plugins = ["fixtures.servers", "fixtures.api"]  # HTTP servers; the served API
 
 
 def _running_in_ci() -> bool:

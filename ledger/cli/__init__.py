@@ -15,6 +15,8 @@ from ledger.cli import (  # noqa: F401  (registration)
     reconcile,
     recording,
     rollback,
+    serve,
+    tokens,
     track,
 )
 from ledger.cli.base import main

@@ -51,6 +51,7 @@ def test_a_well_formed_change_is_read_with_every_field():
     [
         ("not json", "change", "not valid JSON"),
         ('{"op": "update"}', "entity", "missing required field 'entity'"),
+        ('{"entity": null, "op": "update"}', "entity", "entity must be text"),  # schemathesis
         ('{"entity": "crm/contacts/1", "op": "upsert"}', "op", "'upsert' is not one of"),
         ('{"entity": "crm/contacts/1", "op": "update", "sett": {}}', "sett", "unknown field"),
         ('{"entity": "crm", "op": "update"}', "entity", "system/collection/key"),
