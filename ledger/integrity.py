@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from hashlib import sha256
 from itertools import islice
 from typing import Literal, NamedTuple, Protocol
+from uuid import UUID
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -121,12 +122,15 @@ class LeafSource(Protocol):
 
 @dataclass(frozen=True)
 class HistoryBreak:
-    """The first place the history does not check out, and how."""
+    """The first place the history does not check out, and how (with the aggregate id and
+    version stored at that position, when a store can name them)."""
 
     kind: BreakKind
     position: int | None
     leaf: int | None
     detail: str
+    event_id: UUID | None = None
+    event_version: int | None = None
 
 
 @dataclass(frozen=True)
