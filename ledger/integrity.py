@@ -388,8 +388,7 @@ class _Checker:
                 f"the event at position {event.position} has no recorded leaf: it was inserted "
                 f"before leaf {index} (position {leaf.position})",
             )
-        computed = leaf_hash(event.data)
-        elsewhere = self.find(computed)
+        elsewhere = self.find(event.data)
         if elsewhere is not None:
             return HistoryBreak(
                 "reordered",
@@ -464,13 +463,22 @@ class _Checker:
             )
         return None
 
-    def find(self, hashed: bytes) -> RecordedLeaf | None:
-        """The recorded leaf with this hash, if any (only read on the failure path)."""
+    def find(self, data: bytes) -> RecordedLeaf | None:
+        """The recorded leaf of these event bytes, here or at another position (a store keys
+        its rows by position, so a moved event's bytes carry its new position): only read on
+        the failure path, one hash per leaf."""
+        hashed = leaf_hash(data)
+        head = len(_EVENT_DOMAIN)
+        rest = data[head + 8 :] if data.startswith(_EVENT_DOMAIN) else None
         count = self.source.leaf_count()
         for start in range(0, count, PAGE):
             for leaf in self.source.leaves(start, min(start + PAGE, count)):
                 if leaf.hash == hashed:
                     return leaf
+                if rest is not None:
+                    moved = _EVENT_DOMAIN + leaf.position.to_bytes(8, "big") + rest
+                    if leaf_hash(moved) == leaf.hash:
+                        return leaf
         return None
 
 

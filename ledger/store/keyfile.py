@@ -32,13 +32,20 @@ def public_key_path(key_path: Path) -> Path:
     return key_path.with_name(key_path.name + ".pub")
 
 
-def create_key_files(key_path: Path) -> str:
+def create_key_files(key_path: Path) -> bool:
     """A new key pair: the private key (0600, never overwritten) and its public key beside it.
-    Returns the key id."""
+    False when another process created the key first (its key is the ledger's)."""
     key = generate_private_key()
-    write_private_key(key_path, key)
+    if key_path.exists():
+        return False
+    try:
+        write_private_key(key_path, key)
+    except ConfigurationError:
+        if key_path.exists():  # lost the race to another process creating it
+            return False
+        raise
     write_public_key(public_key_path(key_path), key.public_key())
-    return key_id(key.public_key())
+    return True
 
 
 class SigningKeyFile:

@@ -80,15 +80,18 @@ class PostgresLedgerRecorder(IndexedRecorder, TreeRecorder, PostgresApplicationR
         super()._create_table(curs)
         self.tree_state(curs)
 
+    def insert_events(self, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
+        if stored_events:
+            self.ready_to_sign()  # no key, or another ledger's: refused before the transaction
+        return super().insert_events(stored_events, **kwargs)
+
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[Any], **kwargs: Any
     ) -> None:
         # The library's first step in the insert's transaction, before the part whose errors
-        # it holds back until after committing: a save given a bad context, or made without
-        # the signing key, fails here, and nothing is stored.
+        # it holds back until after committing: a save given a bad context fails here, and
+        # nothing is stored.
         self._inserted.context = context_of(kwargs)
-        if stored_events:
-            self.signing_key.load()
 
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[Any], **kwargs: Any

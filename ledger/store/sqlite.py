@@ -105,11 +105,14 @@ class SQLiteLedgerRecorder(IndexedRecorder, TreeRecorder, SQLiteApplicationRecor
         super()._create_table(c)
         self.tree_state(c)
 
+    def insert_events(self, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
+        if stored_events:
+            self.ready_to_sign()  # no key, or another ledger's: refused before the transaction
+        return super().insert_events(stored_events, **kwargs)
+
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[Any], **kwargs: Any
     ) -> Sequence[int] | None:
-        if stored_events:
-            self.signing_key.load()  # no key: refused before anything is inserted
         positions = super()._insert_events(c, stored_events, **kwargs)
         self.write_derived_rows(c, stored_events, positions, context_of(kwargs))
         self.append_leaves(c, stored_events, positions)

@@ -85,7 +85,20 @@ class TreeRecorder:
 
     position_column = "rowid"
 
+    _key_checked: str | None = None  # the key id found to match the ledger's heads
+
     # Writing ----------------------------------------------------------------------------
+
+    def ready_to_sign(self) -> None:
+        """Before a save's transaction: the key loads and is the ledger's own (checked once
+        per recorder), so a save that could not be signed fails before anything is stored."""
+        _, signer = self.signing_key.load()
+        if self._key_checked != signer:
+            with self.tree_snapshot() as snapshot:
+                head = snapshot.latest_head()
+            if head is not None:
+                _check_key(TreeState(head.size, (), head), signer)
+            self._key_checked = signer
 
     def append_leaves(
         self, cursor: Any, stored_events: Sequence[Any], positions: Sequence[int] | None
