@@ -33,7 +33,8 @@ from ledger.store.rows import to_micros
 
 class Raw:
     """The ledger's database as someone with the file or a database login edits it: plain SQL,
-    ``?`` placeholders on both engines, ``{events}`` and ``{pos}`` standing for the events table and its position column."""
+    ``?`` placeholders on both engines, ``{events}`` and ``{pos}`` standing for the events
+    table and its position column."""
 
     def __init__(self, db: str) -> None:
         self.postgres = "://" in db
@@ -246,13 +247,10 @@ def test_a_full_recomputation_with_a_new_key_is_caught_by_a_digest(
     # Someone with the database but not the key edits an event, recomputes every leaf, the
     # tree's state and a head signed with a key of their own, and swaps the public key file.
     target = positions(raw)[2]
-    raw.execute(
-        "UPDATE {events} SET state = ? WHERE {pos} = ?", [b'{"forged":true}', target]
-    )
+    raw.execute("UPDATE {events} SET state = ? WHERE {pos} = ?", [b'{"forged":true}', target])
     builder = TreeBuilder()
     for position, ident, version, topic, state in raw.rows(
-        "SELECT {pos}, originator_id, originator_version, topic, state FROM {events} "
-        "ORDER BY {pos}"
+        "SELECT {pos}, originator_id, originator_version, topic, state FROM {events} ORDER BY {pos}"
     ):
         stored = ident.hex if raw.postgres else ident
         hashed = builder.append(stored_event_bytes(position, stored, version, topic, bytes(state)))
@@ -262,8 +260,13 @@ def test_a_full_recomputation_with_a_new_key_is_caught_by_a_digest(
     raw.execute("DELETE FROM ledger_tree_heads")
     raw.execute(
         "UPDATE ledger_tree SET frontier = ?, root = ?, signed_at = ?, key_id = ?, signature = ?",
-        [b"".join(builder.frontier), head.root, to_micros(head.signed_at), head.key_id,
-         head.signature],
+        [
+            b"".join(builder.frontier),
+            head.root,
+            to_micros(head.signed_at),
+            head.key_id,
+            head.signature,
+        ],
     )
     public_key_path(key_file).write_bytes(public_key_pem(forger.public_key()))
 
@@ -344,7 +347,7 @@ def test_a_write_without_the_signing_key_is_refused_and_stores_nothing(
     with monkeypatch.context() as patch:
         patch.setenv("LEDGER_SIGNING_KEY", str(tmp_path / "nowhere.key"))
         ledger = open_ledger(db, create=False)
-        with pytest.raises(ConfigurationError, match="nowhere.key is missing"):
+        with pytest.raises(ConfigurationError, match=r"nowhere\.key is missing"):
             ledger.record(Change(Address.parse("crm/contacts/x"), "create", values={"n": 1}))
         ledger.close()
     assert len(positions(raw)) == before
@@ -361,4 +364,3 @@ def test_a_write_with_another_ledgers_key_is_refused(
     with pytest.raises(ConfigurationError, match="signed by"):
         ledger.record(Change(Address.parse("crm/contacts/x"), "create", values={"n": 1}))
     ledger.close()
-
