@@ -25,10 +25,13 @@ from ledger.errors import (
     RunInterrupted,
     StaleWrite,
     StoreUnavailable,
+    TamperDetected,
     TargetRejected,
     TransientError,
     UnknownCheckpoint,
 )
+from ledger.evidence import digest, prove, verify
+from ledger.integrity import InclusionReceipt, VerifyReport
 from ledger.points import Point
 from ledger.reconcile import (
     Comparison,
@@ -75,6 +78,7 @@ __all__ = [
     "EntityDiff",
     "EntityState",
     "FingerprintReused",
+    "InclusionReceipt",
     "InvalidChange",
     "InvalidValue",
     "Ledger",
@@ -94,18 +98,23 @@ __all__ = [
     "StaleWrite",
     "StoreUnavailable",
     "System",
+    "TamperDetected",
     "Target",
     "TargetRejected",
     "TransientError",
     "UnknownCheckpoint",
+    "VerifyReport",
     "apply_reconciliation",
     "apply_rollback",
     "capture_baseline",
     "compare_baseline",
     "compare_with_target",
+    "digest",
     "entity_id",
     "open_ledger",
     "plan_reconciliation",
     "plan_rollback",
+    "prove",
+    "verify",
     "verify_rollback",
 ]

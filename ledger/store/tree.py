@@ -133,8 +133,12 @@ class TreeRecorder:
         self._write_head(cursor, state.size, builder, key, signer)
 
     def sign_head(self) -> SignedTreeHead:
-        """The signed head of the whole tree: the latest one if it covers every leaf, else a
-        new one signed now (after an upgrade back-filled leaves that no head covers yet)."""
+        """The signed head of the whole tree: the latest one if it covers every leaf (read
+        only), else a new one signed now (after an upgrade back-filled leaves no head covers)."""
+        with self.tree_snapshot() as snapshot:
+            head = snapshot.latest_head()
+            if head is not None and head.size == snapshot.tree_size():
+                return head
         with self.tree_transaction() as cursor:
             state = self.tree_state(cursor)
             if state.head is not None and state.head.size == state.size:
