@@ -28,7 +28,7 @@ from ledger.store.library_seams import abort_on_error, insert_in_chunks
 from ledger.store.locks import advisory_record_locks
 from ledger.store.rows import HEAD_TABLE, INDEX_TABLE, LEAF_TABLE, PENDING_TABLE, TREE_TABLE
 from ledger.store.saving import SaveContext, context_of
-from ledger.store.tree import TreeRecorder, TreeSnapshot
+from ledger.store.tree import PAGE, TreeRecorder, TreeSnapshot
 
 INSERT_CHUNK = 1000
 DDL_LOCK = 0x6C6564676572  # advisory lock key ("ledger") that serialises opening a ledger
@@ -40,6 +40,7 @@ class PostgresLedgerRecorder(IndexedRecorder, TreeRecorder, PostgresApplicationR
 
     placeholder = "%s"
     position_column = "notification_id"
+    id_text = "replace(originator_id::text, '-', '')"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -61,8 +62,8 @@ class PostgresLedgerRecorder(IndexedRecorder, TreeRecorder, PostgresApplicationR
             f"CREATE TABLE IF NOT EXISTS {{schema}}.{PENDING_TABLE} (fingerprint text PRIMARY KEY, "
             "batch text NOT NULL, system text NOT NULL, collection text NOT NULL, "
             "key text NOT NULL)",
-            f"CREATE TABLE IF NOT EXISTS {{schema}}.{LEAF_TABLE} (position bigint PRIMARY KEY, "
-            "leaf bigint NOT NULL UNIQUE, hash bytea NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {{schema}}.{LEAF_TABLE} (leaf bigint PRIMARY KEY, "
+            "position bigint NOT NULL UNIQUE, hash bytea NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS {{schema}}.{TREE_TABLE} ("
             "id int PRIMARY KEY CHECK (id = 1), size bigint NOT NULL, frontier bytea NOT NULL, "
             "root bytea, signed_at bigint, key_id text, signature bytea)",
@@ -136,9 +137,6 @@ class PostgresLedgerRecorder(IndexedRecorder, TreeRecorder, PostgresApplicationR
     def _qualified(self, table: str) -> str:
         return f'"{self.datastore.schema}"."{table}"'
 
-    def _stored_id(self, value: Any) -> str:
-        return value.hex if isinstance(value, UUID) else str(value)
-
     def _lock_events(self, cursor: Any) -> None:
         self._lock_table(cursor)
 
@@ -163,7 +161,16 @@ class PostgresLedgerRecorder(IndexedRecorder, TreeRecorder, PostgresApplicationR
                     cursor.execute(statement, list(params))
                     return cursor.fetchall()
 
-                yield TreeSnapshot(self, query)
+                def stream(statement: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+                    # A server-side cursor, in the same REPEATABLE READ transaction.
+                    with connection.cursor(
+                        name="ledger_tree_stream", row_factory=tuple_row
+                    ) as rows:
+                        rows.itersize = PAGE
+                        rows.execute(statement, list(params))
+                        yield from rows
+
+                yield TreeSnapshot(self, query, stream)
 
     def _db_id(self, entity_id: UUID) -> Any:
         return entity_id

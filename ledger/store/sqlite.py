@@ -89,8 +89,8 @@ class SQLiteLedgerRecorder(IndexedRecorder, TreeRecorder, SQLiteApplicationRecor
             f"CREATE TABLE IF NOT EXISTS {PENDING_TABLE} (fingerprint TEXT PRIMARY KEY, "
             "batch TEXT NOT NULL, system TEXT NOT NULL, collection TEXT NOT NULL, "
             "key TEXT NOT NULL)",
-            f"CREATE TABLE IF NOT EXISTS {LEAF_TABLE} (position INTEGER PRIMARY KEY, "
-            "leaf INTEGER NOT NULL UNIQUE, hash BLOB NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {LEAF_TABLE} (leaf INTEGER PRIMARY KEY, "
+            "position INTEGER NOT NULL UNIQUE, hash BLOB NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS {TREE_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), "
             "size INTEGER NOT NULL, frontier BLOB NOT NULL, root BLOB, signed_at INTEGER, "
             "key_id TEXT, signature BLOB)",
@@ -133,9 +133,6 @@ class SQLiteLedgerRecorder(IndexedRecorder, TreeRecorder, SQLiteApplicationRecor
     def _qualified(self, table: str) -> str:
         return table
 
-    def _stored_id(self, value: Any) -> str:
-        return str(value)
-
     def _lock_events(self, cursor: Any) -> None:
         """Nothing to do: a SQLite write transaction already excludes every other writer."""
 
@@ -158,7 +155,13 @@ class SQLiteLedgerRecorder(IndexedRecorder, TreeRecorder, SQLiteApplicationRecor
                 cursor.execute(statement, list(params))
                 return cursor.fetchall()
 
-            yield TreeSnapshot(self, query)
+            def stream(statement: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+                # A cursor of its own, read lazily, in the same read transaction.
+                rows = cursor.connection.cursor()
+                rows.row_factory = None
+                return rows.execute(statement, list(params))
+
+            yield TreeSnapshot(self, query, stream)
 
     def _db_id(self, entity_id: UUID) -> Any:
         return entity_id.hex

@@ -35,7 +35,7 @@ from typing import Any
 from uuid import UUID
 
 from ledger.errors import ConfigurationError
-from ledger.integrity import RecordedLeaf, StoredEvent, stored_event_bytes
+from ledger.integrity import RecordedLeaf, StoredEvent, stored_event_bytes, stored_events_of
 from ledger.merkle import HASH_SIZE, PAGE, TreeBuilder
 from ledger.signing import SignedTreeHead, tree_head_bytes
 from ledger.store.keyfile import SigningKeyFile
@@ -45,6 +45,7 @@ HEAD_INTERVAL = 1024
 """A head is kept in the history each time the tree crosses a multiple of this many leaves."""
 
 Query = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+Stream = Callable[[str, Sequence[Any]], Iterator[tuple[Any, ...]]]
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,6 @@ class TreeRecorder:
         """The table name as the backend must spell it."""
 
     @abstractmethod
-    def _stored_id(self, value: Any) -> str:
-        """An originator id as its leaf hashes it: the text SQLite stores, a UUID's hex."""
-
-    @abstractmethod
     def _lock_events(self, cursor: Any) -> None:
         """Hold the events table against writers for the rest of the transaction."""
 
@@ -84,6 +81,8 @@ class TreeRecorder:
         """One consistent read of events, leaves and heads (`TreeSnapshot`)."""
 
     position_column = "rowid"
+    id_text = "originator_id"
+    """The originator id as its leaf hashes it: the text SQLite stores, a UUID's hex."""
 
     _key_checked: str | None = None  # the key id found to match the ledger's heads
 
@@ -201,7 +200,8 @@ class TreeRecorder:
         events = self._qualified(self.events_table_name)
         column = self.position_column
         select = (
-            f"SELECT {column} AS position, originator_id, originator_version, topic, state "
+            f"SELECT {column} AS position, {self.id_text} AS originator_id, originator_version, "
+            "topic, state "
             f"FROM {events} WHERE {column} > {p} ORDER BY {column} LIMIT {p}"
         )
         after = -1
@@ -213,7 +213,7 @@ class TreeRecorder:
                 position = row["position"]
                 data = stored_event_bytes(
                     position,
-                    self._stored_id(row["originator_id"]),
+                    row["originator_id"],
                     row["originator_version"],
                     row["topic"],
                     bytes(row["state"]),
@@ -239,9 +239,10 @@ class TreeSnapshot:
     """Events, leaves and heads as one read transaction sees them: the `LeafSource` that
     `ledger.integrity.verify_log` and receipts read, a page at a time."""
 
-    def __init__(self, recorder: TreeRecorder, query: Query) -> None:
+    def __init__(self, recorder: TreeRecorder, query: Query, stream: Stream) -> None:
         self.recorder = recorder
         self.query = query
+        self.stream = stream
         self.p = recorder.placeholder
 
     def leaf_count(self) -> int:
@@ -255,27 +256,18 @@ class TreeSnapshot:
             f"WHERE leaf >= {p} AND leaf < {p} ORDER BY leaf",
             [start, stop],
         )
-        return [RecordedLeaf(position, bytes(hashed)) for position, hashed in rows]
+        return list(map(RecordedLeaf._make, rows))  # (position, hash): bytes on both engines
 
     def stored_events(self) -> Iterator[StoredEvent]:
-        recorder, p = self.recorder, self.p
+        recorder = self.recorder
         column = recorder.position_column
-        select = (
-            f"SELECT {column}, originator_id, originator_version, topic, state "
-            f"FROM {recorder._qualified(recorder.events_table_name)} "
-            f"WHERE {column} > {p} ORDER BY {column} LIMIT {p}"
+        return stored_events_of(
+            self.stream(
+                f"SELECT {column}, {recorder.id_text}, originator_version, topic, state "
+                f"FROM {recorder._qualified(recorder.events_table_name)} ORDER BY {column}",
+                [],
+            )
         )
-        stored_id = recorder._stored_id
-        after = -1
-        while True:
-            page = self.query(select, [after, PAGE])
-            for position, ident, version, topic, state in page:
-                yield StoredEvent(
-                    position, stored_event_bytes(position, stored_id(ident), version, topic, state)
-                )
-            if len(page) < PAGE:
-                return
-            after = page[-1][0]
 
     def heads(self) -> list[SignedTreeHead]:
         """Every head kept, and the latest, by size."""
