@@ -42,6 +42,10 @@ class PostgresLedgerRecorder(IndexedRecorder, TreeRecorder, PostgresApplicationR
     position_column = "notification_id"
     id_text = "replace(originator_id::text, '-', '')"
 
+    @staticmethod
+    def as_utf8(expression: str) -> str:
+        return f"convert_to({expression}, 'UTF8')"
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._inserted = threading.local()  # the current thread's insert: context, ids

@@ -84,6 +84,11 @@ class TreeRecorder:
     id_text = "originator_id"
     """The originator id as its leaf hashes it: the text SQLite stores, a UUID's hex."""
 
+    @staticmethod
+    def as_utf8(expression: str) -> str:
+        """A text expression selected as its UTF-8 bytes (SQLite keeps text as UTF-8)."""
+        return f"CAST({expression} AS BLOB)"
+
     _key_checked: str | None = None  # the key id found to match the ledger's heads
 
     # Writing ----------------------------------------------------------------------------
@@ -256,14 +261,16 @@ class TreeSnapshot:
             f"WHERE leaf >= {p} AND leaf < {p} ORDER BY leaf",
             [start, stop],
         )
-        return list(map(RecordedLeaf._make, rows))  # (position, hash): bytes on both engines
+        new = tuple.__new__  # each row is (position, hash), the hash bytes on both engines
+        return [new(RecordedLeaf, row) for row in rows]
 
     def stored_events(self) -> Iterator[StoredEvent]:
         recorder = self.recorder
         column = recorder.position_column
         return stored_events_of(
             self.stream(
-                f"SELECT {column}, {recorder.id_text}, originator_version, topic, state "
+                f"SELECT {column}, {recorder.as_utf8(recorder.id_text)}, originator_version, "
+                f"{recorder.as_utf8('topic')}, state "
                 f"FROM {recorder._qualified(recorder.events_table_name)} ORDER BY {column}",
                 [],
             )
