@@ -137,10 +137,17 @@ def open_ledger(
         _check_postgres(db, env, create)
     try:
         ledger = Ledger(env=env)
-        if create:
-            _sign_new_ledger(ledger, key)
     except (PersistenceError, sqlite3.Error) as error:
         raise StoreUnavailable(store_failure(db, error)) from None
+    if create:
+        try:
+            _sign_new_ledger(ledger, key)
+        except (PersistenceError, sqlite3.Error) as error:
+            ledger.close()
+            raise StoreUnavailable(store_failure(db, error)) from None
+        except BaseException:
+            ledger.close()
+            raise
     return ledger
 
 
