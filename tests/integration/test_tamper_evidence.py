@@ -364,3 +364,16 @@ def test_a_write_with_another_ledgers_key_is_refused(
     with pytest.raises(ConfigurationError, match="signed by"):
         ledger.record(Change(Address.parse("crm/contacts/x"), "create", values={"n": 1}))
     ledger.close()
+
+
+@pytest.mark.postgres
+def test_a_postgresql_ledger_without_a_key_configured_refuses_writes_naming_the_setting(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LEDGER_SIGNING_KEY")
+    ledger = open_ledger(postgres_url)  # created; PostgreSQL has no default key file
+    with pytest.raises(ConfigurationError, match="set LEDGER_SIGNING_KEY"):
+        ledger.record(Change(Address.parse("crm/contacts/x"), "create", values={"n": 1}))
+    report = verify(ledger, public_key=generate_private_key().public_key())
+    ledger.close()
+    assert report.ok and report.size == 0
