@@ -67,7 +67,7 @@ class PostgresLedgerRecorder(IndexedRecorder, TreeRecorder, PostgresApplicationR
             "batch text NOT NULL, system text NOT NULL, collection text NOT NULL, "
             "key text NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS {{schema}}.{LEAF_TABLE} (leaf bigint PRIMARY KEY, "
-            "position bigint NOT NULL UNIQUE, hash bytea NOT NULL)",
+            "position bigint NOT NULL, hash bytea NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS {{schema}}.{TREE_TABLE} ("
             "id int PRIMARY KEY CHECK (id = 1), size bigint NOT NULL, frontier bytea NOT NULL, "
             "root bytea, signed_at bigint, key_id text, signature bytea)",

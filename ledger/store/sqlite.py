@@ -90,7 +90,7 @@ class SQLiteLedgerRecorder(IndexedRecorder, TreeRecorder, SQLiteApplicationRecor
             "batch TEXT NOT NULL, system TEXT NOT NULL, collection TEXT NOT NULL, "
             "key TEXT NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS {LEAF_TABLE} (leaf INTEGER PRIMARY KEY, "
-            "position INTEGER NOT NULL UNIQUE, hash BLOB NOT NULL)",
+            "position INTEGER NOT NULL, hash BLOB NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS {TREE_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), "
             "size INTEGER NOT NULL, frontier BLOB NOT NULL, root BLOB, signed_at INTEGER, "
             "key_id TEXT, signature BLOB)",

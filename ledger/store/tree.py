@@ -303,12 +303,24 @@ class TreeSnapshot:
         return _head(rows[0]) if rows else None
 
     def leaf_at(self, position: int) -> int | None:
-        """The leaf index recorded for an event's position."""
-        rows = self.query(
-            f"SELECT leaf FROM {self.recorder._qualified(LEAF_TABLE)} WHERE position = {self.p}",
-            [position],
-        )
-        return int(rows[0][0]) if rows else None
+        """The leaf index recorded for an event's position: a binary search over the leaf key,
+        since positions grow with leaf indexes (an index on position would cost every save
+        one more page written)."""
+        table = self.recorder._qualified(LEAF_TABLE)
+        ((last,),) = self.query(f"SELECT MAX(leaf) FROM {table}", [])
+        low, high = 0, -1 if last is None else int(last)
+        while low <= high:
+            middle = (low + high) // 2
+            found = self.query(f"SELECT position FROM {table} WHERE leaf = {self.p}", [middle])
+            if not found:
+                return None
+            if found[0][0] == position:
+                return middle
+            if found[0][0] < position:
+                low = middle + 1
+            else:
+                high = middle - 1
+        return None
 
     def event_at(self, position: int) -> tuple[UUID, int] | None:
         """The aggregate id and version stored at a position, if any."""
