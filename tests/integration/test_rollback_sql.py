@@ -174,7 +174,6 @@ def test_a_rollback_killed_in_every_window_resumes_and_applies_each_compensation
         capture_output=True,
         check=True,
     )
-
     def restored_exactly_once() -> None:
         restored_in_target, compensations = check_exactly_once(crm, tmp_path / "ledger.db")
         assert restored_in_target == set(compensations)
