@@ -126,8 +126,8 @@ def open_ledger(
     """Open (and with ``create``, initialise) the ledger at a database setting.
 
     Opening upgrades a ledger stored before the Merkle tree existed (its leaves back-filled
-    once); with ``create``, a ledger never signed gets its key pair, and a tree that no head
-    covers yet is signed."""
+    once, then signed when the key is at hand); with ``create``, a ledger never signed gets
+    its key pair."""
     db = resolve_db(db)
     key = resolve_signing_key(db, signing_key)
     env = store_env(db, key)
@@ -139,27 +139,28 @@ def open_ledger(
         ledger = Ledger(env=env)
     except (PersistenceError, sqlite3.Error) as error:
         raise StoreUnavailable(store_failure(db, error)) from None
-    if create:
-        try:
-            _sign_new_ledger(ledger, key)
-        except (PersistenceError, sqlite3.Error) as error:
-            ledger.close()
-            raise StoreUnavailable(store_failure(db, error)) from None
-        except BaseException:
-            ledger.close()
-            raise
+    try:
+        _prepare_signing(ledger, key, create)
+    except (PersistenceError, sqlite3.Error) as error:
+        ledger.close()
+        raise StoreUnavailable(store_failure(db, error)) from None
+    except BaseException:
+        ledger.close()
+        raise
     return ledger
 
 
-def _sign_new_ledger(ledger: Ledger, key: Path | None) -> None:
+def _prepare_signing(ledger: Ledger, key: Path | None, create: bool) -> None:
+    """With ``create``, a ledger never signed gets its key pair; a tree no head covers yet
+    (leaves just back-filled by an upgrade) is signed as soon as the key is at hand."""
     tree = cast(TreeRecorder, ledger.recorder)
     with tree.tree_snapshot() as snapshot:
         head, size = snapshot.latest_head(), snapshot.tree_size()
     if key is None:
         return
-    if head is None and not key.exists():
+    if create and head is None and not key.exists():
         create_key_files(key)
-    if size and key.exists() and (head is None or head.size != size):
+    if size and (head is None or head.size != size) and key.exists():
         tree.sign_head()
 
 

@@ -328,16 +328,30 @@ def test_a_ledger_from_before_the_tree_is_upgraded_on_open(db: str, raw: Raw) ->
     events = len(positions(raw))
     for table in ("ledger_leaves", "ledger_tree", "ledger_tree_heads"):
         raw.execute(f"DROP TABLE {table}")
-    reopened = open_ledger(db, create=False)  # any command: leaves back-filled, not signed
-    report = verify(reopened)
-    reopened.close()
-    assert report.size == events
-    assert report.first_break is not None and report.first_break.kind == "unsigned"
-    open_ledger(db).close()  # `ledger init`: the back-filled tree is signed
-    assert check(db).ok
+    report = check(db)  # any command: every leaf back-filled once, then signed
+    assert report.ok and report.size == events
     record_more(db, "after-upgrade")
     report = check(db)
     assert report.ok and report.size == len(positions(raw)) > events
+
+
+def test_an_upgrade_without_the_key_leaves_the_back_filled_tree_unsigned_until_init(
+    db: str, raw: Raw, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key_file = resolve_signing_key(db)
+    assert key_file is not None
+    public = load_public_key(public_key_path(key_file))
+    for table in ("ledger_leaves", "ledger_tree", "ledger_tree_heads"):
+        raw.execute(f"DROP TABLE {table}")
+    with monkeypatch.context() as patch:
+        patch.setenv("LEDGER_SIGNING_KEY", str(tmp_path / "elsewhere.key"))
+        reopened = open_ledger(db, create=False)
+        report = verify(reopened, public_key=public)
+        reopened.close()
+    assert report.size == len(positions(raw))
+    assert report.first_break is not None and report.first_break.kind == "unsigned"
+    open_ledger(db).close()  # `ledger init` with the key at hand: the tree is signed
+    assert check(db).ok
 
 
 def test_a_write_without_the_signing_key_is_refused_and_stores_nothing(
