@@ -34,6 +34,9 @@ TASKS = {
     "ledger_track": "bench.track_tasks:ledger_track",
     "export_track": "bench.track_tasks:export_track",
     "raw_track": "bench.track_tasks:raw_track",
+    "seed_verify": "bench.integrity_tasks:seed_verify",
+    "ledger_verify": "bench.integrity_tasks:ledger_verify",
+    "raw_verify": "bench.integrity_tasks:raw_verify",
 }
 
 

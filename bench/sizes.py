@@ -21,6 +21,7 @@ class Sizes:
     # the default runs the largest size that passes and one that shows the hang.
     pg_batch: tuple[int, ...] = (5_000, 10_000)
     track: tuple[int, ...] = (100_000, 1_000_000)  # workload 9: rows of the table baselined
+    verify: int = 1_000_000  # workload 10: events in the ledger verified
 
     def with_overrides(self, text: str) -> Sizes:
         """``key=value,…``; the tuples (``collection``, ``reconcile``, ``pg_batch``, ``track``)
@@ -38,7 +39,10 @@ class Sizes:
         sizes = replace(self, **changes)  # type: ignore[arg-type]
         if any(not getattr(sizes, key) or min(getattr(sizes, key)) < 1 for key in TUPLES):
             raise ValueError(f"--sizes: {', '.join(TUPLES)} need sizes of at least 1")
-        if min(sizes.batch, sizes.single, sizes.samples, sizes.rollback) < 1 or sizes.history < 2:
+        if (
+            min(sizes.batch, sizes.single, sizes.samples, sizes.rollback, sizes.verify) < 1
+            or sizes.history < 2
+        ):
             raise ValueError("--sizes: sizes must be at least 1 (history at least 2)")
         return replace(sizes, replay=max(1, min(sizes.replay, sizes.samples)))
 
@@ -61,4 +65,5 @@ QUICK = Sizes(
     reconcile=(100, 300),
     pg_batch=(300,),
     track=(100, 300),
+    verify=2_000,
 )

@@ -27,10 +27,13 @@ from ledger.errors import (
     RunInterrupted,
     StaleWrite,
     StoreUnavailable,
+    TamperDetected,
     TargetRejected,
     TransientError,
     UnknownCheckpoint,
 )
+from ledger.evidence import digest, prove, verify
+from ledger.integrity import InclusionReceipt, VerifyReport
 from ledger.lane_config import load_lanes
 from ledger.lane_control import allow_canary, pause_lane
 from ledger.lane_control import lane as lane_view
@@ -95,6 +98,7 @@ __all__ = [
     "EntityDiff",
     "EntityState",
     "FingerprintReused",
+    "InclusionReceipt",
     "InvalidChange",
     "InvalidValue",
     "LaneConfig",
@@ -118,10 +122,12 @@ __all__ = [
     "StaleWrite",
     "StoreUnavailable",
     "System",
+    "TamperDetected",
     "Target",
     "TargetRejected",
     "TransientError",
     "UnknownCheckpoint",
+    "VerifyReport",
     "allow_canary",
     "apply_reconciliation",
     "apply_rollback",
@@ -132,6 +138,7 @@ __all__ = [
     "compare_with_target",
     "create_token",
     "deliver_notices",
+    "digest",
     "enable_workflow",
     "entity_id",
     "lane_view",
@@ -145,10 +152,12 @@ __all__ = [
     "plan_reconciliation",
     "plan_rollback",
     "plan_tripped_rollback",
+    "prove",
     "receipt",
     "record_reconciliation",
     "revoke_token",
     "rollback_plans",
     "runbook",
+    "verify",
     "verify_rollback",
 ]

@@ -3,6 +3,12 @@
 ``--db`` / ``LEDGER_DB`` is either a SQLite file path (the default, ``./ledger.db``) or a
 PostgreSQL URL (``postgresql://user:password@host:5432/dbname?schema=ledger``).
 
+Every save signs the tree head of the log (docs/integrity.md), with the private key in the
+file ``--signing-key`` / ``LEDGER_SIGNING_KEY`` names; a SQLite ledger's default is the file
+beside it, ``<db>.key`` (its public key ``<db>.pub``). A PostgreSQL ledger has no default. The
+key pair is created when a ledger is created (`open_ledger` with ``create``, `ledger init`)
+and has never been signed; never otherwise, so a lost key is an error, not a new identity.
+
 The store is configured from that setting alone: `store_env` builds the eventsourcing
 library's whole environment and `Ledger` does not read the process environment (where
 ``LEDGER_SQLITE_DBNAME`` would redirect the ledger to another file). A SQLite file is opened
@@ -17,6 +23,7 @@ import os
 import sqlite3
 from contextlib import closing
 from pathlib import Path
+from typing import cast
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 from eventsourcing.persistence import PersistenceError
@@ -24,6 +31,8 @@ from eventsourcing.persistence import PersistenceError
 from ledger.application import Ledger
 from ledger.errors import ConfigurationError, StoreUnavailable
 from ledger.store import INDEX_TABLE
+from ledger.store.keyfile import KEY_ENV, SIGNING_KEY, create_key_files
+from ledger.store.tree import TreeRecorder
 
 DB_KEY = "LEDGER_DB"
 DEFAULT_DB = "ledger.db"
@@ -49,10 +58,26 @@ def shown(db: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def store_env(db: str) -> dict[str, str]:
+def is_postgres(db: str) -> bool:
+    return db.startswith(("postgresql://", "postgres://"))
+
+
+def resolve_signing_key(db: str, signing_key: str | Path | None = None) -> Path | None:
+    """The signing key's file: the argument, else ``LEDGER_SIGNING_KEY``, else ``<db>.key``
+    beside a SQLite file (a PostgreSQL ledger has no default)."""
+    value = signing_key if signing_key is not None else os.environ.get(KEY_ENV)
+    if value is not None and str(value).strip():
+        return Path(value)
+    if value is not None:
+        raise ConfigurationError(f"{KEY_ENV} / --signing-key is empty; give a key file's path")
+    return None if is_postgres(db) else Path(db + ".key")
+
+
+def store_env(db: str, signing_key: Path | None = None) -> dict[str, str]:
     """The eventsourcing environment for a database setting; a bad one names the setting."""
-    if db.startswith(("postgresql://", "postgres://")):
-        return _postgres_env(db)
+    key = {} if signing_key is None else {SIGNING_KEY: str(signing_key)}
+    if is_postgres(db):
+        return {**_postgres_env(db), **key}
     if "://" in db:
         raise ConfigurationError(
             f"{DB_KEY} / --db {shown(db)!r}: only SQLite paths and postgresql:// URLs are supported"
@@ -61,6 +86,7 @@ def store_env(db: str) -> dict[str, str]:
         "PERSISTENCE_MODULE": "ledger.store.sqlite:Factory",
         "SQLITE_DBNAME": db,
         "SQLITE_LOCK_TIMEOUT": LOCK_TIMEOUT_SECONDS,
+        **key,
     }
 
 
@@ -94,18 +120,48 @@ def _postgres_env(url: str) -> dict[str, str]:
     }
 
 
-def open_ledger(db: str | None = None, *, create: bool = True) -> Ledger:
-    """Open (and with ``create``, initialise) the ledger at a database setting."""
+def open_ledger(
+    db: str | None = None, *, create: bool = True, signing_key: str | Path | None = None
+) -> Ledger:
+    """Open (and with ``create``, initialise) the ledger at a database setting.
+
+    Opening upgrades a ledger stored before the Merkle tree existed (its leaves back-filled
+    once, then signed when the key is at hand); with ``create``, a ledger never signed gets
+    its key pair."""
     db = resolve_db(db)
-    env = store_env(db)
+    key = resolve_signing_key(db, signing_key)
+    env = store_env(db, key)
     if "SQLITE_DBNAME" in env:
         _check_sqlite(db, create)
     else:
         _check_postgres(db, env, create)
     try:
-        return Ledger(env=env)
+        ledger = Ledger(env=env)
     except (PersistenceError, sqlite3.Error) as error:
         raise StoreUnavailable(store_failure(db, error)) from None
+    try:
+        _prepare_signing(ledger, key, create)
+    except (PersistenceError, sqlite3.Error) as error:
+        ledger.close()
+        raise StoreUnavailable(store_failure(db, error)) from None
+    except BaseException:
+        ledger.close()
+        raise
+    return ledger
+
+
+def _prepare_signing(ledger: Ledger, key: Path | None, create: bool) -> None:
+    """With ``create``, a ledger never signed gets its key pair; a tree no head covers yet
+    (leaves just back-filled by an upgrade) is signed as soon as the key is at hand."""
+    tree = cast(TreeRecorder, ledger.recorder)
+    with tree.tree_snapshot() as snapshot:
+        head, size = snapshot.latest_head(), snapshot.tree_size()
+    if key is None:
+        return
+    if create and head is None and not key.exists():
+        create_key_files(key)
+    if size and (head is None or head.size != size) and key.exists():
+        tree.sign_head()
 
 
 def store_failure(db: str, error: BaseException) -> str:

@@ -150,34 +150,49 @@ def write_private_key(path: Path, key: Ed25519PrivateKey) -> None:
     """Write the key as unencrypted PKCS#8 PEM, readable by its owner only (0600).
 
     Refuses to replace an existing file: heads signed with the old key could no longer be
-    checked by anyone who trusts only the new one.
+    checked by anyone who trusts only the new one. The key is written to a temporary file
+    and linked into place, so a reader never sees half a key and of two processes creating
+    one at once exactly one wins (the other gets ConfigurationError "already exists").
     """
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+    if path.exists():
+        raise _key_exists(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            os.fchmod(file.fileno(), 0o600)  # the umask can only remove bits; make sure anyway
+            file.write(pem)
+            file.flush()
+            os.fsync(file.fileno())
+        os.link(temporary, path)
     except FileExistsError:
-        raise ConfigurationError(
-            f"signing key file {path} already exists; refusing to overwrite a signing key "
-            "(move it away first if you really mean to replace it)"
-        ) from None
+        raise _key_exists(path) from None
     except OSError as error:
         raise ConfigurationError(f"signing key file {path}: {error.strerror}") from None
-    with os.fdopen(descriptor, "wb") as file:
-        os.fchmod(file.fileno(), 0o600)  # the umask can only remove bits; make sure anyway
-        file.write(pem)
-        file.flush()
-        os.fsync(file.fileno())
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _key_exists(path: Path) -> ConfigurationError:
+    return ConfigurationError(
+        f"signing key file {path} already exists; refusing to overwrite a signing key "
+        "(move it away first if you really mean to replace it)"
+    )
 
 
 def write_public_key(path: Path, public_key: Ed25519PublicKey) -> None:
-    """Write the public key alone, in PEM."""
+    """Write the public key alone, in PEM (to a temporary file first, then renamed)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.write_bytes(public_key_pem(public_key))
+        temporary.write_bytes(public_key_pem(public_key))
+        temporary.replace(path)
     except OSError as error:
+        temporary.unlink(missing_ok=True)
         raise ConfigurationError(f"public key file {path}: {error.strerror}") from None
 
 

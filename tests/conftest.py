@@ -49,8 +49,12 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
-def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
-    """URL of a fresh, empty PostgreSQL database, dropped after the test."""
+def postgres_url(
+    postgres_server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """URL of a fresh, empty PostgreSQL database, dropped after the test; its signing key's
+    path (created with the ledger) in ``LEDGER_SIGNING_KEY``, which subprocesses inherit."""
+    monkeypatch.setenv("LEDGER_SIGNING_KEY", str(tmp_path / "postgres-ledger.key"))
     url = postgres_server.create_database()
     try:
         yield url

@@ -9,6 +9,7 @@ exits with a code of the one table in `ledger.cli.exit`.
 from ledger.cli import (  # noqa: F401  (registration)
     apply,
     inspect,
+    integrity,
     lanes,
     operations,
     receipts,

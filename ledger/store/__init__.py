@@ -6,6 +6,9 @@
 - `sqlite`, `postgres`: one module per backend, the library's recorder and factory subclassed
   (selected by ``PERSISTENCE_MODULE``; imported only when that backend is opened);
 - `locks`: record locks held by a run's chunk, per backend;
+- `tree`: the Merkle tree's leaves and signed heads, written in each save's transaction, and the
+  snapshot verification reads (`TreeSnapshot`, a `ledger.integrity.LeafSource`);
+- `keyfile`: the signing key every save signs with, read from its file on first need;
 - `library_seams`: every place the store or the application leans on library internals.
 """
 

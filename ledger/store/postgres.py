@@ -12,29 +12,39 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import AggregateRecorder, ApplicationRecorder, ProgrammingError
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
 from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
 from ledger.store.indexed import IndexedRecorder
+from ledger.store.keyfile import SIGNING_KEY, SigningKeyFile
 from ledger.store.library_seams import abort_on_error, insert_in_chunks
 from ledger.store.locks import advisory_record_locks
-from ledger.store.rows import INDEX_TABLE, PENDING_TABLE
+from ledger.store.rows import HEAD_TABLE, INDEX_TABLE, LEAF_TABLE, PENDING_TABLE, TREE_TABLE
 from ledger.store.saving import SaveContext, context_of
+from ledger.store.tree import PAGE, TreeRecorder, TreeSnapshot
 
 INSERT_CHUNK = 1000
 DDL_LOCK = 0x6C6564676572  # advisory lock key ("ledger") that serialises opening a ledger
 
 
-class PostgresLedgerRecorder(IndexedRecorder, PostgresApplicationRecorder):
-    """Stores events as the library does and, in the same transaction, their index rows."""
+class PostgresLedgerRecorder(IndexedRecorder, TreeRecorder, PostgresApplicationRecorder):
+    """Stores events as the library does and, in the same transaction, their index rows and
+    their leaves with the tree's new signed head."""
 
     placeholder = "%s"
+    position_column = "notification_id"
+    id_text = "replace(originator_id::text, '-', '')"
+
+    @staticmethod
+    def as_utf8(expression: str) -> str:
+        return f"convert_to({expression}, 'UTF8')"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -56,10 +66,29 @@ class PostgresLedgerRecorder(IndexedRecorder, PostgresApplicationRecorder):
             f"CREATE TABLE IF NOT EXISTS {{schema}}.{PENDING_TABLE} (fingerprint text PRIMARY KEY, "
             "batch text NOT NULL, system text NOT NULL, collection text NOT NULL, "
             "key text NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {{schema}}.{LEAF_TABLE} (leaf bigint PRIMARY KEY, "
+            "position bigint NOT NULL, hash bytea NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {{schema}}.{TREE_TABLE} ("
+            "id int PRIMARY KEY CHECK (id = 1), size bigint NOT NULL, frontier bytea NOT NULL, "
+            "root bytea, signed_at bigint, key_id text, signature bytea)",
+            f"CREATE TABLE IF NOT EXISTS {{schema}}.{HEAD_TABLE} (size bigint PRIMARY KEY, "
+            "root bytea NOT NULL, signed_at bigint NOT NULL, key_id text NOT NULL, "
+            "signature bytea NOT NULL)",
         ):
             self.sql_create_statements.append(
                 SQL(statement).format(schema=Identifier(self.datastore.schema))
             )
+
+    def _create_table(self, curs: Cursor[DictRow]) -> None:
+        # In the tables' own transaction (and the factory's DDL lock): a ledger stored before
+        # the tree existed gets its leaves back-filled here, once, under the events' lock.
+        super()._create_table(curs)
+        self.tree_state(curs)
+
+    def insert_events(self, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
+        if stored_events:
+            self.ready_to_sign()  # no key, or another ledger's: refused before the transaction
+        return super().insert_events(stored_events, **kwargs)
 
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[Any], **kwargs: Any
@@ -87,6 +116,11 @@ class PostgresLedgerRecorder(IndexedRecorder, PostgresApplicationRecorder):
                 f"got {len(positions)} notification ids for {len(stored_events)} events"
             )
         with abort_on_error(curs):
+            # Still under the library's EXCLUSIVE lock on the events table: the tree's state
+            # row is read and written by one writer at a time, in notification-id order. The
+            # leaves go first: reading the state row syncs the pipeline, which must not be
+            # where a duplicate fingerprint in the index rows (sent after) is reported.
+            self.append_leaves(curs, stored_events, positions)
             self.write_derived_rows(curs, stored_events, positions, context)
         return positions
 
@@ -107,6 +141,41 @@ class PostgresLedgerRecorder(IndexedRecorder, PostgresApplicationRecorder):
     def _qualified(self, table: str) -> str:
         return f'"{self.datastore.schema}"."{table}"'
 
+    def _lock_events(self, cursor: Any) -> None:
+        self._lock_table(cursor)
+
+    @contextmanager
+    def tree_transaction(self) -> Iterator[Any]:
+        with self.datastore.transaction(commit=True) as curs:
+            self._lock_table(curs)
+            yield curs
+
+    @contextmanager
+    def tree_snapshot(self) -> Iterator[TreeSnapshot]:
+        # REPEATABLE READ: every statement sees the snapshot taken by the first, so an event
+        # committed meanwhile is not seen without its leaf (nor a leaf without its event).
+        with (
+            self.datastore.get_connection() as connection,
+            connection.transaction(force_rollback=True),
+        ):
+            connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            with connection.cursor(row_factory=tuple_row) as cursor:
+
+                def query(statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+                    cursor.execute(statement, list(params))
+                    return cursor.fetchall()
+
+                def stream(statement: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+                    # A server-side cursor, in the same REPEATABLE READ transaction.
+                    with connection.cursor(
+                        name="ledger_tree_stream", row_factory=tuple_row
+                    ) as rows:
+                        rows.itersize = PAGE
+                        rows.execute(statement, list(params))
+                        yield from rows
+
+                yield TreeSnapshot(self, query, stream)
+
     def _db_id(self, entity_id: UUID) -> Any:
         return entity_id
 
@@ -125,7 +194,11 @@ class Factory(PostgresFactory):
 
     def application_recorder(self) -> ApplicationRecorder:
         with self._ddl_lock():
-            return super().application_recorder()
+            recorder = super().application_recorder()
+        if isinstance(recorder, TreeRecorder):
+            path = self.env.get(SIGNING_KEY)
+            recorder.signing_key = SigningKeyFile(Path(path) if path else None)
+        return recorder
 
     def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
         with self._ddl_lock():

@@ -14,6 +14,9 @@ from uuid import UUID
 
 INDEX_TABLE: Final = "ledger_actions"
 PENDING_TABLE: Final = "ledger_pending"
+LEAF_TABLE: Final = "ledger_leaves"  # one recorded leaf per stored event (ledger.store.tree)
+TREE_TABLE: Final = "ledger_tree"  # the tree's one state row: frontier and latest signed head
+HEAD_TABLE: Final = "ledger_tree_heads"  # signed heads kept as history (one per interval)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 

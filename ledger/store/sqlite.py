@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.persistence import ApplicationRecorder
 from eventsourcing.sqlite import (
     SQLITE3_DEFAULT_LOCK_TIMEOUT,
     SQLiteApplicationRecorder,
@@ -26,10 +28,12 @@ from eventsourcing.sqlite import (
 from eventsourcing.utils import Environment, EnvType
 
 from ledger.store.indexed import IndexedRecorder
+from ledger.store.keyfile import SIGNING_KEY, SigningKeyFile
 from ledger.store.library_seams import reopen_with_statement_cache, use_pool
 from ledger.store.locks import file_record_locks
-from ledger.store.rows import INDEX_TABLE, PENDING_TABLE
+from ledger.store.rows import HEAD_TABLE, INDEX_TABLE, LEAF_TABLE, PENDING_TABLE, TREE_TABLE
 from ledger.store.saving import context_of
+from ledger.store.tree import TreeRecorder, TreeSnapshot
 
 SYNCHRONOUS = "FULL"
 STATEMENT_CACHE = 128  # the sqlite3 module's default
@@ -60,8 +64,9 @@ class DurableSQLiteConnectionPool(SQLiteConnectionPool):
         return connection
 
 
-class SQLiteLedgerRecorder(IndexedRecorder, SQLiteApplicationRecorder):
-    """Stores events as the library does and, in the same transaction, their index rows."""
+class SQLiteLedgerRecorder(IndexedRecorder, TreeRecorder, SQLiteApplicationRecorder):
+    """Stores events as the library does and, in the same transaction, their index rows and
+    their leaves with the tree's new signed head."""
 
     placeholder = "?"
 
@@ -84,13 +89,33 @@ class SQLiteLedgerRecorder(IndexedRecorder, SQLiteApplicationRecorder):
             f"CREATE TABLE IF NOT EXISTS {PENDING_TABLE} (fingerprint TEXT PRIMARY KEY, "
             "batch TEXT NOT NULL, system TEXT NOT NULL, collection TEXT NOT NULL, "
             "key TEXT NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {LEAF_TABLE} (leaf INTEGER PRIMARY KEY, "
+            "position INTEGER NOT NULL, hash BLOB NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {TREE_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), "
+            "size INTEGER NOT NULL, frontier BLOB NOT NULL, root BLOB, signed_at INTEGER, "
+            "key_id TEXT, signature BLOB)",
+            f"CREATE TABLE IF NOT EXISTS {HEAD_TABLE} (size INTEGER PRIMARY KEY, "
+            "root BLOB NOT NULL, signed_at INTEGER NOT NULL, key_id TEXT NOT NULL, "
+            "signature BLOB NOT NULL)",
         ]
+
+    def _create_table(self, c: SQLiteCursor) -> None:
+        # In the tables' own write transaction: a ledger stored before the tree existed gets
+        # its leaves back-filled here, once.
+        super()._create_table(c)
+        self.tree_state(c)
+
+    def insert_events(self, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
+        if stored_events:
+            self.ready_to_sign()  # no key, or another ledger's: refused before the transaction
+        return super().insert_events(stored_events, **kwargs)
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[Any], **kwargs: Any
     ) -> Sequence[int] | None:
         positions = super()._insert_events(c, stored_events, **kwargs)
         self.write_derived_rows(c, stored_events, positions, context_of(kwargs))
+        self.append_leaves(c, stored_events, positions)
         return positions
 
     def lock_records(self, names: Sequence[str]) -> AbstractContextManager[None]:
@@ -108,6 +133,36 @@ class SQLiteLedgerRecorder(IndexedRecorder, SQLiteApplicationRecorder):
     def _qualified(self, table: str) -> str:
         return table
 
+    def _lock_events(self, cursor: Any) -> None:
+        """Nothing to do: a SQLite write transaction already excludes every other writer."""
+
+    @contextmanager
+    def tree_transaction(self) -> Iterator[Any]:
+        with self.datastore.transaction(commit=True) as c:
+            # A write first, so the transaction takes the write lock (waiting for it) before it
+            # reads: a deferred transaction that read first could not upgrade under a writer.
+            c.execute(f"UPDATE {TREE_TABLE} SET size = size WHERE id = 1")
+            yield c
+
+    @contextmanager
+    def tree_snapshot(self) -> Iterator[TreeSnapshot]:
+        # One read transaction: in WAL mode it sees the database as of its first read.
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor
+            cursor.row_factory = None
+
+            def query(statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+                cursor.execute(statement, list(params))
+                return cursor.fetchall()
+
+            def stream(statement: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+                # A cursor of its own, read lazily, in the same read transaction.
+                rows = cursor.connection.cursor()
+                rows.row_factory = None
+                return rows.execute(statement, list(params))
+
+            yield TreeSnapshot(self, query, stream)
+
     def _db_id(self, entity_id: UUID) -> Any:
         return entity_id.hex
 
@@ -119,6 +174,13 @@ class Factory(SQLiteFactory):
     """The library's SQLite factory, with the ledger's recorder and durable connections."""
 
     application_recorder_class = SQLiteLedgerRecorder
+
+    def application_recorder(self) -> ApplicationRecorder:
+        recorder = super().application_recorder()
+        if isinstance(recorder, TreeRecorder):
+            path = self.env.get(SIGNING_KEY)
+            recorder.signing_key = SigningKeyFile(Path(path) if path else None)
+        return recorder
 
     def __init__(self, env: Environment | EnvType | None):
         super().__init__(env)

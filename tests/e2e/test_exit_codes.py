@@ -49,6 +49,13 @@ def outside_edit(tmp_path, key, stage):
         db.commit()
 
 
+def tamper(tmp_path):
+    """One byte of the first stored event's state changed behind the ledger's back."""
+    with contextlib.closing(sqlite3.connect(tmp_path / "ledger.db")) as db:
+        db.execute("UPDATE stored_events SET state = CAST(state || x'20' AS BLOB) WHERE rowid = 1")
+        db.commit()
+
+
 def update(key, stage, **extra):
     return {"entity": f"crm/contacts/{key}", "op": "update", "set": {"stage": stage}, **extra}
 
@@ -329,6 +336,14 @@ CASES = {
     "lane": [
         ("shown", lambda i, t: i("lane", "w"), Exit.DONE),
         ("bad name", lambda i, t: i("lane", "w w"), Exit.ERROR),
+    ],
+    "verify": [
+        ("intact", lambda i, t: i("verify"), Exit.DONE),
+        ("a byte changed", lambda i, t: (tamper(t), i("verify"))[1], Exit.ERROR),
+    ],
+    "digest": [
+        ("exported", lambda i, t: i("digest", "--out", t / "d.json"), Exit.DONE),
+        ("file exists", lambda i, t: i("digest", "--out", t / "ledger.toml"), Exit.ERROR),
     ],
 }
 

@@ -78,6 +78,8 @@ def fresh_db(request, tmp_path_factory):
         yield lambda: str(tmp_path_factory.mktemp("prop") / "ledger.db")
         return
     server = request.getfixturevalue("postgres_server")
+    key = tmp_path_factory.mktemp("key") / "postgres-ledger.key"  # PostgreSQL has no default
+    request.getfixturevalue("monkeypatch").setenv("LEDGER_SIGNING_KEY", str(key))
     made = []
 
     def make():

@@ -20,10 +20,12 @@ action survives its process dying without closing anything.
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -61,14 +63,23 @@ from ledger.bootstrap import store_env
 from ledger.store import IndexedAction, IndexEntry, SaveContext
 from ledger.store import postgres as postgres_store
 from ledger.store import sqlite as sqlite_store
+from ledger.store.keyfile import create_key_files
 from ledger.transcoder import OrjsonTranscoder
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+@functools.cache
+def signing_key() -> Path:
+    """One signing key for the stores built here (every save signs the tree's head)."""
+    path = Path(tempfile.mkdtemp(prefix="ledger-key-")) / "ledger.key"
+    create_key_files(path)
+    return path
+
+
 def construct_factory(db: str, name: str = Ledger.name) -> InfrastructureFactory[Any]:
     """The factory the ledger's application would build for this database setting."""
-    return InfrastructureFactory.construct(Environment(name, store_env(db)))
+    return InfrastructureFactory.construct(Environment(name, store_env(db, signing_key())))
 
 
 # Where each test's store lives --------------------------------------------------------------
@@ -197,7 +208,7 @@ class TestSQLiteLedgerFactory(contract.InfrastructureFactoryTestCase[sqlite_stor
     @pytest.fixture(autouse=True)
     def _env(self, tmp_path: Path) -> None:
         # Runs before setUp(), which constructs the factory from self.env.
-        self.env = Environment(Ledger.name, store_env(str(tmp_path / "ledger.db")))
+        self.env = Environment(Ledger.name, store_env(str(tmp_path / "ledger.db"), signing_key()))
 
     def expected_factory_class(self) -> type[sqlite_store.Factory]:
         return sqlite_store.Factory
@@ -229,7 +240,7 @@ class TestSQLiteLedgerFactory(contract.InfrastructureFactoryTestCase[sqlite_stor
 class TestPostgresLedgerFactory(contract.InfrastructureFactoryTestCase[postgres_store.Factory]):
     @pytest.fixture(autouse=True)
     def _env(self, postgres_url: str) -> None:
-        self.env = Environment(Ledger.name, store_env(postgres_url))
+        self.env = Environment(Ledger.name, store_env(postgres_url, signing_key()))
 
     def expected_factory_class(self) -> type[postgres_store.Factory]:
         return postgres_store.Factory
