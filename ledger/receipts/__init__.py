@@ -11,6 +11,7 @@ the lane row are read back and each check is recomputed from those recorded fact
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, cast
 
 from eventsourcing.application import AggregateNotFoundError
@@ -43,6 +44,7 @@ from ledger.rollback.model import Contract
 from ledger.rollback.planner import state_at
 from ledger.settlement import compare_and_set
 from ledger.store import Cutoff, from_micros
+from ledger.triggers import source_times
 from ledger.values import ABSENT
 from ledger.views import ActionView
 
@@ -79,7 +81,8 @@ def receipt(
         *recorded_checks(history, view, proposed),
         *lane_checks(ledger, view, proposed, config),
     ]
-    sources = tuple(_source(ledger, name, view) for name in view.sources)
+    declared = source_times(view.sources)
+    sources = tuple(_source(ledger, name, view, declared) for name in view.sources)
     if config is not None:
         checks += guard_checks(view, config.triggers, sources)
     contract = (contracts or {}).get((address.system, address.collection))
@@ -135,16 +138,20 @@ def _proposed(ledger: Ledger, view: ActionView) -> ProposedChange | None:
     )
 
 
-def _source(ledger: Ledger, name: str, view: ActionView) -> SourceRecord:
-    """A source as the ledger held it when the action was recorded, if it is a record the
-    ledger knows; otherwise just its name (the event carries no source timestamps)."""
+def _source(
+    ledger: Ledger, source: str, view: ActionView, declared: dict[str, datetime]
+) -> SourceRecord:
+    """A source with the time declared for it (``NAME@TIME``) and, if it is a record the
+    ledger knows, the version the ledger held when the action was recorded."""
+    name = next((n for n in declared if source.startswith(f"{n}@")), source)
+    at = declared.get(name)
     try:
         address = Address.parse(name)
     except InvalidChange:
-        return SourceRecord(name)
+        return SourceRecord(name, declared_at=at)
     cutoff = Cutoff("position", view.position or 0)
     version, _ = ledger.index.versions_until(address.entity_id, cutoff)
     if version == 0:
-        return SourceRecord(name)
+        return SourceRecord(name, declared_at=at)
     _, recorded = ledger.index.position_of(address.entity_id, version)
-    return SourceRecord(name, version, from_micros(recorded))
+    return SourceRecord(name, version, from_micros(recorded), at)

@@ -167,9 +167,9 @@ def guard_checks(
         status: CheckStatus = "failed" if trip is not None else "passed"
         checks.append(Check("field-guards", status, detail, "the lane row's field guards now"))
     if triggers.source_age is not None:
-        dated = {s.record: s.recorded_at for s in sources if s.recorded_at is not None}
+        dated = {s.record: s.at for s in sources if s.at is not None}
         if not dated:
-            detail = "no source record the ledger knows: no timestamp to judge"
+            detail = "no source has a declared time or a version in the ledger: nothing to judge"
             checks.append(Check("source-age", "unknown", detail, "the lane row's source_age"))
         else:
             ages = Triggers(source_age=triggers.source_age)
@@ -181,7 +181,7 @@ def guard_checks(
                     "source-age",
                     "failed" if trip is not None else "passed",
                     trip.rule if trip is not None else f"sources within {triggers.source_age}",
-                    "the sources' recorded times; the lane row's source_age",
+                    "the sources' declared (else recorded) times; the lane row's source_age",
                 )
             )
     return checks

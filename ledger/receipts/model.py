@@ -19,16 +19,24 @@ Standing = Literal["standing", "compensated", "replayed"]
 
 @dataclass(frozen=True)
 class SourceRecord:
-    """A record the action was drafted from; when the ledger knows it, the version it held
-    when the action was recorded and when that version was recorded."""
+    """A record the action was drafted from: the time the automation declared for it
+    (``NAME@TIME``), and when the ledger knows it, the version it held when the action was
+    recorded and when that version was recorded."""
 
     record: str
     version: int | None = None
     recorded_at: datetime | None = None
+    declared_at: datetime | None = None
+
+    @property
+    def at(self) -> datetime | None:
+        """The source's time: as declared, else as the ledger recorded it."""
+        return self.declared_at or self.recorded_at
 
     def to_json(self) -> dict[str, Any]:
         return {
             "record": self.record,
+            "declared_at": _iso(self.declared_at),
             "version": self.version,
             "recorded_at": _iso(self.recorded_at),
         }
