@@ -151,9 +151,7 @@ def test_an_unexpected_failure_is_a_500_with_a_correlation_id_and_no_traceback(a
 
 
 def test_a_paused_lane_maps_to_423_with_who_when_why(api):
-    """The gate (`ensure_open`) is not wired into recording and runs on main yet (issue 18):
-    here a real paused lane and the real gate check produce the error the routes will meet,
-    and the one mapping answers it. The HTTP round trip is tested after the merge."""
+    """A real paused lane and the real gate check: the one mapping answers who, when, why."""
     pause_lane(api.ledger, "lead-sync", "bounce rate over 5%", "ops-oncall")
     with pytest.raises(LanePaused) as paused:
         ensure_open(api.ledger, ["lead-sync"])
@@ -204,3 +202,25 @@ def test_a_locked_target_is_503_with_retry_after_and_the_key_stays_free(api):
         again = client.post("/v1/apply", json=body)
     assert again.status_code == 200 and again.json()["counts"]["applied"] == 1
     assert api.stage("5") == "mql"
+
+
+def test_a_paused_workflow_answers_423_over_http_and_nothing_is_written(api):
+    pause_lane(api.ledger, "lead-sync", "bounce rate over 5%", "ops-oncall")
+    change = {"entity": "crm/contacts/1", "op": "update", "set": {"stage": "mql"}}
+    apply = {"system": "crm", "batch": "b", "workflow": "lead-sync", "changes": [change]}
+    keyed = {"json": {**change, "workflow": "lead-sync"}, "headers": {"Idempotency-Key": "k"}}
+    with api.client("sync-bot") as client:
+        applied = client.post("/v1/apply", json=apply)
+        first, again = client.post("/v1/actions", **keyed), client.post("/v1/actions", **keyed)
+    assert "Idempotent-Replayed" not in again.headers  # a 423 is not kept: a retry runs again
+    for answer in (applied, first, again):
+        assert answer.status_code == 423, answer.text
+        body = answer.json()
+        assert (body["error"], body["workflow"], body["paused_by"], body["reason"]) == (
+            "paused",
+            "lead-sync",
+            "ops-oncall",
+            "bounce rate over 5%",
+        )
+    assert api.stage("1") == "lead"
+    assert [b.name for b in api.ledger.batches() if b.name != "baseline"] == []
