@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The demo's steps (golden path 1-7 on SQLite), with `ledger` and `python` already on PATH:
+# The demo's steps (golden path 1-8 on SQLite), with `ledger` and `python` already on PATH:
 # `scripts/demo` sets up .venv and runs this; the test suite runs it into a temporary folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -80,5 +80,28 @@ expect_code 2 ledger reconcile check crm/contacts
 printf '\n\033[1m== ... and adopts them into the ledger, after which the report is clean\033[0m\n'
 expect_code 0 ledger reconcile apply crm/contacts --policy target
 step "The adopted edit, explained in history" ledger history crm/contacts/00010
+
+printf '\n\033[1m== Golden path 8: a stop trigger pauses lead-sync mid-run\033[0m\n'
+python scripts/demo_lanes.py lane "$out" | sed 's/^/  /'
+printf '$ ledger apply run-2.jsonl --system crm --batch lead-sync-run-2 --workflow lead-sync\n'
+set +e; ledger apply "$out/run-2.jsonl" --system crm --batch lead-sync-run-2 --workflow lead-sync \
+    > "$out/run-2.txt" 2>&1; code=$?; set -e
+head -3 "$out/run-2.txt"
+[ "$code" != 0 ] || { echo "expected the run to stop on the trip" >&2; exit 1; }
+step "The lane is paused, with the trigger and its evidence" ledger lane lead-sync
+printf '\n\033[1m== Re-enabling needs proof: refused, naming what is missing (exit code 1)\033[0m\n'
+printf '$ ledger enable lead-sync --reason "stage mapping fixed" --actor ops\n'
+expect_code 1 ledger enable lead-sync --reason "stage mapping fixed" --actor ops
+printf '\n\033[1m== Repair: roll back what the stopped run wrote, then reconcile (clean)\033[0m\n'
+expect_code 0 ledger rollback apply --batch lead-sync-run-2 --actor ops > "$out/rollback-2.txt"
+tail -1 "$out/rollback-2.txt"
+step "Reconciliation: the ledger and the CRM agree" ledger reconcile check crm/contacts
+step "With a clean reconciliation and an approver, lead-sync is enabled" \
+    ledger enable lead-sync --reason "stage mapping fixed" --approver carol --actor ops
+step "The history verifies as untampered" ledger verify
+python scripts/demo_lanes.py tamper "$out" | sed 's/^/  /'
+printf '\n\033[1m== ... and one flipped bit in a copy is caught, by position (exit code 1)\033[0m\n'
+printf '$ ledger verify --db tampered.db\n'
+expect_code 1 ledger verify --db "$out/tampered.db"
 echo
 echo "demo finished: ledgers in $out/"

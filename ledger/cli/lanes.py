@@ -146,10 +146,12 @@ def _print_lane(view: LaneView) -> None:
     click.echo(f"workflow {view.workflow}: {view.state}")
     for name in ("owner", "pause", "last_trip", "last_enable", "canary", "last_run"):
         value = data.get(name)
-        if value:
+        if isinstance(value, dict) and value:
             click.echo(f"{name.replace('_', ' ')}:")
             for key, item in value.items():
                 click.echo(f"  {key}: {item}")
+        elif value:
+            click.echo(f"{name.replace('_', ' ')}: {value}")
     if view.config is not None:
         config = view.config
         click.echo(f"systems: {', '.join(config.systems) or '-'}")

@@ -135,6 +135,10 @@ def test_a_trip_stops_apply_at_the_chunk_pauses_the_lane_and_exits_3(crm):
     assert stages(path) == ["sql"] * 1000 + ["lead"] * 200  # two chunks of 500, nothing after
     view = json.loads(ledger(env, "lane", "lead-sync", "--json").stdout)
     assert view["state"] == "paused"
+    shown = ledger(env, "lane", "lead-sync")
+    assert shown.returncode == 0, shown.stderr
+    assert "owner: revops@example.com" in shown.stdout
+    assert "trigger: updates" in shown.stdout
     assert view["last_trip"]["trigger"] == "updates"
     assert view["last_trip"]["evidence"]["count"] == 1000
     assert view["last_trip"]["batch"] == "run-1"
