@@ -1,4 +1,4 @@
-"""The README's main command keeps working: the demo's steps (golden path 1-7) run end to end."""
+"""The README's main command keeps working: the demo's steps (golden path 1-8) run end to end."""
 
 import os
 import subprocess
@@ -32,4 +32,10 @@ def test_the_demo_runs_the_golden_path_to_the_end(tmp_path):
     assert "Golden path 6: apply it" in out
     assert "compensations were already applied; nothing written" in out
     assert "Golden path 7: reconcile finds exactly the outside edits" in out
+    assert "Golden path 8: a stop trigger pauses lead-sync mid-run" in out
+    assert "paused by stop trigger field_order" in out
+    assert "workflow 'lead-sync' stays paused" in done.stderr
+    assert "workflow 'lead-sync' enabled by ops" in out
+    assert "history intact" in out
+    assert "history broken (modified: position 101" in done.stderr
     assert out.rstrip().endswith(f"demo finished: ledgers in {tmp_path / 'demo'}/")
