@@ -10,6 +10,7 @@ import click
 
 from ledger.cli.base import config_option, emit, open_db, verb
 from ledger.config import load_contracts, open_adapters
+from ledger.integrity import receipt_json
 from ledger.lane_config import load_lanes
 from ledger.lanes import LaneConfig
 from ledger.receipts import ActionReceipt, receipt
@@ -22,12 +23,21 @@ from ledger.settings import config_path, read_config
 @verb("receipt")
 @config_option
 @click.argument("action")
-def receipt_(db: str | None, as_json: bool, config: str | None, action: str) -> None:
+@click.option(
+    "--proof-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the inclusion proof to this file, to check offline with the public key.",
+)
+def receipt_(
+    db: str | None, as_json: bool, config: str | None, action: str, proof_out: Path | None
+) -> None:
     """Everything needed to explain and repair one action: what, why, the change, the checks,
-    the correction path. ACTION is a fingerprint (or a unique prefix of it) or
-    SYSTEM/COLLECTION/KEY@VERSION."""
+    the correction path, and its tamper-evidence proof. ACTION is a fingerprint (or a unique
+    prefix of it) or SYSTEM/COLLECTION/KEY@VERSION."""
     lanes, contracts = _lanes(config), _contracts(config)
     found = receipt(open_db(db), action, lanes=lanes, contracts=contracts)
+    if proof_out is not None:
+        proof_out.write_text(receipt_json(found.proof))
     emit(as_json, found.to_json(), lambda: click.echo(text(found)))
 
 
@@ -133,6 +143,16 @@ def text(found: ActionReceipt) -> str:
         lines.append(f"  review: {review.decision} by {review.by} at {review.at.isoformat()}")
         lines.append(f"          {review.subject}")
     lines += ["", "Correction path", *_correction(found)]
+    proof, head = found.proof, found.proof.head
+    lines += [
+        "",
+        "Proof",
+        f"  leaf {proof.leaf_index} (hash {proof.leaf_hash.hex()}) of the tree of {head.size} "
+        f"events, root {head.root.hex()},",
+        f"  signed {head.signed_at.isoformat()} by key {head.key_id}; audit path of "
+        f"{len(proof.proof)} hashes (--proof-out FILE writes it, checkable offline with the "
+        "public key: docs/integrity.md)",
+    ]
     return "\n".join(lines)
 
 

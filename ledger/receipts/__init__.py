@@ -20,6 +20,7 @@ from ledger.application import Ledger
 from ledger.changes import Change
 from ledger.domain import Address, Entity, Intent, intent_id
 from ledger.errors import InvalidChange
+from ledger.evidence import prove
 from ledger.lanes import LaneConfig
 from ledger.receipts.checks import (
     contract_check,
@@ -97,6 +98,7 @@ def receipt(
         review=review_of(ledger, view),
         correction=correction_path(view, history, contract),
         lane_configured=config is not None,
+        proof=prove(ledger, view),
     )
 
 

@@ -9,8 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+import orjson
+
 from ledger.domain import Address
 from ledger.encoding import encode_value
+from ledger.integrity import InclusionReceipt, receipt_json
 from ledger.views import ActionView
 
 CheckStatus = Literal["passed", "failed", "unknown"]
@@ -198,6 +201,9 @@ class ActionReceipt:
     review: Review | None
     correction: CorrectionPath
     lane_configured: bool
+    # Tamper evidence: this action's event is leaf `proof.leaf_index` of the tree a signed
+    # head commits to; checkable offline with the public key (`ledger.integrity.verify_receipt`).
+    proof: InclusionReceipt
 
     @property
     def destination(self) -> Address:
@@ -248,6 +254,7 @@ class ActionReceipt:
                 "compensates": list(action.compensates),
                 "replays": list(action.replays),
             },
+            "proof": orjson.loads(receipt_json(self.proof)),
         }
 
 

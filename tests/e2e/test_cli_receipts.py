@@ -1,14 +1,21 @@
 """`ledger receipt` and `ledger runbook` as a user runs them: real processes, a real SQLite
 CRM written through `ledger apply`, rolled back through `ledger rollback apply`."""
 
+import contextlib
 import json
+import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from crm_tables import make_contacts
 
-from ledger import open_ledger
+from ledger import Address, open_ledger
+from ledger.errors import TamperDetected
+from ledger.integrity import parse_receipt, stored_event_bytes, verify_receipt
 from ledger.lane_control import pause_lane
+from ledger.signing import load_public_key
 
 LEDGER = [sys.executable, "-m", "ledger"]
 LANE = """
@@ -59,7 +66,7 @@ def test_receipt_for_people_and_as_json(workspace):
     shown = ledger(env, "receipt", fingerprint[:20])
     assert shown.returncode == 0, shown.stderr
     text = shown.stdout
-    for heading in ("What", "Why", "Change", "Checks", "Correction path"):
+    for heading in ("What", "Why", "Change", "Checks", "Correction path", "Proof"):
         assert f"\n{heading}\n" in text
     assert text.index("* owner") < text.index("* stage") < text.index("final:")  # lane's fields
     assert '* stage: "lead" → "sql"' in text
@@ -75,6 +82,7 @@ def test_receipt_for_people_and_as_json(workspace):
         "checks",
         "review",
         "correction",
+        "proof",
     }
     assert document["fingerprint"] == fingerprint
     assert document["what"]["entity"] == "crm/contacts/00001"
@@ -85,6 +93,41 @@ def test_receipt_for_people_and_as_json(workspace):
     assert {c["name"]: c["status"] for c in document["checks"]}["compare-and-set"] == "passed"
     same = json.loads(ledger(env, "receipt", "crm/contacts/00001@2", "--json").stdout)
     assert same == document
+
+
+def test_a_receipts_proof_checks_offline_with_only_the_public_key(workspace, tmp_path):
+    """The proof written by --proof-out is checked with the public key alone, after the
+    ledger's database is gone; the event's bytes hash to its leaf; an edited proof fails."""
+    _, env, fingerprint = applied(workspace)
+    proof_file = tmp_path / "proof.json"
+    shown = ledger(env, "receipt", fingerprint, "--proof-out", proof_file, "--json")
+    assert shown.returncode == 0, shown.stderr
+    database = Path(env["LEDGER_DB"])
+    action = open_ledger(str(database)).history(Address.parse("crm/contacts/00001"))[-1]
+    event_bytes = _stored_bytes(database, action.position)
+    public_key = load_public_key(Path(f"{database}.pub"))
+    database.unlink()
+    proved = parse_receipt(proof_file.read_text())
+    assert proved.position == action.position
+    assert json.loads(shown.stdout)["proof"] == json.loads(proof_file.read_text())
+    verify_receipt(proved, public_key, event_bytes)
+    with pytest.raises(TamperDetected):
+        verify_receipt(proved, public_key, event_bytes.replace(b"sql", b"sqm"))
+    document = json.loads(proof_file.read_text())
+    document["leaf_index"] += 1
+    with pytest.raises(TamperDetected):
+        verify_receipt(parse_receipt(json.dumps(document)), public_key)
+
+
+def _stored_bytes(database, position):
+    """The event's bytes as the store holds them (what its leaf hashes), read with sqlite3."""
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        row = db.execute(
+            "SELECT rowid, originator_id, originator_version, topic, state "
+            "FROM stored_events WHERE rowid = ?",
+            (position,),
+        ).fetchone()
+    return stored_event_bytes(*row)
 
 
 def test_receipt_after_a_rollback_names_the_rollback(workspace):
