@@ -28,9 +28,13 @@ from ledger.rollback import (
     approve_rollback_plan,
     judge_rollback_plan,
     plan_rollback,
+    plan_tripped_rollback,
     save_plan,
 )
+from ledger.settings import config_path
+from ledger.triggers import Trip
 
+TRIP_PLANS = "rollback-plans"  # beside ledger.toml: where a trip's rollback plan is saved
 PLANNING_OPTIONS = ("policy", "missing_parent")  # fixed when planning, kept by a saved plan
 
 
@@ -182,6 +186,34 @@ def plan_configured(
     finally:
         for adapter in adapters.values():
             adapter.close()
+
+
+def plan_on_trip(
+    ledger: Ledger, workflow: str, batch: str, trip: Trip, config: str | None
+) -> tuple[RollbackPlan, Path] | None:
+    """When ``workflow``'s lane says ``on_trip = "plan-rollback"``, plan the rollback of the
+    batch that tripped it with the configured systems, save it sealed under
+    ``rollback-plans/`` beside ``ledger.toml`` and record it, ready for approval; None when
+    the lane asks only for the pause."""
+    row = load_lanes(config).get(workflow)
+    if row is None or row.on_trip != "plan-rollback":
+        return None
+    directory = config_path(config).absolute().parent / TRIP_PLANS
+    adapters = open_adapters(config)
+    try:
+        plan = plan_tripped_rollback(
+            ledger,
+            adapters,
+            workflow,
+            batch,
+            directory=directory,
+            trip=trip,
+            contracts=load_contracts(config),
+        )
+    finally:
+        for adapter in adapters.values():
+            adapter.close()
+    return plan, directory / f"{plan.batch}.plan"
 
 
 def for_review(chosen: RollbackPlan) -> bool:

@@ -15,7 +15,10 @@ from ledger.cli.exit import Exit
 from ledger.config import open_adapter, open_adapters
 from ledger.file_runs import FileRun, FileRunSummary, checked_for
 from ledger.lane_config import load_lanes
+from ledger.rollback import RollbackPlan
+from ledger.rollback_requests import plan_on_trip
 from ledger.runs import recover
+from ledger.triggers import Trip
 
 
 @verb("apply")
@@ -81,14 +84,27 @@ def apply(
             summary = job.apply(on_progress=bar.update)
     finally:
         adapter.close()
-    emit(as_json, summary.to_json(), lambda: _print_summary(summary))
+    trip = summary.lane["trip"]
+    planned = None
+    if trip is not None and summary.lane["workflow"]:
+        planned = plan_on_trip(
+            job.ledger,
+            summary.lane["workflow"],
+            batch,
+            Trip(trip["trigger"], trip["rule"], {}),
+            config,
+        )
+    payload = summary.to_json()
+    if planned is not None:
+        payload["rollback_plan"] = {"plan": planned[0].id, "path": str(planned[1])}
+    emit(as_json, payload, lambda: _print_summary(summary, planned))
     if summary.refused or (summary.stopped in ("paused", "tripped") and summary.left):
         sys.exit(Exit.REFUSED)
     if summary.left or summary.conflicts or summary.lane["trip"]:
         sys.exit(Exit.REVIEW)
 
 
-def _print_summary(summary: FileRunSummary) -> None:
+def _print_summary(summary: FileRunSummary, planned: tuple[RollbackPlan, Path] | None) -> None:
     batch = summary.batch
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary.counts.items()))
     click.echo(
@@ -124,6 +140,14 @@ def _print_summary(summary: FileRunSummary) -> None:
         click.echo(
             f"workflow {summary.lane['workflow']!r} paused by stop trigger {trip['trigger']}: "
             f"{trip['rule']}; see `ledger lane {summary.lane['workflow']}`"
+        )
+    if planned is not None:
+        plan, path = planned
+        click.echo(
+            f"the rollback of batch {batch} is planned for review ({len(plan.compensations)} "
+            f"compensation(s), {len(plan.conflicts)} conflict(s)): {path}; approve it with "
+            f"`ledger rollback approve {plan.id}`, apply it with "
+            f"`ledger rollback apply --plan {path}`"
         )
     if summary.stays_open:
         click.echo(

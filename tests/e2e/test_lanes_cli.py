@@ -243,3 +243,40 @@ def test_two_processes_pausing_at_once_make_one_pause(crm):
     db = open_ledger(env["LEDGER_DB"])
     assert db.repository.get(lane_id("lead-sync")).version == 2  # started, paused once
     db.close()
+
+
+def test_a_trip_on_a_plan_rollback_lane_leaves_a_saved_plan_that_restores_the_run(crm):
+    """`on_trip = "plan-rollback"`: the trip pauses the lane and plans the rollback of what
+    the stopped run wrote, saved beside ledger.toml and recorded; applying it restores every
+    written record."""
+    folder, path, env = crm
+    config = folder / "ledger.toml"
+    config.write_text(
+        config.read_text().replace(
+            '[lanes.lead-sync]\nowner = "revops@example.com"\n',
+            '[lanes.lead-sync]\nowner = "revops@example.com"\non_trip = "plan-rollback"\n',
+        )
+    )
+    applied = ledger(
+        env,
+        "apply",
+        changes(folder, range(1200)),
+        "--system",
+        "crm",
+        "--batch",
+        "run-1",
+        "--workflow",
+        "lead-sync",
+        "--json",
+    )
+    assert applied.returncode == 3, applied.stderr
+    planned = json.loads(applied.stdout)["rollback_plan"]
+    plan_file = folder / "rollback-plans" / f"rollback-{planned['plan']}.plan"
+    assert planned["path"] == str(plan_file) and plan_file.is_file()
+    assert stages(path) == ["sql"] * 1000 + ["lead"] * 200
+    listed = json.loads(ledger(env, "rollback", "plans", "--json").stdout)
+    assert [p["plan"] for p in listed] == [planned["plan"]]
+    assert "lead-sync tripped in batch run-1" in listed[0]["reason"]
+    restored = ledger(env, "rollback", "apply", "--plan", plan_file, "--actor", "bob")
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert stages(path) == ["lead"] * 1200
