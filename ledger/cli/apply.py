@@ -13,6 +13,7 @@ from ledger.change_files import BatchOptions, ChangeFile
 from ledger.cli.base import config_option, emit, open_db, table, verb
 from ledger.cli.exit import Exit
 from ledger.config import open_adapter, open_adapters
+from ledger.errors import LedgerError
 from ledger.file_runs import FileRun, FileRunSummary, checked_for
 from ledger.lane_config import load_lanes
 from ledger.rollback import RollbackPlan
@@ -85,19 +86,29 @@ def apply(
     finally:
         adapter.close()
     trip = summary.lane["trip"]
-    planned = None
+    planned, not_planned = None, None
     if trip is not None and summary.lane["workflow"]:
-        planned = plan_on_trip(
-            job.ledger,
-            summary.lane["workflow"],
-            batch,
-            Trip(trip["trigger"], trip["rule"], {}),
-            config,
-        )
+        try:  # the trip and the pause are committed: a plan that fails must not hide them
+            planned = plan_on_trip(
+                job.ledger,
+                summary.lane["workflow"],
+                batch,
+                Trip(trip["trigger"], trip["rule"], {}),
+                config,
+            )
+        except LedgerError as error:
+            not_planned = (
+                f"the rollback of batch {batch} was not planned: {error}; plan it "
+                f"with `ledger rollback plan --batch {batch} --out FILE`"
+            )
     payload = summary.to_json()
     if planned is not None:
         payload["rollback_plan"] = {"plan": planned[0].id, "path": str(planned[1])}
+    if not_planned is not None:
+        payload["rollback_plan"] = {"error": not_planned}
     emit(as_json, payload, lambda: _print_summary(summary, planned))
+    if not_planned is not None:
+        click.echo(f"warning: {not_planned}", err=True)
     if summary.refused or (summary.stopped in ("paused", "tripped") and summary.left):
         sys.exit(Exit.REFUSED)
     if summary.left or summary.conflicts or summary.lane["trip"]:
