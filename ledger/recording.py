@@ -24,9 +24,10 @@ from eventsourcing.persistence import Recording as Saved
 from ledger.aggregates import AggregateStore, action_view
 from ledger.changes import Change, observed_drift, resolve, reused_fingerprint
 from ledger.domain import Batch, Entity, batch_id
-from ledger.errors import BatchClosed, CanaryLimit, ConcurrencyConflict, InvalidChange
+from ledger.errors import BatchClosed, CanaryLimit, ConcurrencyConflict, InvalidChange, LanePaused
 from ledger.lane_control import LaneStore, ensure_open
 from ledger.lanes import Canary
+from ledger.logs import get_logger
 from ledger.store import IndexedAction, IndexEntry, SaveContext, to_micros
 from ledger.store.saving import NOTHING
 from ledger.values import ABSENT
@@ -37,6 +38,8 @@ MAX_ATTEMPTS = 25
 # What settles writes in the transaction that records them (`ledger.settlement`): more
 # aggregates to save, and what else to store with them; built afresh for each attempt.
 Settle = Callable[[], tuple[list[Aggregate], SaveContext]]
+
+log = get_logger(__name__)
 
 
 class Recording(AggregateStore):
@@ -55,7 +58,11 @@ class Recording(AggregateStore):
         replayed = [fingerprint for change in changes for fingerprint in change.replays]
         if replayed:
             workflows |= self._workflows_of(replayed)
-        return ensure_open(cast(LaneStore, self), workflows, batch=batch)
+        try:
+            return ensure_open(cast(LaneStore, self), workflows, batch=batch)
+        except LanePaused as paused:
+            log.info("gate.refused", batch=batch, reason=str(paused))
+            raise
 
     def _workflows_of(self, fingerprints: Sequence[str]) -> set[str | None]:
         """The workflows of recorded actions (one read each: only replays ask)."""

@@ -23,9 +23,12 @@ from ledger.changes import Change
 from ledger.errors import LanePaused
 from ledger.lane_control import recent_runs, record_run, trip_lane
 from ledger.lanes import Canary, LaneConfig
+from ledger.logs import get_logger
 from ledger.settlement import Outcome
 from ledger.triggers import RunStatistics, Triggers, Trip, check_run, source_times
 from ledger.values import ABSENT
+
+log = get_logger(__name__)
 
 
 class RunLane:
@@ -98,6 +101,13 @@ class RunLane:
         if trip is not None:
             self.trip = trip
             trip_lane(self.ledger, self.workflow, trip, batch=self.batch)
+            log.warning(
+                "lane.tripped",
+                workflow=self.workflow,
+                batch=self.batch,
+                trigger=trip.trigger,
+                rule=trip.rule,
+            )
         record_run(
             self.ledger, self.workflow, self.batch, self.statistics, trip=trip, completed=completed
         )
@@ -107,6 +117,13 @@ class RunLane:
         assert self.workflow is not None
         self.trip, self._finished = trip, True
         trip_lane(self.ledger, self.workflow, trip, batch=self.batch)
+        log.warning(
+            "lane.tripped",
+            workflow=self.workflow,
+            batch=self.batch,
+            trigger=trip.trigger,
+            rule=trip.rule,
+        )
         record_run(
             self.ledger, self.workflow, self.batch, self.statistics, trip=trip, completed=False
         )

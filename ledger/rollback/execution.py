@@ -9,6 +9,7 @@ resumes after a crash, applies nothing twice, and can itself be rolled back.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any, cast
@@ -18,6 +19,7 @@ from ledger.changes import Change
 from ledger.domain import Address
 from ledger.errors import InvalidChange, NotFound
 from ledger.lanes import LaneConfig
+from ledger.logs import get_logger
 from ledger.ports import Adapter
 from ledger.relations import Moves, follow_parents
 from ledger.rollback.checks import check_against_history
@@ -33,6 +35,8 @@ from ledger.values import ABSENT
 APPLY_CHUNK = 2000
 ALREADY = "already applied by an earlier run of this rollback"
 _DONE: dict[Operation, Result] = {"update": "restored", "create": "re-created", "delete": "deleted"}
+
+log = get_logger(__name__)
 
 
 def apply_rollback(
@@ -78,6 +82,13 @@ def apply_rollback(
         ]
         return report
     moved = _moved_in_ledger(ledger, rollback, set(done))
+    log.info(
+        "rollback.applying",
+        plan=rollback.id,
+        batch=rollback.batch,
+        compensations=len(rollback.compensations),
+        conflicts=len(rollback.conflicts),
+    )
     run = Run(ledger, rollback.batch, workflow=rollback.verb, actor=actor, trigger=rollback.verb)
     follower = _ParentFollower(ledger, adapters)
     applied: list[Compensation] = []
@@ -112,6 +123,12 @@ def apply_rollback(
     if applied and not unfinished:
         ledger.close_batch(rollback.batch)  # resumed or not: it holds every compensation
     report.verification = verify_rollback(applied, adapters, report)
+    log.info(
+        "rollback.unfinished" if unfinished else "rollback.applied",
+        plan=rollback.id,
+        batch=rollback.batch,
+        results=dict(Counter(r.outcome for r in report.results)),
+    )
     return report
 
 

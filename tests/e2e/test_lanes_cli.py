@@ -280,3 +280,27 @@ def test_a_trip_on_a_plan_rollback_lane_leaves_a_saved_plan_that_restores_the_ru
     restored = ledger(env, "rollback", "apply", "--plan", plan_file, "--actor", "bob")
     assert restored.returncode == 0, restored.stdout + restored.stderr
     assert stages(path) == ["lead"] * 1200
+
+
+def test_a_trip_is_a_structured_log_line_with_its_correlation_ids(crm):
+    folder, path, env = crm
+    applied = ledger(
+        {**env, "LEDGER_LOG_FORMAT": "json"},
+        "apply",
+        changes(folder, range(1200)),
+        "--system",
+        "crm",
+        "--batch",
+        "run-1",
+        "--workflow",
+        "lead-sync",
+    )
+    assert applied.returncode == 3, applied.stderr
+    lines = [json.loads(line) for line in applied.stderr.splitlines() if line.startswith("{")]
+    (tripped,) = [line for line in lines if line["event"] == "lane.tripped"]
+    assert (tripped["workflow"], tripped["batch"], tripped["trigger"]) == (
+        "lead-sync",
+        "run-1",
+        "updates",
+    )
+    assert tripped["level"] == "warning" and "run_id" in tripped
