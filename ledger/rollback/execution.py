@@ -124,7 +124,7 @@ def apply_rollback(
         ledger.close_batch(rollback.batch)  # resumed or not: it holds every compensation
     report.verification = verify_rollback(applied, adapters, report)
     log.info(
-        "rollback.unfinished" if unfinished else "rollback.applied",
+        "rollback.unfinished" if unfinished else "rollback.finished",
         plan=rollback.id,
         batch=rollback.batch,
         results=dict(Counter(r.outcome for r in report.results)),

@@ -283,7 +283,7 @@ def test_a_trip_on_a_plan_rollback_lane_leaves_a_saved_plan_that_restores_the_ru
 
 
 def test_a_trip_is_a_structured_log_line_with_its_correlation_ids(crm):
-    folder, path, env = crm
+    folder, _, env = crm
     applied = ledger(
         {**env, "LEDGER_LOG_FORMAT": "json"},
         "apply",
