@@ -18,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,6 +75,17 @@ def open_adapter(name: str, path: str | None = None) -> Adapter:
 
 def open_adapters(path: str | None = None) -> dict[str, Adapter]:
     return {name: open_adapter(name, path) for name in load_systems(path)}
+
+
+@contextmanager
+def configured_systems(path: str | None = None) -> Iterator[dict[str, Adapter]]:
+    """Every configured system's adapter, closed when the block ends, whatever it raised."""
+    adapters = open_adapters(path)
+    try:
+        yield adapters
+    finally:
+        for adapter in adapters.values():
+            adapter.close()
 
 
 def load_contracts(path: str | None = None) -> dict[tuple[str, str], Contract]:

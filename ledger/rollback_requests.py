@@ -14,7 +14,7 @@ from typing import Any
 
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
-from ledger.config import load_contracts, load_systems, open_adapters
+from ledger.config import configured_systems, load_contracts, load_systems
 from ledger.errors import InvalidChange
 from ledger.lane_config import load_lanes
 from ledger.lane_evidence import LaneTrip
@@ -141,8 +141,7 @@ def plan_for_review(
     read."""
     lanes = load_lanes(config)
     ledger = open_ledger(db, create=False)
-    adapters = open_adapters(config)
-    try:
+    with configured_systems(config) as adapters:
         made = plan_with(
             ledger,
             adapters,
@@ -153,9 +152,6 @@ def plan_for_review(
             missing_parent=missing_parent,
             planner=planner,
         )
-    finally:
-        for adapter in adapters.values():
-            adapter.close()
     trips = judge_rollback_plan(ledger, made, lanes)
     saved = None if out is None else save_plan(ledger, made, out, reason=f"planned by {planner}")
     return Planned(made, trips, saved)
@@ -172,8 +168,7 @@ def plan_configured(
 ) -> RollbackPlan:
     """Plan a scope in the ledger at ``db``, opening the configured systems for it and closing
     them after; reads only."""
-    adapters = open_adapters(config)
-    try:
+    with configured_systems(config) as adapters:
         return plan_with(
             open_ledger(db, create=False),
             adapters,
@@ -183,9 +178,6 @@ def plan_configured(
             direction=direction,
             missing_parent=missing_parent,
         )
-    finally:
-        for adapter in adapters.values():
-            adapter.close()
 
 
 def plan_on_trip(
@@ -199,8 +191,7 @@ def plan_on_trip(
     if row is None or row.on_trip != "plan-rollback":
         return None
     directory = config_path(config).absolute().parent / TRIP_PLANS
-    adapters = open_adapters(config)
-    try:
+    with configured_systems(config) as adapters:
         plan = plan_tripped_rollback(
             ledger,
             adapters,
@@ -210,9 +201,6 @@ def plan_on_trip(
             trip=trip,
             contracts=load_contracts(config),
         )
-    finally:
-        for adapter in adapters.values():
-            adapter.close()
     return plan, directory / f"{plan.batch}.plan"
 
 

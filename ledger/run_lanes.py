@@ -99,23 +99,16 @@ class RunLane:
                 ended=True,
             )
         if trip is not None:
-            self.trip = trip
-            trip_lane(self.ledger, self.workflow, trip, batch=self.batch)
-            log.warning(
-                "lane.tripped",
-                workflow=self.workflow,
-                batch=self.batch,
-                trigger=trip.trigger,
-                rule=trip.rule,
-            )
+            self._trip(trip)
         record_run(
             self.ledger, self.workflow, self.batch, self.statistics, trip=trip, completed=completed
         )
         return trip
 
-    def _stop(self, trip: Trip) -> None:
+    def _trip(self, trip: Trip) -> None:
+        """Pause the lane with the trip's evidence, and say so in the log."""
         assert self.workflow is not None
-        self.trip, self._finished = trip, True
+        self.trip = trip
         trip_lane(self.ledger, self.workflow, trip, batch=self.batch)
         log.warning(
             "lane.tripped",
@@ -124,6 +117,11 @@ class RunLane:
             trigger=trip.trigger,
             rule=trip.rule,
         )
+
+    def _stop(self, trip: Trip) -> None:
+        assert self.workflow is not None
+        self._finished = True
+        self._trip(trip)
         record_run(
             self.ledger, self.workflow, self.batch, self.statistics, trip=trip, completed=False
         )
