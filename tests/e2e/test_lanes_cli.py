@@ -63,6 +63,12 @@ def changes(folder, keys, name="changes.jsonl"):
     return path
 
 
+def run_1(env, folder, *options):
+    """`ledger apply` of 1,200 updates as batch run-1 of lead-sync (its trigger trips at 600)."""
+    batch = ("--system", "crm", "--batch", "run-1", "--workflow", "lead-sync")
+    return ledger(env, "apply", changes(folder, range(1200)), *batch, *options)
+
+
 def stages(path):
     with contextlib.closing(sqlite3.connect(path)) as db:
         return [s for (s,) in db.execute("SELECT stage FROM contacts ORDER BY id")]
@@ -116,18 +122,7 @@ def test_a_paused_workflow_is_refused_by_apply_and_record_with_exit_3(crm):
 
 def test_a_trip_stops_apply_at_the_chunk_pauses_the_lane_and_exits_3(crm):
     folder, path, env = crm
-    applied = ledger(
-        env,
-        "apply",
-        changes(folder, range(1200)),
-        "--system",
-        "crm",
-        "--batch",
-        "run-1",
-        "--workflow",
-        "lead-sync",
-        "--json",
-    )
+    applied = run_1(env, folder, "--json")
     assert applied.returncode == 3, applied.stderr
     summary = json.loads(applied.stdout)
     assert (summary["stopped"], summary["left"]) == ("tripped", 200)
@@ -257,18 +252,7 @@ def test_a_trip_on_a_plan_rollback_lane_leaves_a_saved_plan_that_restores_the_ru
             '[lanes.lead-sync]\nowner = "revops@example.com"\non_trip = "plan-rollback"\n',
         )
     )
-    applied = ledger(
-        env,
-        "apply",
-        changes(folder, range(1200)),
-        "--system",
-        "crm",
-        "--batch",
-        "run-1",
-        "--workflow",
-        "lead-sync",
-        "--json",
-    )
+    applied = run_1(env, folder, "--json")
     assert applied.returncode == 3, applied.stderr
     planned = json.loads(applied.stdout)["rollback_plan"]
     plan_file = folder / "rollback-plans" / f"rollback-{planned['plan']}.plan"
@@ -284,17 +268,7 @@ def test_a_trip_on_a_plan_rollback_lane_leaves_a_saved_plan_that_restores_the_ru
 
 def test_a_trip_is_a_structured_log_line_with_its_correlation_ids(crm):
     folder, _, env = crm
-    applied = ledger(
-        {**env, "LEDGER_LOG_FORMAT": "json"},
-        "apply",
-        changes(folder, range(1200)),
-        "--system",
-        "crm",
-        "--batch",
-        "run-1",
-        "--workflow",
-        "lead-sync",
-    )
+    applied = run_1({**env, "LEDGER_LOG_FORMAT": "json"}, folder)
     assert applied.returncode == 3, applied.stderr
     lines = [json.loads(line) for line in applied.stderr.splitlines() if line.startswith("{")]
     (tripped,) = [line for line in lines if line["event"] == "lane.tripped"]
