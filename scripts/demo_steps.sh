@@ -85,8 +85,8 @@ printf '\n\033[1m== Golden path 8: a stop trigger pauses lead-sync mid-run\033[0
 python scripts/demo_lanes.py lane "$out" | sed 's/^/  /'
 printf '$ ledger apply run-2.jsonl --system crm --batch lead-sync-run-2 --workflow lead-sync\n'
 set +e; ledger apply "$out/run-2.jsonl" --system crm --batch lead-sync-run-2 --workflow lead-sync \
-    > "$out/run-2.txt" 2>&1; code=$?; set -e
-head -3 "$out/run-2.txt"
+    > "$out/run-2.txt" 2> "$out/run-2.log"; code=$?; set -e
+cat "$out/run-2.txt"
 [ "$code" != 0 ] || { echo "expected the run to stop on the trip" >&2; exit 1; }
 step "The lane is paused, with the trigger and its evidence" ledger lane lead-sync
 printf '\n\033[1m== Re-enabling needs proof: refused, naming what is missing (exit code 1)\033[0m\n'
