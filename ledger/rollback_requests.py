@@ -7,7 +7,7 @@ and the edges only parse and print.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,9 +165,12 @@ def plan_and_save(
     planner: str,
     out: Path | None = None,
     directory: Path | None = None,
+    admit: Callable[[RollbackPlan], None] | None = None,
 ) -> Planned:
     """`plan_for_review` in an open ledger, saved to ``out`` or else as ``<batch>.plan`` in
-    ``directory`` (the HTTP API's plans directory), or not saved when neither is given."""
+    ``directory`` (the HTTP API's plans directory), or not saved when neither is given.
+    ``admit`` may refuse the plan (raise) before it pauses a lane or is saved: whether the
+    planner may plan what it touches."""
     lanes = load_lanes(config)
     with configured_systems(config) as adapters:
         made = plan_with(
@@ -180,6 +183,8 @@ def plan_and_save(
             missing_parent=missing_parent,
             planner=planner,
         )
+    if admit is not None:
+        admit(made)
     trips = judge_rollback_plan(ledger, made, lanes)
     if out is None and directory is not None:
         directory.mkdir(parents=True, exist_ok=True)
