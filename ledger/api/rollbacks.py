@@ -187,19 +187,20 @@ def _decode_cursor(cursor: str, seal: str) -> int:
     return int(after)
 
 
-class Markdown(Response):
-    media_type = "text/markdown"
-
-
 @router.get(
     "/rollbacks/{plan}/runbook",
-    response_class=Markdown,
-    responses={200: {"content": {"text/markdown": {"schema": {"type": "string"}}}}},
+    response_model=None,
+    responses={
+        200: {
+            "description": "The runbook (markdown)",
+            "content": {"text/markdown": {"schema": {"type": "string"}}},
+        }
+    },
 )
-def runbook(request: Request, token: Reader, plan: str) -> Markdown:
+def runbook(request: Request, token: Reader, plan: str) -> Response:
     """The plan as a markdown runbook to read, approve and keep."""
     _, loaded = _recorded(request, token, plan, acting=False)
-    return Markdown(loaded.runbook())
+    return Response(loaded.runbook(), media_type="text/markdown")
 
 
 @router.post(
