@@ -238,8 +238,9 @@ class ScopeCheck(BaseModel):
 
 
 class Stopped(BaseModel):
-    """``POST /v1/apply`` stopped by the workflow's lane (423): the run's summary, the pause
-    and which trigger tripped, and the rollback a ``plan-rollback`` lane planned."""
+    """``POST /v1/apply`` refused or stopped by the workflow's lane (423): the pause (who,
+    when, why, which trigger); when the run had started, its summary (what landed is
+    recorded) and the rollback a ``plan-rollback`` lane planned."""
 
     error: Literal["paused"]
     message: str
@@ -248,12 +249,12 @@ class Stopped(BaseModel):
     paused_at: str | None = None
     reason: str | None = None
     trigger: str | None = None
-    batch: str
-    counts: dict[str, int]
-    left: int
-    stopped: Literal["paused", "tripped"]
-    lane: dict[str, Any]
-    outcomes: list[dict[str, Any]]
+    batch: str | None = None
+    counts: dict[str, int] | None = None
+    left: int | None = Field(None, description="Changes not written.")
+    stopped: Literal["paused", "tripped"] | None = None
+    lane: dict[str, Any] | None = None
+    outcomes: list[dict[str, Any]] | None = None
     rollback_plan: dict[str, Any] | None = Field(
         None, description="plan, path, links; or error when it could not be planned."
     )
