@@ -52,6 +52,7 @@ from ledger.rollback import (
     approve_rollback_plan,
     rollback_plans,
 )
+from ledger.rollback.plan import compensation_json
 from ledger.rollback_requests import apply_configured, load_recorded_plan, plan_and_save
 from ledger.tokens import TokenView
 
@@ -160,7 +161,7 @@ def compensations(
     """The plan's compensations in the order applying writes them, a page at a time."""
     _, loaded = _recorded(request, token, plan, acting=False)
     start = 0 if cursor is None else _decode_cursor(cursor, loaded.seal)
-    items = loaded.to_json()["compensations"][start : start + limit]
+    items = [compensation_json(c) for c in loaded.compensations[start : start + limit]]
     end = start + len(items)
     more = end < len(loaded.compensations)
     return _json(
