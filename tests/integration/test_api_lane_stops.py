@@ -41,7 +41,8 @@ def test_a_trip_mid_run_answers_423_with_the_run_the_trigger_and_the_saved_plan(
     assert "paused by stop trigger creates" in answer["message"]
     assert api.stage("n0499") == "lead" and api.stage("n0500") is None  # nothing further
     plan = answer["rollback_plan"]
-    assert plan["path"] == str(api.config.parent / "rollback-plans" / f"rollback-{plan['plan']}.plan")
+    saved = api.config.parent / "rollback-plans" / f"rollback-{plan['plan']}.plan"
+    assert plan["path"] == str(saved) and saved.is_file()
     with api.client("reader") as reader:
         read = reader.get(plan["links"]["plan"]).json()
     assert read["counts"]["compensations"] == 500 and read["kinds"] == {"delete": 500}

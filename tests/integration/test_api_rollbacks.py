@@ -6,6 +6,7 @@ they are in the CRM), its status read back from what the ledger recorded."""
 from __future__ import annotations
 
 import pytest
+from fixtures.api import served_api
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
@@ -258,3 +259,11 @@ def test_a_rolled_back_batch_is_replayed_by_plan_then_apply(api):
 
 def _plans(api):
     return rollback_plans(api.ledger)
+
+
+def test_plans_are_saved_in_the_servers_plans_directory(tmp_path):
+    for api in served_api(tmp_path, plans_dir=tmp_path / "plans"):
+        apply_batch(api)
+        planned = plan(api).json()
+        assert planned["saved"]["path"] == str(tmp_path / "plans" / f"{planned['batch']}.plan")
+        assert not (tmp_path / "rollback-plans").exists()
