@@ -199,7 +199,7 @@ def record_verification(ledger: Ledger, report: RollbackReport) -> Verification 
         record.trigger_event(
             PlanRecord.Verified,
             seal=plan.seal,
-            checked=sum(1 for r in report.results if r.outcome not in ("skipped",)),
+            checked=sum(1 for r in report.results if r.outcome != "skipped"),
             mismatches=len(report.verification),
             refused=sum(1 for r in report.results if r.refused),
         )
