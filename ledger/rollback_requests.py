@@ -7,7 +7,7 @@ and the edges only parse and print.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
 from ledger.config import configured_systems, load_contracts, load_systems
-from ledger.errors import InvalidChange
+from ledger.errors import InvalidChange, NotFound
 from ledger.lane_config import load_lanes
 from ledger.lane_evidence import LaneTrip
 from ledger.ports import Adapter
@@ -23,14 +23,17 @@ from ledger.rollback import (
     Direction,
     PlanApproval,
     RollbackPlan,
+    RollbackReport,
     RollbackScope,
     SavedPlan,
+    apply_rollback,
     approve_rollback_plan,
     judge_rollback_plan,
     plan_rollback,
     plan_tripped_rollback,
     save_plan,
 )
+from ledger.rollback.records import record_verification, saved_by_id
 from ledger.settings import config_path
 from ledger.triggers import Trip
 
@@ -139,8 +142,36 @@ def plan_for_review(
     whose ``rollback_conflicts`` limit it exceeds; save it sealed to ``out`` and record it, to
     be approved and applied. A tripped lane's plan is still saved: it is the operator's to
     read."""
+    return plan_and_save(
+        open_ledger(db, create=False),
+        config,
+        scope,
+        policy=policy,
+        direction=direction,
+        missing_parent=missing_parent,
+        planner=planner,
+        out=out,
+    )
+
+
+def plan_and_save(
+    ledger: Ledger,
+    config: str | None,
+    scope: RollbackScope,
+    *,
+    policy: str,
+    direction: Direction,
+    missing_parent: str = "skip",
+    planner: str,
+    out: Path | None = None,
+    directory: Path | None = None,
+    admit: Callable[[RollbackPlan], None] | None = None,
+) -> Planned:
+    """`plan_for_review` in an open ledger, saved to ``out`` or else as ``<batch>.plan`` in
+    ``directory`` (the HTTP API's plans directory), or not saved when neither is given.
+    ``admit`` may refuse the plan (raise) before it pauses a lane or is saved: whether the
+    planner may plan what it touches."""
     lanes = load_lanes(config)
-    ledger = open_ledger(db, create=False)
     with configured_systems(config) as adapters:
         made = plan_with(
             ledger,
@@ -152,9 +183,76 @@ def plan_for_review(
             missing_parent=missing_parent,
             planner=planner,
         )
+    if admit is not None:
+        admit(made)
     trips = judge_rollback_plan(ledger, made, lanes)
+    if out is None and directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+        out = directory / f"{made.batch}.plan"
     saved = None if out is None else save_plan(ledger, made, out, reason=f"planned by {planner}")
     return Planned(made, trips, saved)
+
+
+def plans_directory(config: str | None, plans_dir: str | Path | None = None) -> Path:
+    """Where plans are saved: ``plans_dir``, or ``rollback-plans/`` beside ``ledger.toml``
+    (where a trip's plan goes too)."""
+    if plans_dir is not None:
+        return Path(plans_dir).absolute()
+    return config_path(config).absolute().parent / TRIP_PLANS
+
+
+def load_recorded_plan(ledger: Ledger, plan: str) -> tuple[SavedPlan, RollbackPlan]:
+    """The plan recorded as saved under id ``plan``, read from where it was saved and checked
+    to be exactly the content recorded (its seal)."""
+    saved = saved_by_id(ledger, plan)
+    path = Path(saved.path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise NotFound(
+            f"plan {saved.plan} was saved to {path}, which cannot be read now "
+            f"({error.strerror}); plan again"
+        ) from None
+    try:
+        loaded = RollbackPlan.loads(data)
+    except InvalidChange as error:
+        raise InvalidChange(f"{path}: {error}", field="plan") from None
+    if loaded.seal != saved.seal:
+        raise InvalidChange(
+            f"{path} no longer holds plan {saved.plan} as it was saved (seal {loaded.seal}, "
+            f"recorded {saved.seal}): it was altered; plan again",
+            field="plan",
+        )
+    return saved, loaded
+
+
+def apply_configured(
+    ledger: Ledger,
+    config: str | None,
+    chosen: RollbackPlan,
+    *,
+    actor: str,
+    on_failure: str = "continue",
+    on_progress: Any = None,
+) -> RollbackReport:
+    """Apply a plan through the configured systems, with their rollback contracts and the
+    lanes' rules (`apply_rollback`), and record its verification when the run finished it,
+    so a plan's status can say ``verified`` (`ledger rollback apply`, the HTTP API)."""
+    lanes = load_lanes(config)
+    contracts = load_contracts(config)
+    with configured_systems(config) as adapters:
+        report = apply_rollback(
+            ledger,
+            chosen,
+            adapters,
+            actor=actor,
+            on_progress=on_progress,
+            on_failure=on_failure,
+            contracts=contracts,
+            lanes=lanes,
+        )
+    record_verification(ledger, report)
+    return report
 
 
 def plan_configured(
@@ -181,16 +279,21 @@ def plan_configured(
 
 
 def plan_on_trip(
-    ledger: Ledger, workflow: str, batch: str, trip: Trip, config: str | None
+    ledger: Ledger,
+    workflow: str,
+    batch: str,
+    trip: Trip,
+    config: str | None,
+    directory: Path | None = None,
 ) -> tuple[RollbackPlan, Path] | None:
     """When ``workflow``'s lane says ``on_trip = "plan-rollback"``, plan the rollback of the
     batch that tripped it with the configured systems, save it sealed under
-    ``rollback-plans/`` beside ``ledger.toml`` and record it, ready for approval; None when
-    the lane asks only for the pause."""
+    ``directory`` (default ``rollback-plans/`` beside ``ledger.toml``) and record it, ready
+    for approval; None when the lane asks only for the pause."""
     row = load_lanes(config).get(workflow)
     if row is None or row.on_trip != "plan-rollback":
         return None
-    directory = config_path(config).absolute().parent / TRIP_PLANS
+    directory = directory or plans_directory(config)
     with configured_systems(config) as adapters:
         plan = plan_tripped_rollback(
             ledger,

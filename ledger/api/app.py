@@ -12,19 +12,23 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any, Final
 
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from ledger.api import actions, apply, errors, health, reads
+from ledger.api import actions, apply, errors, health, reads, replays, rollbacks
 from ledger.api.auth import caller
 from ledger.api.models import ApplyRequest, ChangeBatch, ChangeLine, Problem
-from ledger.api.settings import CONFIG_KEY, DEFAULT_MAX_BODY, MAX_BODY_KEY
+from ledger.api.rollback_models import REQUEST_BODIES as ROLLBACK_BODIES
+from ledger.api.settings import CONFIG_KEY, DEFAULT_MAX_BODY, MAX_BODY_KEY, PLANS_DIR_KEY
 from ledger.application import Ledger
 from ledger.bootstrap import DB_KEY, open_ledger, resolve_db
+from ledger.rollback_requests import plans_directory
 
 # Every route may answer these; the OpenAPI document says so (and schemathesis checks it).
 PROBLEMS: Final[dict[int | str, dict[str, Any]]] = {
@@ -51,9 +55,11 @@ def create_app(
     *,
     max_body: int = DEFAULT_MAX_BODY,
     ledger: Ledger | None = None,
+    plans_dir: str | Path | None = None,
 ) -> FastAPI:
     """The API over the ledger at ``db`` (or an open ``ledger``), writing to the systems of
-    ``config`` (default ./ledger.toml); bodies over ``max_body`` bytes are refused (413)."""
+    ``config`` (default ./ledger.toml); bodies over ``max_body`` bytes are refused (413);
+    rollback plans are saved in ``plans_dir`` (default rollback-plans/ beside the config)."""
     opened = ledger if ledger is not None else open_ledger(db, create=False)
 
     @asynccontextmanager
@@ -75,9 +81,10 @@ def create_app(
     app.state.location = resolve_db(db)
     app.state.config = config
     app.state.max_body = max_body
+    app.state.plans_dir = plans_directory(config, plans_dir)
     errors.install(app)
     app.include_router(health.router, responses={s: PROBLEMS[s] for s in (500, 503)})
-    for group in (reads, actions, apply):
+    for group in (reads, actions, apply, rollbacks, replays):
         app.include_router(group.router, responses=PROBLEMS)
 
     @app.get("/v1/openapi.json", include_in_schema=False, dependencies=[Depends(caller)])
@@ -85,6 +92,9 @@ def create_app(
         return JSONResponse(openapi_document(app))
 
     return app
+
+
+BODIES: Final[tuple[type[BaseModel], ...]] = (ChangeLine, ChangeBatch, ApplyRequest)
 
 
 def openapi_document(app: FastAPI) -> dict[str, Any]:
@@ -97,7 +107,7 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
             routes=app.routes,
         )
         _, bodies = models_json_schema(
-            [(model, "validation") for model in (ChangeLine, ChangeBatch, ApplyRequest)],
+            [(model, "validation") for model in (*BODIES, *ROLLBACK_BODIES)],
             ref_template="#/components/schemas/{model}",
         )
         document.setdefault("components", {}).setdefault("schemas", {}).update(bodies["$defs"])
@@ -111,4 +121,5 @@ def from_environment() -> FastAPI:
         os.environ.get(DB_KEY),
         os.environ.get(CONFIG_KEY),
         max_body=int(os.environ.get(MAX_BODY_KEY, DEFAULT_MAX_BODY)),
+        plans_dir=os.environ.get(PLANS_DIR_KEY),
     )

@@ -27,7 +27,7 @@ from ledger.cli.base import (
     table,
 )
 from ledger.cli.exit import Exit
-from ledger.config import load_contracts, open_adapters
+from ledger.config import configured_systems
 from ledger.lane_config import load_lanes
 from ledger.rollback import (
     MISSING_PARENT,
@@ -35,13 +35,13 @@ from ledger.rollback import (
     POLICIES,
     RollbackPlan,
     RollbackScope,
-    apply_rollback,
     rollback_plans,
 )
 from ledger.rollback_requests import (
     PLANNING_OPTIONS,
     Direction,
     ScopeCheck,
+    apply_configured,
     approve_saved,
     for_review,
     load_saved_plan,
@@ -247,11 +247,10 @@ def _register(group: click.Group, direction: Direction) -> None:
         if saved is not None:
             chosen = _saved_plan(saved, scope)
         asked = _scope(scope)
-        lanes = load_lanes(config)
+        load_lanes(config)  # a bad lane row is refused before anything is opened
         ledger = open_db(db)
-        adapters = open_adapters(config)
-        try:
-            if chosen is None:
+        if chosen is None:
+            with configured_systems(config) as adapters:
                 chosen = plan_with(
                     ledger,
                     adapters,
@@ -262,22 +261,12 @@ def _register(group: click.Group, direction: Direction) -> None:
                     missing_parent=scope["missing_parent"],
                     planner=actor,
                 )
-            with click.progressbar(
-                length=len(chosen.compensations), label="rolling back", file=sys.stderr
-            ) as bar:
-                report = apply_rollback(
-                    ledger,
-                    chosen,
-                    adapters,
-                    actor=actor,
-                    on_progress=bar.update,
-                    on_failure=on_failure,
-                    contracts=load_contracts(config),
-                    lanes=lanes,
-                )
-        finally:
-            for adapter in adapters.values():
-                adapter.close()
+        with click.progressbar(
+            length=len(chosen.compensations), label="rolling back", file=sys.stderr
+        ) as bar:
+            report = apply_configured(
+                ledger, config, chosen, actor=actor, on_progress=bar.update, on_failure=on_failure
+            )
 
         def human() -> None:
             counts = (

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
 
-from ledger.api.settings import CONFIG_KEY, DEFAULT_MAX_BODY, MAX_BODY_KEY
+from ledger.api.settings import CONFIG_KEY, DEFAULT_MAX_BODY, MAX_BODY_KEY, PLANS_DIR_KEY
 from ledger.bootstrap import DB_KEY, open_ledger, resolve_db
 from ledger.cli.base import common, config_option, errors_as_messages, main
 
@@ -31,6 +32,11 @@ from ledger.cli.base import common, config_option, errors_as_messages, main
     type=click.IntRange(1),
     help="Largest request body in bytes (413 above it).",
 )
+@click.option(
+    "--plans-dir",
+    type=click.Path(file_okay=False),
+    help="Where rollback plans are saved  [default: rollback-plans/ beside the config file].",
+)
 def serve(
     db: str | None,
     as_json: bool,
@@ -39,6 +45,7 @@ def serve(
     port: int,
     workers: int,
     max_body: int,
+    plans_dir: str | None,
 ) -> None:
     """Serve the HTTP API (docs/http.md) until interrupted; every route but /v1/health needs a
     token from `ledger token create`."""
@@ -49,6 +56,8 @@ def serve(
     if config is not None:
         os.environ[CONFIG_KEY] = config
     os.environ[MAX_BODY_KEY] = str(max_body)
+    if plans_dir is not None:
+        os.environ[PLANS_DIR_KEY] = str(Path(plans_dir).absolute())
     import uvicorn  # only when serving: every other command starts without the ASGI server
 
     uvicorn.run(

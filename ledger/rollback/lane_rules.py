@@ -27,7 +27,15 @@ from ledger.ports import Adapter
 from ledger.rollback.model import Contract, RollbackScope
 from ledger.rollback.plan import RollbackPlan
 from ledger.rollback.planning import plan_rollback
-from ledger.rollback.records import SavedPlan, save_plan, saved_by_id, saved_plans, saving_of
+from ledger.rollback.records import (
+    SavedPlan,
+    Verification,
+    save_plan,
+    saved_by_id,
+    saved_plans,
+    saving_of,
+    verification_of,
+)
 from ledger.triggers import Trip, check_rollback_plan
 
 
@@ -51,20 +59,28 @@ class PlanApproval:
         }
 
 
+# "applying": some of it landed and the run did not finish (interrupted, or failed records):
+# applying it again resumes it. "verified": finished, and reading back every record it wrote
+# found each as planned, with no planned write refused (`Verification.clean`).
+Applied = Literal["not applied", "applying", "applied", "verified"]
+
+
 @dataclass(frozen=True)
 class PlanStatus:
     """A saved plan as an operator finds it: its approvals (in its workflows' lanes, for
-    exactly its seal) and whether it was applied."""
+    exactly its seal) and how far it was applied, from what the ledger recorded."""
 
     saved: SavedPlan
     approvals: tuple[ApprovalRecord, ...]
-    status: Literal["not applied", "applying", "applied"]
+    status: Applied
+    verification: Verification | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             **self.saved.to_json(),
             "approved_by": sorted({approval.approver for approval in self.approvals}),
             "status": self.status,
+            "verification": None if self.verification is None else self.verification.to_json(),
         }
 
 
@@ -84,10 +100,11 @@ def rollback_plans(ledger: Ledger) -> list[PlanStatus]:
         )
         verb = "rollback" if saved.direction == "undo" else "replay"
         state = batches.get(f"{verb}-{saved.plan}")
-        status: Literal["not applied", "applying", "applied"] = (
-            "not applied" if state is None else "applied" if state == "closed" else "applying"
-        )
-        found.append(PlanStatus(saved, approvals, status))
+        verified = verification_of(ledger, saved.plan, saved.seal)
+        status: Applied = "not applied" if state is None else "applying"
+        if state == "closed" or verified is not None:
+            status = "verified" if verified is not None and verified.clean else "applied"
+        found.append(PlanStatus(saved, approvals, status, verified))
     return found
 
 

@@ -27,6 +27,16 @@ from ledger.rollback.runbook import render_runbook
 PLAN_FORMAT = "changeledger/rollback-plan/2"
 
 
+def compensation_json(c: Compensation) -> dict[str, Any]:
+    """One compensation as the plan's JSON holds it (values in the edge encoding)."""
+    return {
+        **asdict(c),
+        "kind": c.kind,
+        "values": encode_value(c.values),
+        "expected": encode_value(c.expected),
+    }
+
+
 @dataclass(frozen=True)
 class RollbackPlan:
     """What a rollback will do, computed at one log position; apply re-checks every record."""
@@ -67,15 +77,7 @@ class RollbackPlan:
             "policy": self.policy,
             "position": self.position,
             "aborted": self.aborted,
-            "compensations": [
-                {
-                    **asdict(c),
-                    "kind": c.kind,
-                    "values": encode_value(c.values),
-                    "expected": encode_value(c.expected),
-                }
-                for c in self.compensations
-            ],
+            "compensations": [compensation_json(c) for c in self.compensations],
             "conflicts": [encode_value(asdict(c)) for c in self.conflicts],
             "already_rolled_back": list(self.already_rolled_back),
             "followups": [asdict(f) for f in self.followups],

@@ -24,6 +24,7 @@ from ledger.application import Ledger
 from ledger.domain import NAMESPACE
 from ledger.errors import ConcurrencyConflict, InvalidChange, NotFound
 from ledger.rollback.plan import RollbackPlan
+from ledger.rollback.report import RollbackReport
 
 MAX_ATTEMPTS = 10
 PAGE_SIZE = 1000
@@ -64,15 +65,55 @@ class SavedPlan:
         }
 
 
+@dataclass(frozen=True)
+class Verification:
+    """A run that finished a saved plan (nothing failed or left unattempted), and what reading
+    back every record it wrote found: ``clean`` only when every planned write was made and
+    holds the planned state."""
+
+    seal: str
+    checked: int  # records written (now or by an earlier run) and read back
+    mismatches: int  # of those, holding something else than planned
+    refused: int  # planned writes not made: the record had changed since the plan
+    at: datetime
+
+    @property
+    def clean(self) -> bool:
+        return not self.mismatches and not self.refused
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seal": self.seal,
+            "checked": self.checked,
+            "mismatches": self.mismatches,
+            "refused": self.refused,
+            "clean": self.clean,
+            "at": self.at.isoformat(),
+        }
+
+
 class PlanRecord(Aggregate):
-    """The savings of one plan id (the same content saved by two planners is two seals)."""
+    """The savings of one plan id (the same content saved by two planners is two seals), and
+    the verifications of the runs that finished it."""
 
     def __init__(self, plan: str) -> None:
         self.plan = plan
         self.saved: list[SavedPlan] = []
+        self.verifications: list[Verification] = []
 
     class Started(Aggregate.Created):
         plan: str
+
+    class Verified(Aggregate.Event):
+        seal: str
+        checked: int
+        mismatches: int
+        refused: int
+
+        def apply(self, record: PlanRecord) -> None:
+            record.verifications.append(
+                Verification(self.seal, self.checked, self.mismatches, self.refused, self.timestamp)
+            )
 
     class Saved(Aggregate.Event):
         seal: str
@@ -141,6 +182,40 @@ def save_plan(ledger: Ledger, plan: RollbackPlan, path: Path, *, reason: str) ->
             continue
         return saved
     raise ConcurrencyConflict(f"the record of rollback plan {plan.id} kept changing; try again")
+
+
+def record_verification(ledger: Ledger, report: RollbackReport) -> Verification | None:
+    """Keep what a run that finished a recorded plan verified (none for a plan never saved,
+    a run that left records failed or unattempted, or one that found the plan applied before:
+    its first finishing run was recorded)."""
+    plan = report.plan
+    unfinished = any(r.outcome in ("failed", "not attempted") for r in report.results)
+    if report.finished or plan.aborted or unfinished:
+        return None
+    for _ in range(MAX_ATTEMPTS):
+        record = _load(ledger, plan.id)
+        if record is None or plan.seal not in {saved.seal for saved in record.saved}:
+            return None
+        record.trigger_event(
+            PlanRecord.Verified,
+            seal=plan.seal,
+            checked=sum(1 for r in report.results if r.outcome != "skipped"),
+            mismatches=len(report.verification),
+            refused=sum(1 for r in report.results if r.refused),
+        )
+        try:
+            ledger.save(record)
+        except IntegrityError:  # saved or verified meanwhile by another process: look again
+            continue
+        return record.verifications[-1]
+    raise ConcurrencyConflict(f"the record of rollback plan {plan.id} kept changing; try again")
+
+
+def verification_of(ledger: Ledger, plan: str, seal: str) -> Verification | None:
+    """The last recorded verification of exactly this content of plan ``plan``."""
+    record = _load(ledger, plan)
+    found = [v for v in (() if record is None else record.verifications) if v.seal == seal]
+    return found[-1] if found else None
 
 
 def saving_of(ledger: Ledger, plan: RollbackPlan) -> SavedPlan:

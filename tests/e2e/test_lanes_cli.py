@@ -264,6 +264,8 @@ def test_a_trip_on_a_plan_rollback_lane_leaves_a_saved_plan_that_restores_the_ru
     restored = ledger(env, "rollback", "apply", "--plan", plan_file, "--actor", "bob")
     assert restored.returncode == 0, restored.stdout + restored.stderr
     assert stages(path) == ["lead"] * 1200
+    (status,) = json.loads(ledger(env, "rollback", "plans", "--json").stdout)
+    assert (status["status"], status["verification"]["checked"]) == ("verified", 1000)
 
 
 def test_a_trip_is_a_structured_log_line_with_its_correlation_ids(crm):

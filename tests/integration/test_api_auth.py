@@ -21,6 +21,14 @@ SCOPES = {
     ("GET", "/v1/openapi.json"): None,  # any live token
     ("POST", "/v1/actions"): "record",
     ("POST", "/v1/apply"): "apply",
+    ("POST", "/v1/rollbacks"): "rollback",
+    ("GET", "/v1/rollbacks"): "read",
+    ("GET", "/v1/rollbacks/{plan}"): "read",
+    ("GET", "/v1/rollbacks/{plan}/compensations"): "read",
+    ("GET", "/v1/rollbacks/{plan}/runbook"): "read",
+    ("POST", "/v1/rollbacks/{plan}/approvals"): "approve",
+    ("POST", "/v1/rollbacks/{plan}/apply"): "rollback",
+    ("POST", "/v1/replays"): "rollback",
 }
 SINGLE_SCOPE_TOKENS = {
     "reader": "read",
@@ -29,7 +37,7 @@ SINGLE_SCOPE_TOKENS = {
     "roller": "rollback",
     "approver": "approve",
 }
-SAMPLE = {"system": "crm", "collection": "contacts", "key:path": "1"}
+SAMPLE = {"system": "crm", "collection": "contacts", "key:path": "1", "plan": "0123456789ab"}
 
 
 def routes(app):
