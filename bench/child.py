@@ -37,6 +37,9 @@ TASKS = {
     "seed_verify": "bench.integrity_tasks:seed_verify",
     "ledger_verify": "bench.integrity_tasks:ledger_verify",
     "raw_verify": "bench.integrity_tasks:raw_verify",
+    "http_setup": "bench.http_tasks:http_setup",
+    "http_ledger": "bench.http_tasks:http_ledger",
+    "http_floor": "bench.http_tasks:http_floor",
 }
 
 

@@ -41,6 +41,7 @@ class Row:
     rss: tuple[float, float] | None = None
     met: bool | None = None
     extra: str = ""
+    reference_extra: str = ""
     status: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -55,7 +56,8 @@ class Row:
             self.workload,
             self.reference,
             ledger,
-            _rate(self.reference_rate, self.unit),
+            _rate(self.reference_rate, self.unit)
+            + (f"; {self.reference_extra}" if self.reference_extra else ""),
             _ratio(self.ratio),
             "—" if self.rss is None else f"{self.rss[0]:.0f} / {self.rss[1]:.0f} MiB",
             self.target,

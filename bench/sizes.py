@@ -22,6 +22,7 @@ class Sizes:
     pg_batch: tuple[int, ...] = (5_000, 10_000)
     track: tuple[int, ...] = (100_000, 1_000_000)  # workload 9: rows of the table baselined
     verify: int = 1_000_000  # workload 10: events in the ledger verified
+    http: int = 20_000  # workload 12: record requests to `ledger serve` (and to the floor)
 
     def with_overrides(self, text: str) -> Sizes:
         """``key=value,…``; the tuples (``collection``, ``reconcile``, ``pg_batch``, ``track``)
@@ -41,9 +42,12 @@ class Sizes:
             raise ValueError(f"--sizes: {', '.join(TUPLES)} need sizes of at least 1")
         if (
             min(sizes.batch, sizes.single, sizes.samples, sizes.rollback, sizes.verify) < 1
+            or sizes.http < 100
             or sizes.history < 2
         ):
-            raise ValueError("--sizes: sizes must be at least 1 (history at least 2)")
+            raise ValueError(
+                "--sizes: sizes must be at least 1 (history at least 2, http at least 100)"
+            )
         return replace(sizes, replay=max(1, min(sizes.replay, sizes.samples)))
 
     def describe(self) -> str:
@@ -66,4 +70,5 @@ QUICK = Sizes(
     pg_batch=(300,),
     track=(100, 300),
     verify=2_000,
+    http=200,
 )

@@ -19,7 +19,7 @@ from bench import ROOT
 from bench.report import Row
 from bench.sizes import Sizes
 
-ROWS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10")
+ROWS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "12")
 TIMES = "\N{MULTIPLICATION SIGN}"
 FLAT_MIB = 10.0  # peak RSS counts as flat if it grows by at most this (or 10 %)
 
@@ -553,6 +553,13 @@ class Suite:
             "through the ledger's recorder (leaves and a signed head in each)"
         )
         return [row]
+
+    # Workload 12 ---------------------------------------------------------------------------
+
+    def row_12(self, postgres: bool = True) -> list[Row]:
+        from bench.http_tasks import row_12  # the HTTP API under load: a module of its own
+
+        return row_12(self, postgres)
 
     @staticmethod
     def postgres_skipped(reason: str) -> list[Row]:

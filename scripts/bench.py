@@ -36,7 +36,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--sizes", default="", help="overrides, e.g. batch=20000,collection=1000:10000"
     )
     parser.add_argument("--only", default="", help=f"rows to run, e.g. 1,4 (of {','.join(ROWS)})")
-    parser.add_argument("--no-postgres", action="store_true", help="skip row 8 (PostgreSQL)")
+    parser.add_argument("--no-postgres", action="store_true", help="skip rows 8, 12 (PostgreSQL)")
     parser.add_argument(
         "--timeout",
         type=float,
@@ -74,6 +74,8 @@ def run_rows(suite: Suite, only: set[str], postgres: bool) -> list[Row]:
             rows.append(Row(number, f"row {number}", "—", "—", status="not run (--only)"))
         elif number == "8":
             rows += run_postgres(suite, postgres)
+        elif number == "12":
+            rows += suite.row_12(postgres)
         else:
             rows += getattr(suite, f"row_{number}")()
     return rows

@@ -46,8 +46,8 @@ def quick_report(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def test_every_row_is_reported(quick_report: str) -> None:
     rows = _table(quick_report)
-    assert list(rows) == [*MEASURED[:-3], "8a", "8b", "8c", *MEASURED[-3:]]
-    for row_id in ("8a", "8b", "8c"):
+    assert list(rows) == [*MEASURED[:-3], "8a", "8b", "8c", *MEASURED[-3:], "12"]
+    for row_id in ("8a", "8b", "8c", "12"):
         assert rows[row_id][3] == "skipped (--no-postgres)"
 
 
@@ -89,6 +89,30 @@ def test_report_names_machine_versions_and_command(quick_report: str) -> None:
     for name in ("eventsourcing", "SQLite", "PostgreSQL"):
         assert name in quick_report.split("- versions: ")[1].splitlines()[0]
     assert "--quick --no-postgres" in quick_report
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_the_http_row_serves_the_ledger_and_its_floor(tmp_path: Path) -> None:
+    output = tmp_path / "performance.md"
+    process = subprocess.run(
+        [sys.executable, str(SCRIPT), "--only", "12", "--sizes", "http=100", "--output", output],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    report = output.read_text()
+    if "| 12 | " in report and "skipped: PostgreSQL" in report:
+        pytest.skip("no PostgreSQL server binaries")
+    _, workload, _, ledger, floor, ratio, rss, _, met = _table(report)["12"]
+    assert workload.startswith("100 `POST /v1/actions`")
+    for figures in (ledger, floor):
+        assert re.match(r"^[\d,]+ requests/s; p50 \d+ ms, p99 \d+ ms$", figures), figures
+    assert RATIO.match(ratio) and RSS.match(rss) and met == "yes"
+    assert "- **12**: 100 requests, 85 distinct keys: each executed once;" in report
 
 
 def _script() -> ModuleType:
