@@ -379,7 +379,7 @@ class Suite:
                         "(`reconcile.compare`, both sides streamed in key order)",
                         "raw streaming read of both sides: the ledger's index ⋈ event rows, "
                         "then the table",
-                        "≥ 0.6× the reference; peak RSS < 500 MiB and flat",
+                        f"≥ 0.6{TIMES} the reference; peak RSS < 500 MiB and flat",
                         unit="rows/s",
                     ),
                     ledger,
