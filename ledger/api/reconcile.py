@@ -205,8 +205,16 @@ class _opened:
 
     def __init__(self, app: Any, token: TokenView, args: ReconcileCheckRequest):
         check_systems(token, [args.system], "system")
-        if args.system not in load_systems(app.config):
+        systems = load_systems(app.config)
+        if args.system not in systems:
             raise InvalidChange(f"no system named {args.system!r} is configured", field="system")
+        known = systems[args.system].get("collections", {})
+        if args.collection not in known:
+            raise InvalidChange(
+                f"system {args.system!r} has no collection {args.collection!r}; known: "
+                f"{', '.join(sorted(known))}",
+                field="collection",
+            )
         self.ledger: Ledger = app.ledger
         self.system = args.system
         self.config: str | None = app.config

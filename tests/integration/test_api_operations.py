@@ -135,6 +135,7 @@ def test_reconcile_refuses_what_the_token_may_not_do_and_bad_input(api):
     with api.client("admin") as admin:
         no_policy = admin.post("/v1/reconcile/apply", json=CHECK)
         unknown = admin.post("/v1/reconcile/check", json={**CHECK, "system": "erp"})
+        no_such = admin.post("/v1/reconcile/check", json={**CHECK, "collection": "orders"})
         extra = admin.post("/v1/reconcile/check", json={**CHECK, "polcy": "ledger"})
         bad_at = admin.post("/v1/reconcile/check", json={**CHECK, "at": "checkpoint:nope"})
         bad_cursor = admin.post("/v1/reconcile/check", json={**CHECK, "cursor": "x"})
@@ -146,6 +147,8 @@ def test_reconcile_refuses_what_the_token_may_not_do_and_bad_input(api):
     assert "not 'reconcile'" in not_its_workflow.json()["message"]
     assert (no_policy.status_code, no_policy.json()["field"]) == (422, "policy")
     assert (unknown.status_code, unknown.json()["field"]) == (422, "system")
+    assert (no_such.status_code, no_such.json()["field"]) == (422, "collection")
+    assert "known: contacts" in no_such.json()["message"]
     assert (extra.status_code, extra.json()["field"]) == (422, "polcy")
     assert bad_at.status_code == 404
     assert (bad_cursor.status_code, bad_cursor.json()["field"]) == (422, "cursor")
