@@ -5,6 +5,9 @@ with the evidence."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+
 from ledger.lane_evidence import last_reconciliation
 
 CHECK = {"system": "crm", "collection": "contacts"}
@@ -272,3 +275,22 @@ def _address(text):
     from ledger import Address
 
     return Address.parse(text)
+
+
+def test_a_correction_the_crm_refuses_answers_409_with_the_refused_record(api):
+    api.edit("7", "customer")
+    api.edit("8", "customer")
+    with contextlib.closing(sqlite3.connect(api.crm)) as db:
+        db.execute(
+            "CREATE TRIGGER frozen BEFORE UPDATE ON contacts WHEN OLD.id = '8' "
+            "BEGIN SELECT RAISE(ABORT, 'contact 8 is frozen'); END"
+        )
+        db.commit()
+    with api.client("admin") as client:
+        response = client.post("/v1/reconcile/apply", json={**CHECK, "policy": "ledger"})
+    assert response.status_code == 409, response.text
+    done = response.json()
+    assert done["error"] == "refused" and done["refused_total"] == 1
+    assert [r["entity"] for r in done["refused"]] == ["crm/contacts/8"]
+    assert (api.stage("7"), api.stage("8")) == ("lead", "customer")
+    assert done["verification"]["drifted"] == 1
