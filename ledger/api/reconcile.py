@@ -141,6 +141,8 @@ def apply(
 
 
 def _check(app: Any, token: TokenView, body: bytes) -> Answer:
+    """`check_reconciliation`'s two steps (tally the comparison, `record_report` it), with
+    the page of drifts kept in the same pass over the comparison."""
     args = parsed(ReconcileCheckRequest, json_object(body))
     after = _after(args.cursor)
     with _opened(app, token, args) as (ledger, adapter):

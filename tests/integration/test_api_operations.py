@@ -294,3 +294,23 @@ def test_a_correction_the_crm_refuses_answers_409_with_the_refused_record(api):
     assert [r["entity"] for r in done["refused"]] == ["crm/contacts/8"]
     assert (api.stage("7"), api.stage("8")) == ("lead", "customer")
     assert done["verification"]["drifted"] == 1
+
+
+def test_the_golden_paths_end_reconcile_the_outside_edit_then_verify(api):
+    """After a batch over HTTP left contact 7 edited outside the ledger: check finds it,
+    apply under policy ledger corrects it, the check after is clean, the history verifies."""
+    api.edit("7", "customer")
+    change = {"entity": "crm/contacts/3", "op": "update", "set": {"stage": "mql"}}
+    with api.client("sync-bot") as bot:
+        batch = {"system": "crm", "batch": "run-1", "workflow": "lead-sync", "changes": [change]}
+        assert bot.post("/v1/apply", json=batch).status_code == 200
+    with api.client("admin") as admin:
+        found = admin.post("/v1/reconcile/check", json=CHECK).json()
+        fixed = admin.post("/v1/reconcile/apply", json={**CHECK, "policy": "ledger"})
+        after = admin.post("/v1/reconcile/check", json=CHECK).json()
+        verified = admin.post("/v1/verify")
+    assert [d["key"] for d in found["drifts"]] == ["7"]
+    assert fixed.status_code == 200 and fixed.json()["counts"] == {"applied": 1}
+    assert (api.stage("3"), api.stage("7")) == ("mql", "lead")
+    assert after["clean"] is True and after["recorded"]["drifted"] == 0
+    assert verified.status_code == 200 and verified.json()["ok"] is True
