@@ -88,6 +88,14 @@ def configured_systems(path: str | None = None) -> Iterator[dict[str, Adapter]]:
             adapter.close()
 
 
+def configured_contracts(path: str | None = None) -> dict[tuple[str, str], Contract]:
+    """The rollback contracts, or none when no configuration file declares systems."""
+    location = config_path(path)
+    if not location.is_file() or not read_config(location).get("systems"):
+        return {}
+    return load_contracts(path)
+
+
 def load_contracts(path: str | None = None) -> dict[tuple[str, str], Contract]:
     """The rollback contracts declared per collection (``collections.NAME.rollback``)."""
     return {

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from hashlib import sha256
 from itertools import islice
 from struct import Struct
-from typing import Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 from uuid import UUID
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -136,6 +136,30 @@ class HistoryBreak:
     event_id: UUID | None = None
     event_version: int | None = None
 
+    def describe(self) -> str:
+        """What broke, where, and what to do: the message a broken history is refused with."""
+        where = [f"position {self.position}" if self.position is not None else None]
+        if self.leaf is not None:
+            where.append(f"leaf {self.leaf}")
+        if self.event_id is not None:
+            where.append(f"event {self.event_id} version {self.event_version}")
+        place = ", ".join(part for part in where if part)
+        return (
+            f"history broken ({self.kind}{': ' + place if place else ''}): {self.detail}; "
+            "restore the ledger from a backup you trust, or keep it as evidence "
+            "(docs/integrity.md)"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "position": self.position,
+            "leaf": self.leaf,
+            "event_id": None if self.event_id is None else str(self.event_id),
+            "event_version": self.event_version,
+            "detail": self.detail,
+        }
+
 
 @dataclass(frozen=True)
 class VerifyReport:
@@ -152,6 +176,18 @@ class VerifyReport:
     def ok(self) -> bool:
         """Whether every check passed."""
         return self.first_break is None
+
+    def to_json(self) -> dict[str, Any]:
+        """What `ledger verify --json` prints and the HTTP API answers."""
+        return {
+            "ok": self.ok,
+            "size": self.size,
+            "root": self.root.hex(),
+            "heads_checked": self.heads_checked,
+            "digest_size": self.digest_size,
+            "consistency": [node.hex() for node in self.consistency],
+            "first_break": None if self.first_break is None else self.first_break.to_json(),
+        }
 
 
 @dataclass(frozen=True)

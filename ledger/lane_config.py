@@ -25,6 +25,11 @@ from ledger.settings import (
 from ledger.triggers import FieldGuard, RateLimit, Triggers, VolumeLimit
 
 
+def configured_lanes(path: str | None = None) -> dict[str, LaneConfig]:
+    """The lane rows, or none when there is no configuration file (a pause needs none)."""
+    return load_lanes(path) if config_path(path).is_file() else {}
+
+
 def load_lanes(path: str | None = None) -> dict[str, LaneConfig]:
     """The ``[lanes.WORKFLOW]`` tables (see docs/lanes.md), every setting in them checked."""
     location = config_path(path)

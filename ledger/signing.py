@@ -225,13 +225,19 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
         data = path.read_bytes()
     except OSError as error:
         raise ConfigurationError(f"public key file {path}: {error.strerror}") from None
+    key = parse_public_key(data)
+    if key is None:
+        raise ConfigurationError(f"public key file {path} is not an Ed25519 public key in PEM")
+    return key
+
+
+def parse_public_key(data: bytes) -> Ed25519PublicKey | None:
+    """An Ed25519 public key in PEM, or None when ``data`` is not one."""
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm):
-        key = None
-    if not isinstance(key, Ed25519PublicKey):
-        raise ConfigurationError(f"public key file {path} is not an Ed25519 public key in PEM")
-    return key
+        return None
+    return key if isinstance(key, Ed25519PublicKey) else None
 
 
 def sign_tree_head(

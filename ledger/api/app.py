@@ -21,7 +21,18 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from ledger.api import actions, apply, errors, health, reads, replays, rollbacks
+from ledger.api import (
+    actions,
+    apply,
+    errors,
+    evidence,
+    health,
+    lanes,
+    reads,
+    reconcile,
+    replays,
+    rollbacks,
+)
 from ledger.api.auth import caller
 from ledger.api.models import ApplyRequest, ChangeBatch, ChangeLine, Problem
 from ledger.api.rollback_models import REQUEST_BODIES as ROLLBACK_BODIES
@@ -84,7 +95,7 @@ def create_app(
     app.state.plans_dir = plans_directory(config, plans_dir)
     errors.install(app)
     app.include_router(health.router, responses={s: PROBLEMS[s] for s in (500, 503)})
-    for group in (reads, actions, apply, rollbacks, replays):
+    for group in (reads, actions, apply, rollbacks, replays, reconcile, lanes, evidence):
         app.include_router(group.router, responses=PROBLEMS)
 
     @app.get("/v1/openapi.json", include_in_schema=False, dependencies=[Depends(caller)])

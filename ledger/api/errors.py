@@ -8,8 +8,10 @@ branch on.
                              sent again with another body (key = the key)
     409     stale            StaleWrite, BeforeMismatch (expected and actual values)
     409     concurrency      ConcurrencyConflict; a request with the same key still running
+    409     unproved         ReenableRefused: unmet = each condition of the lane's
+                             re-enable rule not met (bring the proof, or override)
     409     conflict         BatchClosed, CanaryLimit, CheckpointExists, LaneNotPaused,
-                             ReenableRefused, ApprovalRequired (the plan is not approved
+                             ApprovalRequired (the plan is not approved
                              yet: the state of the plan, not the caller, is in the way; the
                              same call succeeds once a second person approved it)
     403     forbidden        outside the token's scopes, workflows or systems; ApprovalRefused
@@ -59,7 +61,7 @@ STATUSES: Final[dict[type[e.LedgerError], tuple[int, str]]] = {
     e.CanaryLimit: (409, "conflict"),
     e.CheckpointExists: (409, "conflict"),
     e.LaneNotPaused: (409, "conflict"),
-    e.ReenableRefused: (409, "conflict"),
+    e.ReenableRefused: (409, "unproved"),
     e.ApprovalRequired: (409, "conflict"),
     e.ApprovalRefused: (403, "forbidden"),
     e.NotFound: (404, "not_found"),
@@ -137,7 +139,7 @@ def problem_of(error: e.LedgerError, ledger: LaneStore, where: str | None = None
     elif isinstance(error, e.LanePaused):
         details = _pause(ledger, error.workflow)
     elif isinstance(error, e.ReenableRefused):
-        details = {"expected": list(error.unmet)}
+        details = {"unmet": list(error.unmet), "expected": list(error.unmet)}
     return Problem(status, kind, message, field=field, **details)
 
 

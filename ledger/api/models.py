@@ -41,6 +41,7 @@ class Problem(BaseModel):
     reason: str | None = None
     trigger: str | None = None
     key: str | None = Field(None, description="The Idempotency-Key, when it is the problem.")
+    unmet: list[str] | None = Field(None, description="The re-enable conditions not met.")
     correlation_id: str | None = Field(None, description="Quote it to the operator (500).")
 
 

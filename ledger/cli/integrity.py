@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -14,7 +13,7 @@ from ledger.cli.base import emit, verb
 from ledger.errors import ConfigurationError, TamperDetected
 from ledger.evidence import digest as take_digest
 from ledger.evidence import verify as verify_ledger
-from ledger.integrity import HistoryBreak, VerifyReport
+from ledger.integrity import VerifyReport
 from ledger.signing import digest_json, load_public_key, parse_digest
 from ledger.store.keyfile import KEY_ENV
 
@@ -41,9 +40,9 @@ def verify(
         digest = parse_digest(_read(digest_file, "--digest"), name=f"digest {digest_file}")
     key = None if public_key is None else load_public_key(public_key)
     report = verify_ledger(open_ledger(db, create=False), digest=digest, public_key=key)
-    emit(as_json, _report_json(report), lambda: _show(report))
+    emit(as_json, report.to_json(), lambda: _show(report))
     if report.first_break is not None:
-        raise TamperDetected(_broken(report.first_break))
+        raise TamperDetected(report.first_break.describe())
 
 
 @verb("digest")
@@ -98,28 +97,6 @@ def _write_new(path: Path, text: str) -> None:
         file.write(text)
 
 
-def _report_json(report: VerifyReport) -> dict[str, Any]:
-    broken = report.first_break
-    return {
-        "ok": report.ok,
-        "size": report.size,
-        "root": report.root.hex(),
-        "heads_checked": report.heads_checked,
-        "digest_size": report.digest_size,
-        "consistency": [node.hex() for node in report.consistency],
-        "first_break": None
-        if broken is None
-        else {
-            "kind": broken.kind,
-            "position": broken.position,
-            "leaf": broken.leaf,
-            "event_id": None if broken.event_id is None else str(broken.event_id),
-            "event_version": broken.event_version,
-            "detail": broken.detail,
-        },
-    }
-
-
 def _show(report: VerifyReport) -> None:
     if report.first_break is not None:
         click.echo(f"history NOT intact: checked {report.size} events before the break")
@@ -133,16 +110,3 @@ def _show(report: VerifyReport) -> None:
             f"the log extends the digest of {report.digest_size} events "
             f"(consistency proof of {len(report.consistency)} hashes)"
         )
-
-
-def _broken(broken: HistoryBreak) -> str:
-    where = [f"position {broken.position}" if broken.position is not None else None]
-    if broken.leaf is not None:
-        where.append(f"leaf {broken.leaf}")
-    if broken.event_id is not None:
-        where.append(f"event {broken.event_id} version {broken.event_version}")
-    place = ", ".join(part for part in where if part)
-    return (
-        f"history broken ({broken.kind}{': ' + place if place else ''}): {broken.detail}; "
-        "restore the ledger from a backup you trust, or keep it as evidence (docs/integrity.md)"
-    )

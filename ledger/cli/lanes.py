@@ -9,16 +9,10 @@ from typing import Any
 import click
 
 from ledger.cli.base import actor_option, config_option, emit, open_db, table, verb
-from ledger.lane_config import load_lanes
+from ledger.lane_config import configured_lanes
 from ledger.lane_control import allow_canary, lane, lanes, pause_lane
 from ledger.lane_enable import enable_workflow
-from ledger.lanes import LaneConfig, LaneView
-from ledger.settings import config_path
-
-
-def _rows(config: str | None) -> dict[str, LaneConfig]:
-    """The configured lane rows; none without a configuration file (a pause needs none)."""
-    return load_lanes(config) if config_path(config).is_file() else {}
+from ledger.lanes import LaneView
 
 
 @verb("pause")
@@ -62,7 +56,7 @@ def enable(
         workflow,
         actor,
         reason,
-        config=_rows(config).get(workflow),
+        config=configured_lanes(config).get(workflow),
         approver=approver,
         override=override,
     )
@@ -108,7 +102,7 @@ def canary(
 def lanes_(db: str | None, as_json: bool, config: str | None) -> None:
     """Every lane (configured, or ever paused): its state, who paused it and why, its last
     trip and its last run."""
-    views = lanes(open_db(db), _rows(config))
+    views = lanes(open_db(db), configured_lanes(config))
     emit(
         as_json,
         [view.to_json() for view in views],
@@ -125,7 +119,7 @@ def lanes_(db: str | None, as_json: bool, config: str | None) -> None:
 def lane_(db: str | None, as_json: bool, config: str | None, workflow: str) -> None:
     """One lane in full: its state, pause, last trip (with its evidence), last enable, canary,
     approvals, last run and its row in ledger.toml."""
-    view = lane(open_db(db), workflow, _rows(config).get(workflow))
+    view = lane(open_db(db), workflow, configured_lanes(config).get(workflow))
     emit(as_json, view.to_json(), lambda: _print_lane(view))
 
 

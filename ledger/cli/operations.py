@@ -12,10 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ledger.cli.base import config_option, emit, open_db, verb
 from ledger.cli.exit import Exit
-from ledger.lane_config import load_lanes
+from ledger.lane_config import configured_lanes, load_lanes
 from ledger.metrics import metrics_text
 from ledger.notify import DeliveryReport, deliver_notices, load_notifiers
-from ledger.settings import config_path
 
 
 @verb("notify")
@@ -72,7 +71,7 @@ def metrics(db: str | None, as_json: bool, config: str | None) -> None:
     """Print the ledger's Prometheus metrics (text exposition format), computed from the ledger
     itself: actions, refusals, runs, trips, pauses, lane states, rollbacks and their health,
     reconciliations and drift, notifier deliveries."""
-    lanes = load_lanes(config) if config_path(config).is_file() else {}
+    lanes = configured_lanes(config)
     text = metrics_text(open_db(db, notices=False), lanes)
     emit(
         as_json,

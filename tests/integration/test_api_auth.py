@@ -29,6 +29,19 @@ SCOPES = {
     ("POST", "/v1/rollbacks/{plan}/approvals"): "approve",
     ("POST", "/v1/rollbacks/{plan}/apply"): "rollback",
     ("POST", "/v1/replays"): "rollback",
+    ("POST", "/v1/reconcile/check"): "read",
+    ("POST", "/v1/reconcile/plan"): "read",
+    ("POST", "/v1/reconcile/apply"): "admin",
+    ("GET", "/v1/lanes"): "read",
+    ("GET", "/v1/lanes/{workflow}"): "read",
+    ("POST", "/v1/lanes/{workflow}/pause"): "apply",
+    ("POST", "/v1/lanes/{workflow}/enable"): "admin",
+    ("POST", "/v1/lanes/{workflow}/canary"): "admin",
+    ("GET", "/v1/receipts/{action:path}"): "read",
+    ("GET", "/v1/receipts/{action:path}/proof"): "read",
+    ("POST", "/v1/verify"): "read",
+    ("GET", "/v1/digest"): "read",
+    ("GET", "/v1/metrics"): "read",
 }
 SINGLE_SCOPE_TOKENS = {
     "reader": "read",
@@ -37,7 +50,24 @@ SINGLE_SCOPE_TOKENS = {
     "roller": "rollback",
     "approver": "approve",
 }
-SAMPLE = {"system": "crm", "collection": "contacts", "key:path": "1", "plan": "0123456789ab"}
+SAMPLE = {
+    "system": "crm",
+    "collection": "contacts",
+    "key:path": "1",
+    "plan": "0123456789ab",
+    "workflow": "lead-sync",
+    "action:path": "crm/contacts/1@1",
+}
+# The body of each POST route (the rest record or apply one change).
+BODIES = {
+    "/v1/reconcile/check": {"system": "crm", "collection": "contacts"},
+    "/v1/reconcile/plan": {"system": "crm", "collection": "contacts", "policy": "ledger"},
+    "/v1/reconcile/apply": {"system": "crm", "collection": "contacts", "policy": "ledger"},
+    "/v1/lanes/{workflow}/pause": {"reason": "auth check"},
+    "/v1/lanes/{workflow}/enable": {"reason": "auth check"},
+    "/v1/lanes/{workflow}/canary": {"batch": "auth-check", "limit": 1},
+    "/v1/verify": {},
+}
 
 
 def routes(app):
@@ -57,7 +87,9 @@ def request(client, method, path):
         query = {"target": "crm/contacts", "from": "position:1"} if path == "/v1/diff" else {}
         return client.get(url(path), params=query)
     body = {"entity": "crm/contacts/1", "op": "update", "set": {"stage": "mql"}}
-    if path == "/v1/apply":
+    if path in BODIES:
+        body = BODIES[path]
+    elif path == "/v1/apply":
         body = {"system": "crm", "batch": "auth-check", "changes": [body]}
     return client.request(method, url(path), json=body)
 

@@ -31,3 +31,4 @@ def test_the_decisions_the_docs_name():
     assert STATUSES[errors.ApprovalRefused] == (403, "forbidden")
     assert STATUSES[errors.ApprovalRequired] == (409, "conflict")
     assert STATUSES[errors.StaleWrite] == STATUSES[errors.BeforeMismatch] == (409, "stale")
+    assert STATUSES[errors.ReenableRefused] == (409, "unproved")  # a flow branches on it
