@@ -6,7 +6,9 @@ instead of writing to the system directly: a change someone overtook is refused 
 The workflow's lane is asked as `ledger apply` asks it: a paused lane refuses the run before
 anything is written (423, the pause's reason); a stop trigger that trips mid-run stops it
 there (423, with the run's summary, the trigger and, for a ``plan-rollback`` lane, the
-rollback it planned and saved)."""
+rollback it planned and saved). A trip in the run's last chunk is 423 too, though every
+change landed: the lane is paused from then on, and the flow must branch on that now, not
+at its next request."""
 
 from __future__ import annotations
 
@@ -135,7 +137,7 @@ def _apply(
     trip, workflow = summary.lane["trip"], summary.lane["workflow"]
     if trip is not None and workflow:
         result["rollback_plan"] = _plan_on_trip(ledger, config, plans, workflow, batch, trip)
-    if summary.stopped in ("paused", "tripped") and summary.left:
+    if trip is not None or (summary.stopped == "paused" and summary.left):
         return _stopped(ledger, summary, result)
     if not summary.refused:
         return Answer(200, orjson.dumps(result))

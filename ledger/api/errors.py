@@ -108,9 +108,13 @@ class Problem(Exception):
 
 
 def retryable(answer: Answer) -> bool:
-    """An answer a later retry of the same request may change: not kept for replay."""
-    if answer.status >= 500 or answer.status in (423, 429):
+    """An answer a later retry of the same request may change: not kept for replay. A 423
+    from a run the lane stopped part-way (its body says ``stopped``) is kept: that run
+    happened, and what it landed is the answer, where a retry would only meet the pause."""
+    if answer.status >= 500 or answer.status == 429:
         return True
+    if answer.status == 423:
+        return "stopped" not in orjson.loads(answer.body)
     return answer.status == 409 and orjson.loads(answer.body).get("error") in RETRYABLE_KINDS
 
 

@@ -8,7 +8,7 @@ one); two concurrent requests cannot both save the same version, so only one exe
 the other is told the first is still running (409) or gets its answer. The claim stores the
 SHA-256 of the request (method, path, query, body), never the body.
 
-An answer a retry may change (423 paused, 409 concurrency, 5xx) releases the key instead of
+An answer a retry may change (423 at the gate, 409 concurrency, 5xx) releases the key instead of
 being kept, and a claim left by a worker that died is taken over after `CLAIM_TIMEOUT`: the
 operations behind it are exactly-once on their own (fingerprints, runs' intents), so a
 second execution after a crash records nothing twice.

@@ -78,3 +78,15 @@ def test_a_plan_rollback_lanes_trip_plan_is_applied_over_http(api):
     assert applied.status_code == 200, applied.text
     assert applied.json()["counts"] == {"deleted": 500}
     assert api.stage("n0000") is None and api.stage("1") == "lead"
+
+
+def test_a_run_stopped_by_its_trip_is_the_answer_kept_for_its_idempotency_key(api):
+    api.config.write_text(api.config.read_text() + LANE)
+    keyed = {"Idempotency-Key": "run-1"}
+    with api.client("applier") as client:
+        stopped = client.post("/v1/apply", json=body("run-1", range(150)), headers=keyed)
+        again = client.post("/v1/apply", json=body("run-1", range(150)), headers=keyed)
+    assert stopped.status_code == 423 and stopped.json()["left"] == 0  # tripped in its last chunk
+    assert stopped.json()["counts"]["applied"] == 150 and stopped.json()["trigger"] == "creates"
+    assert again.status_code == 423 and again.content == stopped.content
+    assert again.headers["Idempotent-Replayed"] == "true"
