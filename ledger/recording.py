@@ -364,17 +364,25 @@ class _Session:
         recordings = self.save(extra, context)
         # The receipts of new actions are made now that their positions are known.
         positions = {id(r.domain_event): r.notification.id for r in recordings}
+        # A retry of an action recorded earlier in this same call, by (record, version).
+        placed = {
+            (r.domain_event.originator_id, r.domain_event.originator_version): r.notification.id
+            for r in recordings
+        }
         for result in self.results:
             if isinstance(result, Receipt):
                 outcome.already_recorded += 1
             else:
                 outcome.recorded += 1
-            if keep:
-                outcome.receipts.append(
-                    result
-                    if isinstance(result, Receipt)
-                    else Receipt(action_view(result, positions[id(result)]))
-                )
+            if not keep:
+                continue
+            if not isinstance(result, Receipt):
+                result = Receipt(action_view(result, positions[id(result)]))
+            elif result.action.position is None:
+                action = result.action
+                position = placed[(action.entity_id, action.version)]
+                result = replace(result, action=replace(action, position=position))
+            outcome.receipts.append(result)
         self.entities.clear()
         self.entries = {}
         self.recorded_now.clear()
