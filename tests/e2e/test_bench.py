@@ -128,7 +128,7 @@ def test_quick_never_writes_the_committed_report() -> None:
     args = script.parse_args(["--quick"])
     try:
         assert args.output != script.DEFAULT_OUTPUT
-        assert args.sizes.batch < 1000
+        assert max(args.sizes.batch) < 1000
     finally:
         args.output.unlink(missing_ok=True)
     assert script.parse_args([]).output == script.DEFAULT_OUTPUT
@@ -140,7 +140,7 @@ def test_sizes_and_rows_are_parameters() -> None:
         ["--sizes", "batch=50,collection=10:20,pg_batch=7,track=30:10", "--only", "1,4,9"]
     )
     sizes = args.sizes
-    assert (sizes.batch, sizes.collection, sizes.pg_batch) == (50, (10, 20), (7,))
+    assert (sizes.batch, sizes.collection, sizes.pg_batch) == ((50,), (10, 20), (7,))
     assert sizes.track == (10, 30)
     assert args.only == {"1", "4", "9"}
     bad_args = (["--sizes", "nope=1"], ["--sizes", "batch=0"], ["--sizes", "track=0:5"])
