@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import overload
+
 from ledger import Address, Change
 
 SYSTEM = "crm"
@@ -45,6 +48,30 @@ def update_change(i: int) -> Change:
         workflow="lead-sync",
         actor="bench",
     )
+
+
+class Updates(Sequence[Change]):
+    """`update_change(i)` for i in 0..n-1, each made when it is read: a batch of a million
+    changes would otherwise weigh more than the ledger recording it."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    @overload
+    def __getitem__(self, index: int) -> Change: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Change]: ...
+
+    def __getitem__(self, index: int | slice) -> Change | list[Change]:
+        if isinstance(index, slice):
+            return [update_change(i) for i in range(*index.indices(self.n))]
+        if not -self.n <= index < self.n:
+            raise IndexError(index)
+        return update_change(index % self.n)
 
 
 def history_change(version: int) -> Change:

@@ -19,7 +19,7 @@ from bench import ROOT
 from bench.report import Row
 from bench.sizes import Sizes
 
-ROWS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "12")
+ROWS = ("1", "2", "3", "4", "5", "6", "6b", "7", "8", "9", "10", "12")
 TIMES = "\N{MULTIPLICATION SIGN}"
 FLAT_MIB = 10.0  # peak RSS counts as flat if it grows by at most this (or 10 %)
 
@@ -44,7 +44,7 @@ class Suite:
         self._seeds: dict[int, tuple[str, int]] = {}
         self._targets: dict[int, str] = {}
         self._empty: str | None = None
-        self._batch: dict[str, Any] | None = None
+        self._batches: dict[int, dict[str, Any]] = {}
         self._files = 0
 
     # Plumbing -----------------------------------------------------------------------
@@ -123,46 +123,68 @@ class Suite:
 
     # Workloads 1 and 2 ------------------------------------------------------------------
 
-    def ledger_batch(self) -> dict[str, Any]:
-        if self._batch is None:
-            n = self.sizes.batch
+    def ledger_batch(self, n: int) -> dict[str, Any]:
+        """Workload 1 at one size (run once), then its rows exported by a process of their own
+        (not timed, so the export weighs on no peak RSS)."""
+        if n not in self._batches:
             self.log(f"workload 1: the ledger records {n:,} updates in one batch")
-            rows = self.path("batch-rows.pickle")
-            self._batch = {
-                **self.task("ledger_batch", db=self.copy(n), n=n, export=rows),
-                "rows": rows,
-            }
-        return self._batch
+            db = self.copy(n)
+            ledger = self.task("ledger_batch", db=db, n=n)
+            rows = self.path(f"batch-{n}-rows.pickle")
+            written = self.task(
+                "export_batch", db=db, table=ledger["table"], after=ledger["after"], path=rows
+            )
+            if written["index_rows"] != n:
+                raise BenchError(f"workload 1: the ledger recorded {written['index_rows']}")
+            # The ledger's own figures (its peak RSS among them) win over the export's.
+            self._batches[n] = {**written, **ledger, "rows": rows}
+        return self._batches[n]
 
     def row_1(self) -> list[Row]:
-        n = self.sizes.batch
-        ledger = self.ledger_batch()
-        self.log("workload 1: the floor (sqlite3 executemany of the same rows)")
-        floor = self.task("raw_batch", db=self.copy(n), rows=ledger["rows"])
-        row = _compared(
-            Row(
-                "1",
-                f"record {n:,} updates in one batch (`record_all`), SQLite, "
-                "idempotency + time index",
-                "raw `sqlite3` `executemany` of the same event + index rows, one transaction "
-                "(the floor)",
-                "≥ 25 % of the floor",
-            ),
-            ledger,
-            floor,
-        )
-        row.met = row.ratio is not None and row.ratio >= 0.25
-        size = ledger["state_bytes"] / ledger["events"]
-        row.notes.append(
-            f"the ledger wrote {ledger['events']:,} event rows ({size:.0f} bytes of state each) "
-            f"and {ledger['index_rows']:,} index rows; the floor stored exactly these rows into "
-            "its own copy of the same seeded database"
-        )
-        return [row]
+        sizes = self.sizes.batch
+        rows = []
+        for letter, n in zip("abcdefgh", sizes, strict=False):
+            ledger = self.ledger_batch(n)
+            self.log(f"workload 1: the floor (sqlite3 executemany of the same {n:,} rows)")
+            floor = self.task(
+                "raw_batch_chunks", db=self.copy(n), table=ledger["table"], rows=ledger["rows"]
+            )
+            row = _compared(
+                Row(
+                    f"1{letter}" if len(sizes) > 1 else "1",
+                    f"record {n:,} updates in one batch (`record_stream`: `record_all` without "
+                    "a receipt per action), SQLite, idempotency + time index",
+                    "raw `sqlite3` `executemany` of the same event + index rows, one "
+                    "transaction (the floor)",
+                    f"≥ 0.5{TIMES} the floor; peak RSS flat",
+                ),
+                ledger,
+                floor,
+            )
+            size = ledger["state_bytes"] / ledger["events"]
+            row.notes.append(
+                f"the ledger wrote {ledger['events']:,} event rows ({size:.0f} bytes of state "
+                f"each) and {ledger['index_rows']:,} index rows; the floor stored exactly these "
+                "rows into its own copy of the same seeded database, loading them in chunks "
+                "off the clock"
+            )
+            rows.append(row)
+        first, last, flat = _flat(rows)
+        for row in rows:
+            row.met = row.ratio is not None and row.ratio >= 0.5 and flat
+        if len(rows) > 1:
+            rows[-1].extra = f"RSS {round(last - first):+d} MiB vs {sizes[0]:,}"
+            rows[-1].notes.append(
+                f"ledger peak RSS {first:.0f} MiB at {sizes[0]:,} updates and {last:.0f} MiB "
+                f"at {sizes[-1]:,}: "
+                + ("flat" if flat else "NOT flat")
+                + f" (flat means at most +{FLAT_MIB:.0f} MiB or +10 %)"
+            )
+        return rows
 
     def row_2(self) -> list[Row]:
-        n = self.sizes.batch
-        ledger = self.ledger_batch()
+        n = self.sizes.batch[0]
+        ledger = self.ledger_batch(n)
         self.log(f"workload 2: seeding a plain eventsourcing application with {n:,} records")
         db = self.path(f"plain-{n}.db")
         self.task("seed_plain", db=db, n=n)
@@ -174,12 +196,12 @@ class Suite:
                 f"the same {n:,} updates (the ledger figure of row 1)",
                 "plain eventsourcing `Application` (JSON transcoder, `eventsourcing.sqlite`): "
                 "`repository.get`, one event each, one `save()`",
-                f"≥ 5{TIMES} its rate",
+                f"≥ 2{TIMES} its rate",
             ),
             ledger,
             plain,
         )
-        row.met = row.ratio is not None and row.ratio >= 5
+        row.met = row.ratio is not None and row.ratio >= 2
         save_only = plain["save_seconds"] / ledger["seconds"]
         row.notes.append(
             f"the plain application spent {plain['save_seconds']:.2f} s of "
@@ -203,12 +225,12 @@ class Suite:
                 f"record {n:,} updates one at a time (`record`), each committed, SQLite",
                 "raw `sqlite3`: per action BEGIN, insert event + index row, COMMIT "
                 "(WAL, synchronous=FULL)",
-                "≥ 50 % of its rate",
+                f"≥ 0.8{TIMES} its rate",
             ),
             ledger,
             raw,
         )
-        row.met = row.ratio is not None and row.ratio >= 0.5
+        row.met = row.ratio is not None and row.ratio >= 0.8
         return [row]
 
     # Workload 4 (and 8b/8c) -----------------------------------------------------------------
@@ -359,6 +381,57 @@ class Suite:
         )
         return [row]
 
+    def row_6b(self) -> list[Row]:
+        n = self.sizes.forward
+        self.log(f"workload 6b: a {n:,}-row SQLite table and its ledger (not timed)")
+        ledger_db, target = self.path(f"forward-{n}.db"), self.path(f"forward-target-{n}.db")
+        self.task("seed_apply", db=ledger_db, target=target, n=n)
+        _fold_wal(ledger_db)
+        self.log(f"workload 6b: the ledger applies {n:,} changes through the SQL adapter")
+        db = self.copy_file(ledger_db, f"forward-copy-{n}.db")
+        ledger = self.task(
+            "ledger_apply",
+            db=db,
+            target=self.copy_file(target, f"forward-target-copy-{n}.db"),
+            n=n,
+        )
+        rows = self.path(f"forward-{n}-rows.pickle")
+        written = self.task(
+            "export_batch", db=db, table=ledger["table"], after=ledger["after"], path=rows
+        )
+        self.log("workload 6b: raw read + UPDATE of the same rows + insert of the same rows")
+        raw = self.task(
+            "raw_apply",
+            db=self.copy_file(ledger_db, f"forward-raw-{n}.db"),
+            target=self.copy_file(target, f"forward-target-raw-{n}.db"),
+            table=ledger["table"],
+            rows=rows,
+            n=n,
+        )
+        if ledger["digest"] != raw["digest"] or raw["index_rows"] != written["index_rows"]:
+            raise BenchError("workload 6b: the ledger's table or rows differ from the reference's")
+        row = _compared(
+            Row(
+                "6b",
+                f"apply {n:,} changes forward through the SQL adapter (SQLite target; "
+                "`ledger apply`'s path: `Run.apply`), each recorded",
+                "raw `sqlite3`: read the rows, `UPDATE … WHERE id = ?` them (one transaction), "
+                "insert the same event + index rows (one transaction)",
+                f"≥ 0.3{TIMES} the reference",
+                unit="rows/s",
+            ),
+            ledger,
+            raw,
+        )
+        row.met = row.ratio is not None and row.ratio >= 0.3
+        row.notes.append(
+            f"the ledger wrote {written['events']:,} event rows and {written['index_rows']:,} "
+            f"index rows; the reference read the rows in {raw['read_seconds']:.2f} s, updated "
+            f"them in {raw['update_seconds']:.2f} s and stored exactly the ledger's rows in "
+            f"{raw['insert_seconds']:.2f} s; both tables then hold the same rows"
+        )
+        return [row]
+
     # Workload 7 and PostgreSQL -----------------------------------------------------------
 
     def row_7(self) -> list[Row]:
@@ -421,7 +494,7 @@ class Suite:
         try:
             # ~1,500 actions/s when it works: allow several times that before calling it hung.
             ledger = self.task(
-                "ledger_batch",
+                "ledger_pg_batch",
                 db=postgres.copy(seed),
                 n=n,
                 export=rows_file,

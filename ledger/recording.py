@@ -12,7 +12,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 from uuid import UUID
 
@@ -34,6 +34,10 @@ from ledger.values import ABSENT
 from ledger.views import ActionView, Receipt
 
 MAX_ATTEMPTS = 25
+# Changes loaded, checked and inserted at a time inside a batch's one transaction, where the
+# store holds one open (SQLite): the aggregates, events and index rows of a chunk are dropped
+# once it is inserted, so a batch's memory does not grow with its size.
+CHUNK = 5_000
 
 # What settles writes in the transaction that records them (`ledger.settlement`): more
 # aggregates to save, and what else to store with them; built afresh for each attempt.
@@ -56,6 +60,11 @@ class Recording(AggregateStore):
         workflow; a paused lane's canary batch is admitted, returned so the caller caps it."""
         workflows: set[str | None] = {change.workflow for change in changes}
         replayed = [fingerprint for change in changes for fingerprint in change.replays]
+        return self._admit(workflows, replayed, batch)
+
+    def _admit(
+        self, workflows: set[str | None], replayed: Sequence[str], batch: str | None
+    ) -> dict[str, Canary]:
         if replayed:
             workflows |= self._workflows_of(replayed)
         try:
@@ -120,26 +129,50 @@ class Recording(AggregateStore):
         New changes pass the gate first (`admit`); settling writes is not gated: those
         writes landed in their targets already, admitted when their intents were declared,
         and refusing to record them would leave the target changed and the ledger unaware."""
+        outcome = self._record_batch(
+            changes, line_numbers, close_batch, on_progress, settle, defaults, keep=True
+        )
+        return outcome.receipts
+
+    def record_stream(self, changes: Sequence[Change], **defaults: Any) -> Recorded:
+        """`record_all` for a batch of any size: the same checks, gate and single transaction,
+        counting the actions instead of returning a receipt each. On SQLite it holds one
+        chunk of changes in memory at a time (``changes`` may make its items on access)."""
+        return self._record_batch(changes, None, False, None, None, defaults, keep=False).counted
+
+    def _record_batch(
+        self,
+        changes: Sequence[Change],
+        line_numbers: Sequence[int] | None,
+        close_batch: bool,
+        on_progress: Callable[[int], None] | None,
+        settle: Settle | None,
+        defaults: dict[str, Any],
+        *,
+        keep: bool,
+    ) -> _Outcome:
         defaults.setdefault("batch", None)
         if defaults["batch"] is None and any(change.batch is None for change in changes):
             defaults["batch"] = "batch-" + uuid.uuid4().hex[:12]
         # A large batch allocates several objects per action (events, their values, stored
-        # events, receipts), all kept until it is saved and none in a reference cycle.
-        # CPython's cyclic collector would walk all of them again each time the heap grows
-        # by a quarter: about a sixth of the time of the batch, finding nothing to free.
-        # It is paused while the batch is built and saved, and runs again afterwards.
+        # events, receipts), none in a reference cycle. CPython's cyclic collector would walk
+        # all of them again each time the heap grows by a quarter: about a sixth of the time
+        # of the batch, finding nothing to free. It is paused while the batch is recorded.
         pause_gc = len(changes) >= 1000 and gc.isenabled()
         if pause_gc:
             gc.disable()
         try:
-            changes = [change.with_defaults(**defaults) for change in changes]
-            if settle is None:
-                self._admit_all(changes)
             for attempt in range(MAX_ATTEMPTS):
                 try:
-                    return self._record_once(
-                        changes, line_numbers, close_batch, on_progress, settle
-                    )
+                    # SQLite: one write transaction from the gate's read to the commit, so
+                    # nothing another writer commits can come between what was read and what
+                    # is written (and three transactions per `record` become one).
+                    with self.index.held_transaction():
+                        if settle is None:
+                            self._admit_all(changes, defaults)
+                        return self._record_once(
+                            changes, defaults, line_numbers, close_batch, on_progress, settle, keep
+                        )
                 except IntegrityError:
                     time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
                     on_progress = None
@@ -152,68 +185,86 @@ class Recording(AggregateStore):
             f"({MAX_ATTEMPTS} attempts); nothing was recorded, try again"
         )
 
-    def _admit_all(self, changes: Sequence[Change]) -> None:
-        """The gate, per batch; a canary batch of a paused lane may not grow past its limit."""
-        by_batch: dict[str | None, list[Change]] = {}
+    def _admit_all(self, changes: Sequence[Change], defaults: dict[str, Any]) -> None:
+        """The gate, per batch; a canary batch of a paused lane may not grow past its limit.
+        One pass over the changes, keeping only what the gate reads of them."""
+        by_batch: dict[str | None, tuple[set[str | None], list[str], list[int]]] = {}
+        batch_default, workflow_default = defaults["batch"], defaults.get("workflow")
         for change in changes:
-            by_batch.setdefault(change.batch, []).append(change)
-        for batch, group in by_batch.items():
-            for canary in self.admit(group, batch).values():
-                if batch is not None and self.index.batch_count(batch) + len(group) > canary.limit:
+            batch = change.batch if change.batch is not None else batch_default
+            seen, replays, counter = by_batch.setdefault(batch, (set(), [], [0]))
+            seen.add(change.workflow if change.workflow is not None else workflow_default)
+            replays.extend(change.replays)
+            counter[0] += 1
+        for batch, (workflows, replayed, counter) in by_batch.items():
+            count = counter[0]
+            for canary in self._admit(workflows, replayed, batch).values():
+                if batch is not None and self.index.batch_count(batch) + count > canary.limit:
                     raise CanaryLimit(
                         f"batch {batch!r} is the canary of a paused lane, limited to "
-                        f"{canary.limit} actions; these {len(group)} would take it past that, "
+                        f"{canary.limit} actions; these {count} would take it past that, "
                         "so nothing was recorded"
                     )
 
     def _record_once(
         self,
         changes: Sequence[Change],
+        defaults: dict[str, Any],
         line_numbers: Sequence[int] | None,
         close_batch: bool,
         on_progress: Callable[[int], None] | None,
-        settle: Settle | None = None,
-    ) -> list[Receipt]:
+        settle: Settle | None,
+        keep: bool,
+    ) -> _Outcome:
+        """One attempt. Inside a held transaction the changes go in chunks, each loaded,
+        checked and inserted before the next is read (reads see the chunks before); without
+        one (PostgreSQL) they are one chunk, saved at once."""
+        size = CHUNK if self.index.holds_transactions else max(1, len(changes))
         session = _Session(self, {})
-        # Read the records first and the fingerprints after: an action another writer
-        # committed before a record was read is then found as recorded (a duplicate),
-        # never judged as newer state that contradicts the change being replayed.
-        # The changes' batches are read in the same queries (each is otherwise read when
-        # its first change is recorded: two more queries for every `record`).
-        entity_ids = [c.address.entity_id for c in changes]
-        names = dict.fromkeys(cast(str, change.batch) for change in changes)
-        batches = {batch_id(name): name for name in names}
+        outcome = _Outcome()
+        for start in range(0, len(changes), size):
+            if start:
+                session.flush([], NOTHING, outcome, keep)
+            chunk = [change.with_defaults(**defaults) for change in changes[start : start + size]]
+            entity_ids = self._load_chunk(session, chunk)
+            for number, (change, entity_id) in enumerate(
+                zip(chunk, entity_ids, strict=True), start
+            ):
+                if on_progress is not None:
+                    on_progress(1)
+                try:
+                    session.results.append(session.record(change, entity_id))
+                except InvalidChange as error:
+                    if line_numbers is None:
+                        raise
+                    raise error.at_line(line_numbers[number]) from None
+        if close_batch:
+            if self.index.holds_transactions:
+                session.flush([], NOTHING, outcome, keep)
+            for batch in session.batches.values():
+                added = sum(1 for entry in session.entries.values() if entry.batch == batch.name)
+                batch.close(self.index.batch_count(batch.name) + added)
+        extra, context = settle() if settle is not None else ([], NOTHING)
+        session.flush(extra, context, outcome, keep)
+        return outcome
+
+    def _load_chunk(self, session: _Session, chunk: Sequence[Change]) -> list[UUID]:
+        """Read a chunk's records, the batches not read yet, then the fingerprints: an action
+        another writer committed before a record was read is then found as recorded (a
+        duplicate), never judged as newer state that contradicts the change being replayed.
+        The batches come in the records' query (each is otherwise read when its first change
+        is recorded: two more queries for every `record`)."""
+        entity_ids = [change.address.entity_id for change in chunk]
+        names = dict.fromkeys(cast(str, change.batch) for change in chunk)
+        batches = {batch_id(name): name for name in names if name not in session.batches}
         loaded = self._load_entities([*entity_ids, *batches])
         session.entities.update((entity_id, loaded[entity_id]) for entity_id in entity_ids)
         for aggregate_id, name in batches.items():
             if isinstance(loaded[aggregate_id], Batch):
                 session.batches[name] = loaded[aggregate_id]
-        explicit = [change.fingerprint for change in changes if change.fingerprint]
+        explicit = [change.fingerprint for change in chunk if change.fingerprint]
         session.recorded = self.index.find_fingerprints(explicit) if explicit else {}
-        results = []
-        for number, change in enumerate(changes):
-            if on_progress is not None:
-                on_progress(1)
-            try:
-                results.append(session.record(change, entity_ids[number]))
-            except InvalidChange as error:
-                if line_numbers is None:
-                    raise
-                raise error.at_line(line_numbers[number]) from None
-        if close_batch:
-            for batch in session.batches.values():
-                added = sum(1 for entry in session.entries.values() if entry.batch == batch.name)
-                batch.close(self.index.batch_count(batch.name) + added)
-        extra, context = settle() if settle is not None else ([], NOTHING)
-        recordings = session.save(extra, context)
-        # The receipts of new actions are made now that their positions are known.
-        positions = {id(r.domain_event): r.notification.id for r in recordings}
-        return [
-            result
-            if isinstance(result, Receipt)
-            else Receipt(action_view(result, positions[id(result)]))
-            for result in results
-        ]
+        return entity_ids
 
     def refusals(self, changes: Sequence[Change]) -> list[InvalidChange | None]:
         """What recording each change would refuse now (None: it would be recorded), checked
@@ -252,6 +303,27 @@ class Recording(AggregateStore):
         return batch
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """How many changes a batch recorded, and how many it found recorded already."""
+
+    recorded: int = 0
+    already_recorded: int = 0
+
+
+@dataclass
+class _Outcome:
+    """What one attempt at recording a batch produced so far."""
+
+    receipts: list[Receipt] = field(default_factory=list)
+    recorded: int = 0
+    already_recorded: int = 0
+
+    @property
+    def counted(self) -> Recorded:
+        return Recorded(self.recorded, self.already_recorded)
+
+
 def _retry_receipt(change: Change, action: ActionView) -> Receipt:
     """The first receipt, for a change whose fingerprint is already recorded — refused when the
     change does something else than that action."""
@@ -271,6 +343,7 @@ class _Session:
         self.batches: dict[str, Batch] = {}
         self.entries: dict[tuple[UUID, int], IndexEntry] = {}
         self.recorded_now: dict[str, Entity.Action] = {}  # by fingerprint
+        self.results: list[Receipt | Entity.Action] = []
 
     def save(self, extra: list[Aggregate], context: SaveContext) -> list[Saved[UUID]]:
         """Save the changed batches and records, then ``extra``, with the action index rows
@@ -281,6 +354,39 @@ class _Session:
             if aggregate is not None and aggregate.pending_events
         ]
         return self.ledger.save(*changed, *extra, context=replace(context, actions=self.entries))
+
+    def flush(
+        self, extra: list[Aggregate], context: SaveContext, outcome: _Outcome, keep: bool
+    ) -> None:
+        """Save what was recorded so far, count it (keeping the receipts if asked) and forget
+        it: the records are read again, inside the same transaction, if a later chunk acts
+        on them."""
+        recordings = self.save(extra, context)
+        # The receipts of new actions are made now that their positions are known.
+        positions = {id(r.domain_event): r.notification.id for r in recordings}
+        # A retry of an action recorded earlier in this same call, by (record, version).
+        placed = {
+            (r.domain_event.originator_id, r.domain_event.originator_version): r.notification.id
+            for r in recordings
+        }
+        for result in self.results:
+            if isinstance(result, Receipt):
+                outcome.already_recorded += 1
+            else:
+                outcome.recorded += 1
+            if not keep:
+                continue
+            if not isinstance(result, Receipt):
+                result = Receipt(action_view(result, positions[id(result)]))
+            elif result.action.position is None:
+                action = result.action
+                position = placed[(action.entity_id, action.version)]
+                result = replace(result, action=replace(action, position=position))
+            outcome.receipts.append(result)
+        self.entities.clear()
+        self.entries = {}
+        self.recorded_now.clear()
+        self.results = []
 
     def record(self, change: Change, entity_id: UUID | None = None) -> Receipt | Entity.Action:
         """The receipt of a change recorded before, or the event of a new action (its

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, cast
 from uuid import UUID
 
@@ -48,6 +48,14 @@ class IndexedRecorder:
 
     placeholder: str = "?"
     events_table_name: str
+    # Whether `held_transaction` really holds one (then a save inside it commits nothing yet).
+    holds_transactions: bool = False
+
+    def held_transaction(self) -> AbstractContextManager[None]:
+        """One write transaction for every read and save of this thread until the context ends,
+        committed at its end (rolled back on an error). Where the backend cannot hold one,
+        nothing: each save is its own transaction."""
+        return nullcontext()
 
     @abstractmethod
     def lock_records(self, names: Sequence[str]) -> AbstractContextManager[None]:

@@ -11,6 +11,7 @@ named below and fails, naming it and what to re-check here, when an upgrade chan
 - `fields_decoder` reads fields of a stored event as `Mapper.to_domain_event` would;
 - `use_pool` and `reopen_with_statement_cache` give the SQLite datastore durable
   connections with a real statement cache;
+- `insert_numbered` is `SQLiteApplicationRecorder._insert_events` in one statement;
 - `insert_in_chunks` and `abort_on_error` are the PostgreSQL recorder's insert, chunked, and
   its transaction kept from committing events without their index rows.
 
@@ -37,7 +38,13 @@ from ledger.store.saving import CONTEXT, SaveContext
 
 if TYPE_CHECKING:  # types only: psycopg is imported when a PostgreSQL store is opened
     from eventsourcing.postgres import PostgresApplicationRecorder
-    from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteDatastore
+    from eventsourcing.sqlite import (
+        SQLiteApplicationRecorder,
+        SQLiteConnection,
+        SQLiteConnectionPool,
+        SQLiteCursor,
+        SQLiteDatastore,
+    )
     from psycopg import Cursor
     from psycopg.rows import DictRow
 
@@ -139,6 +146,33 @@ def reopen_with_statement_cache(
     connection._sqlite_conn.row_factory = opened.row_factory
     opened.close()
     return connection._sqlite_conn
+
+
+def insert_numbered(
+    recorder: SQLiteApplicationRecorder, cursor: SQLiteCursor, stored_events: Sequence[StoredEvent]
+) -> list[int]:
+    """`SQLiteApplicationRecorder._insert_events` in one ``executemany``: the library inserts
+    event by event to read each one's rowid (its notification id) back. Inside the write
+    transaction no other writer can insert, and the table has no AUTOINCREMENT, so SQLite
+    would give the next events the rowids after the largest: they are given explicitly."""
+    cursor.execute(recorder.select_max_notification_id_statement)
+    last = cursor.fetchone()[0] or 0
+    positions = list(range(last + 1, last + 1 + len(stored_events)))
+    cursor.executemany(
+        f"INSERT INTO {recorder.events_table_name} "
+        "(rowid, originator_id, originator_version, topic, state) VALUES (?, ?, ?, ?, ?)",
+        [
+            (
+                position,
+                s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
+                s.originator_version,
+                s.topic,
+                s.state,
+            )
+            for position, s in zip(positions, stored_events, strict=True)
+        ],
+    )
+    return positions
 
 
 def insert_in_chunks(

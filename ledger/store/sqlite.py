@@ -9,11 +9,12 @@ has been fsynced to the WAL before ``record()`` returns.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder
@@ -23,13 +24,14 @@ from eventsourcing.sqlite import (
     SQLiteConnection,
     SQLiteConnectionPool,
     SQLiteCursor,
+    SQLiteDatastore,
     SQLiteFactory,
 )
 from eventsourcing.utils import Environment, EnvType
 
 from ledger.store.indexed import IndexedRecorder
 from ledger.store.keyfile import SIGNING_KEY, SigningKeyFile
-from ledger.store.library_seams import reopen_with_statement_cache, use_pool
+from ledger.store.library_seams import insert_numbered, reopen_with_statement_cache, use_pool
 from ledger.store.locks import file_record_locks
 from ledger.store.rows import HEAD_TABLE, INDEX_TABLE, LEAF_TABLE, PENDING_TABLE, TREE_TABLE
 from ledger.store.saving import context_of
@@ -64,11 +66,59 @@ class DurableSQLiteConnectionPool(SQLiteConnectionPool):
         return connection
 
 
+class HoldingSQLiteDatastore(SQLiteDatastore):
+    """The library's datastore, able to hold one write transaction for a thread: while it is
+    held, every transaction that thread asks for (the library's reads and inserts, the
+    ledger's own) runs inside it, and only the held one commits."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._held = threading.local()
+
+    @property
+    def held(self) -> SQLiteCursor | None:
+        return getattr(self._held, "cursor", None)
+
+    @contextmanager
+    def transaction(self, *, commit: bool) -> Iterator[SQLiteCursor]:
+        held = self.held
+        if held is not None:
+            # A cursor of its own on the held transaction's connection: callers set its row
+            # factory and close it.
+            with SQLiteCursor(held.sqlite_cursor.connection.cursor()) as inner:
+                yield SQLiteCursor(inner)
+            return
+        with super().transaction(commit=commit) as cursor:
+            yield cursor
+
+    @contextmanager
+    def hold(self, first_write: str) -> Iterator[None]:
+        """Hold a write transaction; ``first_write`` takes SQLite's write lock (waiting for it)
+        before anything is read: a deferred transaction that read first could not upgrade
+        under another writer."""
+        if self.held is not None:  # held already: the outer holder commits
+            yield
+            return
+        with super().transaction(commit=True) as cursor:
+            cursor.execute(first_write)
+            self._held.cursor = cursor
+            try:
+                yield
+            finally:
+                self._held.cursor = None
+
+
 class SQLiteLedgerRecorder(IndexedRecorder, TreeRecorder, SQLiteApplicationRecorder):
     """Stores events as the library does and, in the same transaction, their index rows and
     their leaves with the tree's new signed head."""
 
     placeholder = "?"
+    holds_transactions = True
+
+    def held_transaction(self) -> AbstractContextManager[None]:
+        return cast(HoldingSQLiteDatastore, self.datastore).hold(
+            f"UPDATE {TREE_TABLE} SET size = size WHERE id = 1"
+        )
 
     def construct_create_table_statements(self) -> list[str]:
         return [
@@ -113,7 +163,7 @@ class SQLiteLedgerRecorder(IndexedRecorder, TreeRecorder, SQLiteApplicationRecor
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[Any], **kwargs: Any
     ) -> Sequence[int] | None:
-        positions = super()._insert_events(c, stored_events, **kwargs)
+        positions = insert_numbered(self, c, stored_events)
         self.write_derived_rows(c, stored_events, positions, context_of(kwargs))
         self.append_leaves(c, stored_events, positions)
         return positions
@@ -125,10 +175,14 @@ class SQLiteLedgerRecorder(IndexedRecorder, TreeRecorder, SQLiteApplicationRecor
 
     def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         with self.datastore.transaction(commit=False) as c:
-            cursor = c.sqlite_cursor
-            cursor.row_factory = None  # plain tuples, not the library's sqlite3.Row objects
-            cursor.execute(statement, list(params))
-            return cursor.fetchall()
+            # A cursor of its own (the transaction's may be a held one others read rows of),
+            # giving plain tuples, not the library's sqlite3.Row objects.
+            cursor = c.sqlite_cursor.connection.cursor()
+            cursor.row_factory = None
+            try:
+                return cursor.execute(statement, list(params)).fetchall()
+            finally:
+                cursor.close()
 
     def _qualified(self, table: str) -> str:
         return table
@@ -184,6 +238,14 @@ class Factory(SQLiteFactory):
 
     def __init__(self, env: Environment | EnvType | None):
         super().__init__(env)
+        opened = self.datastore
+        self.datastore = HoldingSQLiteDatastore(
+            db_name=opened.pool.db_name,
+            lock_timeout=opened.pool.lock_timeout,
+            single_row_tracking=opened.single_row_tracking,
+            originator_id_type=opened.originator_id_type,
+        )
+        opened.close()
         pool = self.datastore.pool
         use_pool(
             self.datastore,

@@ -257,6 +257,7 @@ def test_same_fingerprint_from_two_processes_is_recorded_once(db_url: str, bysta
     try:
         history = ledger.history(RACE_ENTITY)
         state = ledger.state(RACE_ENTITY)
+        holds_transactions = ledger.index.holds_transactions
     finally:
         ledger.close()
 
@@ -287,8 +288,13 @@ def test_same_fingerprint_from_two_processes_is_recorded_once(db_url: str, bysta
             assert action == stored, f"round {round_number}: receipt differs from history"
         if any(attempts > 1 for _receipt, attempts in outcomes):
             retried_rounds += 1
-    # Some loser must have gone through the conflict-and-retry path, or nothing raced.
-    assert retried_rounds > 0, "no round had a write conflict: the processes did not race"
+    if holds_transactions:
+        # SQLite: each racer reads and writes in one write transaction, so the racers queue
+        # for it and a loser finds the winner's action on its first attempt.
+        assert retried_rounds == 0
+    else:
+        # Some loser must have gone through the conflict-and-retry path, or nothing raced.
+        assert retried_rounds > 0, "no round had a write conflict: the processes did not race"
 
 
 @pytest.mark.parametrize("operation", ["create", "update-with-before"])
@@ -302,6 +308,11 @@ def test_a_replay_outpaced_by_two_writers_gets_the_duplicate_receipt(
     address = Address.parse("crm/contacts/window")
     racer, winner, bystander = open_ledger(db_url), open_ledger(db_url), open_ledger(db_url)
     try:
+        if racer.index.holds_transactions:
+            pytest.skip(
+                "no such window: the racer's lookup and write share one write transaction, "
+                "which the other writers wait for (the race above runs them for real)"
+            )
         if operation == "create":
             change = Change(address, "create", values={"n": 1}, fingerprint="F")
         else:

@@ -195,6 +195,50 @@ def test_a_large_batch_is_recorded_in_one_transaction(ledger):
     assert ledger.state(Address("crm", "contacts", "19999")).fields == {"n": 19_999}
 
 
+def test_a_batch_spanning_several_chunks_is_still_all_or_nothing(ledger, monkeypatch):
+    """On SQLite a batch is loaded, checked and inserted a chunk at a time, in one held
+    transaction: a refusal in a later chunk takes back the chunks already inserted."""
+    monkeypatch.setattr("ledger.recording.CHUNK", 2)
+    ledger.record(create(ANN, stage="lead"), batch="b0")
+    events = event_count(ledger)
+    changes = [
+        *(create(Address("crm", "contacts", f"c{i}"), n=i) for i in range(5)),
+        create(ANN, stage="x"),  # the sixth line, in the third chunk: ANN exists
+    ]
+    with pytest.raises(InvalidChange, match="line 6: crm/contacts/1 already exists"):
+        ledger.record_all(changes, line_numbers=list(range(1, 7)), batch="b1")
+    assert event_count(ledger) == events
+    with pytest.raises(NotFound):
+        ledger.history(Address("crm", "contacts", "c0"))
+
+
+def test_changes_spanning_chunks_chain_versions_and_answer_retries_once(ledger, monkeypatch):
+    """A record changed again in a later chunk is read back with the earlier chunk's action;
+    a fingerprint repeated in a later chunk is that action's duplicate, not a second one."""
+    monkeypatch.setattr("ledger.recording.CHUNK", 2)
+    changes = [
+        create(ANN, n=1),
+        Change(BOB, "create", values={"n": 1}, fingerprint="F"),
+        update(ANN, n=2),
+        Change(BOB, "create", values={"n": 1}, fingerprint="F"),
+        update(ANN, n=3),
+    ]
+    receipts = ledger.record_all(changes, batch="b1", close_batch=True)
+    assert [r.duplicate for r in receipts] == [False, False, False, True, False]
+    assert receipts[3].action == receipts[1].action
+    assert [r.action.version for r in receipts] == [1, 1, 2, 1, 3]
+    assert [a.delta["n"] for a in ledger.history(ANN)] == [(ABSENT, 1), (1, 2), (2, 3)]
+    assert ledger.batch_view("b1").actions == 4
+    assert ledger.batch_view("b1").status == "closed"
+
+
+def test_record_stream_counts_what_it_recorded_and_what_was_recorded_before(ledger):
+    ledger.record(create(ANN, n=1), batch="b1")
+    counted = ledger.record_stream([create(ANN, n=1), create(BOB, n=2)], batch="b1")
+    assert (counted.recorded, counted.already_recorded) == (1, 1)
+    assert ledger.state(BOB).fields == {"n": 2}
+
+
 def test_a_fingerprint_reused_for_a_different_change_is_refused_naming_both(ledger):
     ledger.record(create(ANN, n=0), batch="b1")
     ledger.record(Change(ANN, "update", values={"n": 1}, fingerprint="k"), batch="b1")

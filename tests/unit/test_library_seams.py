@@ -57,7 +57,16 @@ LEANS_ON: list[tuple[Callable[..., Any], str, str]] = [
     (project_aggregate, "e2d05062a4fad31f", "`project_aggregates` mirrors it"),
     (Mapper.to_domain_event, "6ec02f2a3b6e233a", "`fields_decoder` still decodes as it does"),
     (SQLiteDatastore.__init__, "6f70a3c7d7e9d8ae", "`use_pool` may still replace its pool"),
-    (SQLiteFactory.__init__, "31a496bb9dab899a", "the store's Factory still swaps the pool"),
+    (
+        SQLiteFactory.__init__,
+        "31a496bb9dab899a",
+        "the store's Factory still swaps the datastore (HoldingSQLiteDatastore) and the pool",
+    ),
+    (
+        SQLiteDatastore.transaction,
+        "20e2038a98e68bdd",
+        "HoldingSQLiteDatastore.transaction: every transaction still comes through it",
+    ),
     (
         SQLiteConnectionPool._create_connection,
         "4635cb356e9ae4ec",
@@ -72,7 +81,7 @@ LEANS_ON: list[tuple[Callable[..., Any], str, str]] = [
     (
         SQLiteApplicationRecorder._insert_events,
         "413cdf219c7bae63",
-        "SQLiteLedgerRecorder._insert_events: it still returns the events' positions",
+        "`insert_numbered` still stores what it stores, returning the events' positions",
     ),
     (SQLiteAggregateRecorder.construct_create_table_statements, "940bfe1e379e780f", TABLES),
     (SQLiteApplicationRecorder.construct_create_table_statements, "0e52bba3d0092d39", TABLES),
