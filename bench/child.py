@@ -35,6 +35,7 @@ TASKS = {
     "raw_reconcile": "bench.reconcile_tasks:raw_reconcile",
     "seed_rollback": "bench.rollback_tasks:seed_rollback",
     "ledger_rollback": "bench.rollback_tasks:ledger_rollback",
+    "export_rollback": "bench.rollback_tasks:export_rollback",
     "raw_rollback": "bench.rollback_tasks:raw_rollback",
     "empty_ledger": "bench.track_tasks:empty_ledger",
     "ledger_track": "bench.track_tasks:ledger_track",

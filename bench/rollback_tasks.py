@@ -3,17 +3,32 @@
 The target is a SQLite `contacts` table (integer key). The ledger first records the table's
 rows as created, then a bad batch updates every row through the adapter (`Run.apply`); the
 rollback restores the rows' values from before that batch, one compensation per record.
+
+The reference is a raw recorded restore: it reads the rows, restores them with one
+`UPDATE … WHERE id = ?` `executemany`, and inserts the compensating event and index rows the
+ledger recorded (exported after its run, in chunks, by a process of their own) into its own
+copy of the ledger from before the rollback.
 """
 
 from __future__ import annotations
 
 import hashlib
+import pickle
 import sqlite3
 import time
 from typing import Any
 
 from adapters.sql import SqlAdapter, SqlCollection
 from bench.data import COLLECTION, SEED_BATCH, SYSTEM
+from bench.raw import (
+    EXPORT_CHUNK,
+    INDEX,
+    INDEX_COLUMNS,
+    INSERT_INDEX,
+    insert_events,
+    load_chunks,
+    sqlite_connect,
+)
 from ledger import Address, Change, RollbackScope, apply_rollback, open_ledger, plan_rollback
 from ledger.runs import Run, Target
 
@@ -97,6 +112,8 @@ def ledger_rollback(db: str, target: str, n: int) -> dict[str, Any]:
     ledger = open_ledger(db, create=False)
     adapter = _adapter(target)
     adapters: dict[str, Any] = {SYSTEM: adapter}
+    after = ledger.recorder.max_notification_id() or 0
+    table = ledger.index.events_table_name
     started = time.perf_counter()
     rollback = plan_rollback(ledger, RollbackScope(batches=(BAD_BATCH,)), adapters)
     planned = time.perf_counter()
@@ -116,23 +133,67 @@ def ledger_rollback(db: str, target: str, n: int) -> dict[str, Any]:
         "compensations": len(rollback.compensations),
         "recorded": recorded,
         "digest": table_digest(target),
+        "after": after,
+        "table": table,
     }
 
 
-def raw_rollback(target: str, n: int) -> dict[str, Any]:
-    """Reference: raw sqlite3 restores the same rows, one `executemany`, one transaction.
+def export_rollback(db: str, table: str, after: int, path: str) -> dict[str, Any]:
+    """The compensating actions the rollback recorded after log position ``after``: their event
+    rows and index rows, saved in chunks for the reference; not timed. The rollback's intents
+    and its batch's events are the ledger's own protocol, not part of the restore."""
+    counts = {"events": 0, "index_rows": 0}
+    connection = sqlite3.connect(db)
+    with open(path, "wb") as file:
+        for kind, statement in (
+            (
+                "events",
+                f"SELECT e.rowid, e.originator_id, e.originator_version, e.topic, e.state "
+                f"FROM {table} e JOIN {INDEX} a ON a.position = e.rowid "
+                "WHERE a.position > ? ORDER BY e.rowid",
+            ),
+            ("index", f"SELECT {INDEX_COLUMNS} FROM {INDEX} WHERE position > ? ORDER BY position"),
+        ):
+            cursor = connection.execute(statement, (after,))
+            while rows := cursor.fetchmany(EXPORT_CHUNK):
+                pickle.dump((kind, rows), file)
+                counts["events" if kind == "events" else "index_rows"] += len(rows)
+    connection.close()
+    return counts
 
-    Connected as the adapter's engine connects (autocommit driver, busy_timeout, the target's
-    default journal mode and synchronous setting) and begun as it begins a write (IMMEDIATE)."""
-    rows = [(*(target_values(i)[c] for c in RESTORED), i) for i in range(n)]
+
+def raw_rollback(target: str, db: str, table: str, rows: str, n: int) -> dict[str, Any]:
+    """Reference: a raw recorded restore. A streaming read of the rows, one `executemany` of
+    `UPDATE … WHERE id = ?` in one transaction, then the exported event and index rows inserted
+    into a copy of the ledger from before the rollback, one transaction (loading each chunk is
+    not timed).
+
+    The target is connected as the adapter's engine connects (autocommit driver, busy_timeout,
+    the target's default journal mode and synchronous setting) and begun as it begins a write
+    (IMMEDIATE); the ledger as the ledger's pool connects (WAL, synchronous=FULL)."""
+    restore = [(*(target_values(i)[c] for c in RESTORED), i) for i in range(n)]
     connection = sqlite3.connect(target, isolation_level=None)
     connection.execute("PRAGMA busy_timeout = 30000")
+    ledger = sqlite_connect(db)
+    statements = {"events": insert_events(table), "index": INSERT_INDEX}
+    inserted = {"events": 0, "index": 0}
+    chunks = load_chunks(rows)
     started = time.perf_counter()
+    read = sum(1 for _ in connection.execute(f"SELECT id, {', '.join(RESTORED)} FROM {COLLECTION}"))
     connection.execute("BEGIN IMMEDIATE")
-    cursor = connection.executemany(RESTORE_SQL, rows)
+    updated = connection.executemany(RESTORE_SQL, restore).rowcount
     connection.execute("COMMIT")
+    ledger.execute("BEGIN")
     seconds = time.perf_counter() - started
-    updated = cursor.rowcount
+    for kind, chunk in chunks:  # each chunk is loaded off the clock
+        started = time.perf_counter()
+        inserted[kind] += ledger.executemany(statements[kind], chunk).rowcount
+        seconds += time.perf_counter() - started
+    started = time.perf_counter()
+    ledger.execute("COMMIT")
+    seconds += time.perf_counter() - started
     connection.close()
-    assert updated == n, f"{updated} rows updated, not {n}"
+    ledger.close()
+    assert read == updated == n, f"{read} rows read and {updated} updated, not {n}"
+    assert inserted["index"] == inserted["events"] == n, f"{inserted} rows inserted, not {n}"
     return {"count": n, "seconds": seconds, "digest": table_digest(target)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
-TUPLES = ("batch", "collection", "reconcile", "pg_batch", "track")  # the sizes that take a list
+TUPLES = ("batch", "collection", "reconcile", "pg_batch", "track", "rollback")  # take lists
 
 
 @dataclass(frozen=True)
@@ -16,7 +16,7 @@ class Sizes:
     samples: int = 200  # workload 4: ledger samples per kind (time, version)
     replay: int = 20  # workload 4: of those, how many the full-replay reference also runs
     collection: tuple[int, ...] = (10_000, 100_000)  # workload 5: records in the collection
-    rollback: int = 100_000  # workload 6: changes in the batch rolled back
+    rollback: tuple[int, ...] = (100_000, 1_000_000)  # workload 6: changes rolled back
     forward: int = 100_000  # workload 6b: changes applied through the SQL adapter
     reconcile: tuple[int, ...] = (100_000, 1_000_000)  # workload 7: rows of the table
     # workload 8: actions in one batch on PostgreSQL; 100,000 would hang (see the report), so
@@ -27,8 +27,8 @@ class Sizes:
     http: int = 20_000  # workload 12: record requests to `ledger serve` (and to the floor)
 
     def with_overrides(self, text: str) -> Sizes:
-        """``key=value,…``; the tuples (``batch``, ``collection``, ``reconcile``, ``pg_batch``,
-        ``track``) take sizes separated by ``:`` (e.g. collection=10000:100000)."""
+        """``key=value,…``; the tuples (`TUPLES`) take sizes separated by ``:`` (e.g.
+        collection=10000:100000)."""
         changes: dict[str, object] = {}
         names = {f.name for f in fields(self)}
         for item in filter(None, (part.strip() for part in text.split(","))):
@@ -43,7 +43,7 @@ class Sizes:
         if any(not getattr(sizes, key) or min(getattr(sizes, key)) < 1 for key in TUPLES):
             raise ValueError(f"--sizes: {', '.join(TUPLES)} need sizes of at least 1")
         if (
-            min(sizes.forward, sizes.single, sizes.samples, sizes.rollback, sizes.verify) < 1
+            min(sizes.forward, sizes.single, sizes.samples, sizes.verify) < 1
             or sizes.http < 100
             or sizes.history < 2
         ):
@@ -67,7 +67,7 @@ QUICK = Sizes(
     samples=20,
     replay=10,
     collection=(100, 300),
-    rollback=300,
+    rollback=(100, 300),
     forward=300,
     reconcile=(100, 300),
     pg_batch=(300,),

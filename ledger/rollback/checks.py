@@ -23,7 +23,7 @@ from ledger.rollback.model import (
 )
 from ledger.rollback.plan import RollbackPlan
 from ledger.rollback.planner import later_changes, read_history
-from ledger.rollback.planning import histories, scope_actions, scope_workflows
+from ledger.rollback.planning import histories, scope_actions, scope_workflows, vouched
 from ledger.rollback.runbook import show
 from ledger.values import ABSENT, same
 
@@ -40,7 +40,9 @@ def check_against_history(
     smaller or its compare-and-set stricter, never write values history does not give.
 
     Returns the workflows whose actions the compensations reverse, read from history (never
-    from the plan): the lanes whose approval applying it needs."""
+    from the plan): the lanes whose approval applying it needs. The plan object
+    `plan_rollback` returned, applied as it was returned with the same contracts, was read
+    from this very history: its reading is reused (`vouched`), not repeated."""
     allowed: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("policy", rollback.policy, POLICIES),
         ("direction", rollback.direction, DIRECTIONS),
@@ -53,6 +55,9 @@ def check_against_history(
                 f"{', '.join(choices)}; plan again",
                 field=name,
             )
+    known = vouched(rollback, ledger, contracts)
+    if known is not None:  # the plan `plan_rollback` just made from this history, as made
+        return known
     by_entity, addresses, scoped = scope_actions(ledger, rollback.scope, rollback.position)
     ids = {str(address): entity_id for entity_id, address in addresses.items()}
     planned: dict[str, Compensation] = {}

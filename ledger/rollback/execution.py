@@ -10,7 +10,7 @@ resumes after a crash, applies nothing twice, and can itself be rolled back.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import replace
 from typing import Any, cast
 
@@ -73,12 +73,11 @@ def apply_rollback(
             report.results.append(CompensationResult(conflict.entity, "skipped", reason=reason))
     if rollback.aborted:
         return report
-    fingerprints = {c.entity: _fingerprint(rollback, c.entity) for c in rollback.compensations}
-    done = ledger.index.find_fingerprints(list(fingerprints.values()))
+    done = _landed(ledger, rollback)
     if _closed(ledger, rollback.batch):
         report.finished = True
         report.results += [
-            _finished(c, fingerprints[c.entity] in done) for c in rollback.compensations
+            _finished(c, _fingerprint(rollback, c.entity) in done) for c in rollback.compensations
         ]
         return report
     moved = _moved_in_ledger(ledger, rollback, set(done))
@@ -107,7 +106,7 @@ def apply_rollback(
         chunk = follower.follow(target, chunk)
         outcomes = run.apply(
             target,
-            [_change(rollback, c, fingerprints[c.entity]) for c in chunk],
+            [_change(rollback, c, _fingerprint(rollback, c.entity)) for c in chunk],
             chunk_size=APPLY_CHUNK,
             on_progress=on_progress,
         )
@@ -134,6 +133,42 @@ def apply_rollback(
 
 def _fingerprint(rollback: RollbackPlan, entity: str) -> str:
     return f"{rollback.verb}:{rollback.id}:{entity}"
+
+
+def _landed(ledger: Ledger, rollback: RollbackPlan) -> dict[str, Any]:
+    """The compensations recorded by an earlier run of this rollback (by fingerprint), looked
+    up a page at a time (not every fingerprint of the plan in memory at once)."""
+    landed: dict[str, Any] = {}
+    compensations = rollback.compensations
+    for start in range(0, len(compensations), APPLY_CHUNK):
+        page = compensations[start : start + APPLY_CHUNK]
+        landed.update(
+            ledger.index.find_fingerprints([_fingerprint(rollback, c.entity) for c in page])
+        )
+    return landed
+
+
+class _Mine(Collection[str]):
+    """This rollback's fingerprints (and those of its re-creates under a new key), tested by
+    their shape rather than held as a set of every one."""
+
+    def __init__(self, rollback: RollbackPlan, entities: Collection[str]):
+        self.prefix = f"{rollback.verb}:{rollback.id}:"
+        self.entities = entities
+
+    def __contains__(self, fingerprint: object) -> bool:
+        if not isinstance(fingerprint, str) or not fingerprint.startswith(self.prefix):
+            return False
+        entity = fingerprint[len(self.prefix) :]
+        return entity in self.entities or entity.removesuffix(":moved") in self.entities
+
+    def __iter__(self) -> Iterator[str]:
+        for entity in self.entities:
+            yield self.prefix + entity
+            yield f"{self.prefix}{entity}:moved"
+
+    def __len__(self) -> int:
+        return 2 * len(self.entities)
 
 
 def _change(rollback: RollbackPlan, c: Compensation, fingerprint: str) -> Change:
@@ -257,12 +292,11 @@ class _ParentFollower:
 def _moved_in_ledger(ledger: Ledger, rollback: RollbackPlan, done: set[str]) -> set[str]:
     """Records changed in the ledger since the plan (by anything but this rollback), among
     those whose compensation has not landed yet (a landed one is answered as done)."""
-    mine = {_fingerprint(rollback, c.entity) for c in rollback.compensations}
-    mine |= {f"{fingerprint}:moved" for fingerprint in mine}  # re-created under a new key
     waiting = {
         c.entity for c in rollback.compensations if _fingerprint(rollback, c.entity) not in done
     }
-    return ledger.changed_since(rollback.position, excluding=mine) & waiting
+    planned = {c.entity for c in rollback.compensations}
+    return ledger.changed_since(rollback.position, excluding=_Mine(rollback, planned)) & waiting
 
 
 def _describe(

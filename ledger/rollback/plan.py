@@ -7,6 +7,7 @@ record against the ledger's history (`ledger.rollback.checks`) and the target (c
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any
 
 from ledger.encoding import encode_value
@@ -64,10 +65,10 @@ class RollbackPlan:
     def batch(self) -> str:
         return f"{self.verb}-{self.id}"
 
-    @property
+    @cached_property
     def seal(self) -> str:
         """The digest of the plan's exact content: what an approval is bound to (the seal a
-        saved plan carries, `dumps`)."""
+        saved plan carries, `dumps`). Computed once: the plan is frozen."""
         return digest(asdict(self))
 
     def to_json(self) -> dict[str, Any]:

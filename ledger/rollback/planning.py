@@ -7,6 +7,7 @@ contracts, relation ordering and the abort policies shape the `RollbackPlan`.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -78,11 +79,13 @@ def plan_rollback(
     compensations: list[Compensation] = []
     conflicts: list[Conflict] = []
     done: list[str] = []
-    images = read_targets(adapters, addresses.values())
     followups: list[FollowUp] = []
     now = datetime.now(UTC)
     workflows: set[str] = set()
-    for entity_id, history in histories(ledger, list(by_entity), position):
+    reversed_workflows: set[str] = set()  # those of the records compensated: see `vouch`
+    for entity_id, history, image in _with_images(
+        history_pages(ledger, list(by_entity), position), addresses, adapters
+    ):
         workflows.update(scope_workflows(history, scoped))
         actions = by_entity[entity_id]
         address = addresses[entity_id]
@@ -97,7 +100,7 @@ def plan_rollback(
             history,
             actions,
             scoped,
-            images[entity],
+            image,
             policy=chosen,
             direction=way,
             protected=contract.protected,
@@ -110,6 +113,7 @@ def plan_rollback(
             followups.append(kept)
         if planned.compensation is not None:
             compensations.append(planned.compensation)
+            reversed_workflows |= scope_workflows(history, set(planned.compensation.compensates))
         if planned.conflict is not None:
             conflicts.append(planned.conflict)
     compensations.sort(key=lambda c: c.position, reverse=True)
@@ -139,7 +143,7 @@ def plan_rollback(
         collections = {system: sorted(names) for system, names in in_plan.items()}
     deleted = [c.entity for c in compensations if c.operation == "delete"]
     cautions = cascade_cautions(deleted, adapters, collections)
-    return RollbackPlan(
+    plan = RollbackPlan(
         id=plan_id,
         scope=scope,
         policy=chosen,
@@ -155,6 +159,43 @@ def plan_rollback(
         planner=planner,
         workflows=tuple(sorted(workflows)),
     )
+    if not orphans:  # an orphan's compensation was dropped: let the check read history
+        vouch(plan, ledger, contracts, () if aborted else tuple(sorted(reversed_workflows)))
+    return plan
+
+
+_VOUCHED: dict[int, tuple[weakref.ref[RollbackPlan], weakref.ref[Ledger], Any, tuple[str, ...]]]
+_VOUCHED = {}
+
+
+def vouch(
+    plan: RollbackPlan,
+    ledger: Ledger,
+    contracts: dict[tuple[str, str], Contract] | None,
+    workflows: tuple[str, ...],
+) -> None:
+    """Remember that this plan object is the one `plan_rollback` just made from ``ledger``'s
+    history with these ``contracts``, and the workflows its compensations reverse: applying it
+    as returned need not read every history again to check it (`vouched`). A plan read from
+    a file, or built otherwise (even with `dataclasses.replace`), is another object: checked."""
+    key = id(plan)
+    _VOUCHED[key] = (
+        weakref.ref(plan, lambda _: _VOUCHED.pop(key, None)),
+        weakref.ref(ledger),
+        dict(contracts or {}),
+        workflows,
+    )
+
+
+def vouched(
+    plan: RollbackPlan, ledger: Ledger, contracts: dict[tuple[str, str], Contract] | None
+) -> tuple[str, ...] | None:
+    """The workflows a plan `vouch`ed for reverses, when this is that plan object, planned from
+    this ledger with the same contracts (None: it must be checked)."""
+    entry = _VOUCHED.get(id(plan))
+    if entry is None or entry[0]() is not plan or entry[1]() is not ledger:
+        return None
+    return entry[3] if entry[2] == dict(contracts or {}) else None
 
 
 def scope_workflows(history: Sequence[Entity.Action], fingerprints: set[str]) -> set[str]:
@@ -195,7 +236,15 @@ def scope_actions(
 def histories(
     ledger: Ledger, entity_ids: list[UUID], position: int
 ) -> Iterator[tuple[UUID, list[Entity.Action]]]:
-    """Each record's actions up to a log position, read a page of records at a time (the event
+    """Each record's actions up to a log position (`history_pages`, one record at a time)."""
+    for page in history_pages(ledger, entity_ids, position):
+        yield from page
+
+
+def history_pages(
+    ledger: Ledger, entity_ids: list[UUID], position: int
+) -> Iterator[list[tuple[UUID, list[Entity.Action]]]]:
+    """Records' actions up to a log position, read a page of records at a time (the event
     store would make one query per record: a 100,000-record rollback spent a third of its
     planning there)."""
     table = cast(Any, ledger.recorder).events_table_name
@@ -205,11 +254,28 @@ def histories(
     for start in range(0, len(entity_ids), HISTORY_PAGE):
         page = entity_ids[start : start + HISTORY_PAGE]
         stored = ledger.index.stored_events_of(table, page)
+        found = []
         for entity_id in page:
-            events = stored.get(entity_id, ())
+            events = stored.pop(entity_id, ())
             if entity_id in cut:
                 events = [e for e in events if e.originator_version <= cut[entity_id]]
-            yield (
-                entity_id,
-                [cast(Entity.Action, ledger.mapper.to_domain_event(event)) for event in events],
+            found.append(
+                (
+                    entity_id,
+                    [cast(Entity.Action, ledger.mapper.to_domain_event(event)) for event in events],
+                )
             )
+        yield found
+
+
+def _with_images(
+    pages: Iterator[list[tuple[UUID, list[Entity.Action]]]],
+    addresses: dict[UUID, Address],
+    adapters: dict[str, Adapter],
+) -> Iterator[tuple[UUID, list[Entity.Action], Any]]:
+    """Each record's history with its target record, read a page at a time (not every record
+    of the scope at once: memory stays that of a page)."""
+    for page in pages:
+        images = read_targets(adapters, (addresses[entity_id] for entity_id, _ in page))
+        for entity_id, history in page:
+            yield entity_id, history, images[str(addresses[entity_id])]

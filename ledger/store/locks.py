@@ -40,13 +40,31 @@ def lock_keys(names: Sequence[str]) -> list[int]:
     return sorted(keys)
 
 
-_thread_locks: dict[tuple[str, int], threading.Lock] = {}
+# Per-process thread locks of the records locked now (with how many threads hold or wait for
+# each): an entry goes when its last user releases it, so the registry holds the records being
+# worked on, not every record the process ever locked (a million-change rollback kept a
+# million locks).
+_thread_locks: dict[tuple[str, int], tuple[threading.Lock, list[int]]] = {}
 _registry_lock = threading.Lock()
 
 
-def _thread_lock(path: str, key: int) -> threading.Lock:
+def _thread_lock(path: str, key: int) -> tuple[threading.Lock, list[int]]:
     with _registry_lock:
-        return _thread_locks.setdefault((path, key), threading.Lock())
+        entry = _thread_locks.setdefault((path, key), (threading.Lock(), [0]))
+        entry[1][0] += 1
+        return entry
+
+
+def _release(path: str, key: int, entry: tuple[threading.Lock, list[int]]) -> None:
+    entry[0].release()
+    _unuse(path, key, entry)
+
+
+def _unuse(path: str, key: int, entry: tuple[threading.Lock, list[int]]) -> None:
+    with _registry_lock:
+        entry[1][0] -= 1
+        if not entry[1][0]:
+            del _thread_locks[(path, key)]
 
 
 @contextmanager
@@ -55,9 +73,13 @@ def file_record_locks(path: str | None, names: Sequence[str]) -> Iterator[None]:
     keys = lock_keys(names)
     with ExitStack() as stack:
         for key in keys:
-            lock = _thread_lock(path or ":memory:", key)
-            lock.acquire()
-            stack.callback(lock.release)
+            entry = _thread_lock(path or ":memory:", key)
+            try:
+                entry[0].acquire()
+            except BaseException:  # interrupted while waiting: no longer a user
+                _unuse(path or ":memory:", key, entry)
+                raise
+            stack.callback(_release, path or ":memory:", key, entry)
         if path is not None and keys:
             descriptor = os.open(path + LOCK_SUFFIX, os.O_RDWR | os.O_CREAT, 0o644)
             stack.callback(os.close, descriptor)  # closing drops every lock it holds

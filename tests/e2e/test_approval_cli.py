@@ -114,7 +114,7 @@ def test_a_two_person_lanes_plan_is_applied_only_after_another_person_approves_i
     assert applied.returncode == 0, applied.stderr
     assert rows(engine) == {f"{i:05d}": ("lead", "ann") for i in range(COUNT)}
     [listed] = json.loads(ledger(env, "rollback", "plans", "--json").stdout)
-    assert listed["status"] == "applied"
+    assert listed["status"] == "verified"  # applied, and read back clean
 
 
 def test_a_plan_altered_after_its_approval_is_refused(workspace):

@@ -13,7 +13,24 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "bench.py"
-MEASURED = ("1a", "1b", "2", "3", "4a", "4b", "5a", "5b", "6", "6b", "7a", "7b", "9a", "9b", "10")
+MEASURED = (
+    "1a",
+    "1b",
+    "2",
+    "3",
+    "4a",
+    "4b",
+    "5a",
+    "5b",
+    "6 (100)",
+    "6 (300)",
+    "6b",
+    "7a",
+    "7b",
+    "9a",
+    "9b",
+    "10",
+)
 RATE = re.compile(r"^[\d,]+ (actions|states|records|rows|events)/s\b")
 RATIO = re.compile(r"^\d+\.\d{2,8}\N{MULTIPLICATION SIGN}$")
 RSS = re.compile(r"^\d+ / \d+ MiB$")
@@ -63,7 +80,8 @@ def test_measured_rows_have_numbers_that_parse(quick_report: str) -> None:
         assert target and met in ("yes", "**no**")
     for row_id in ("4a", "4b"):
         assert re.search(r"median \d+\.\d\d ms", rows[row_id][3])
-    for row_id in ("1b", "5b", "9b"):  # the largest size says how peak RSS grew from the smallest
+    # the largest size says how peak RSS grew from the smallest
+    for row_id in ("1b", "5b", "6 (300)", "9b"):
         assert re.search(r"; RSS [+-]\d+ MiB vs [\d,]+$", rows[row_id][3])
 
 

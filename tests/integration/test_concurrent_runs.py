@@ -145,3 +145,43 @@ def test_the_sql_engine_behind_the_adapter_is_unchanged_by_locking(tmp_path: Pat
     with file_record_locks(str(tmp_path / "ledger.db"), ["crm/contacts/00000"]):
         tables = sa.inspect(sa.create_engine(f"sqlite:///{crm}")).get_table_names()
     assert tables == ["contacts"]
+
+
+def test_record_locks_are_kept_only_while_records_are_locked(tmp_path: Path) -> None:
+    """A long run (a million-change rollback) locks every record once: the process keeps no
+    lock for a record nobody holds, while two threads still keep one record apart."""
+    from ledger.store import locks
+
+    ledger_file = str(tmp_path / "ledger.db")
+    before = len(locks._thread_locks)
+    for start in range(0, 3000, 1000):
+        with file_record_locks(
+            ledger_file, [f"crm/contacts/{i}" for i in range(start, start + 1000)]
+        ):
+            assert len(locks._thread_locks) == before + 1000
+    assert len(locks._thread_locks) == before
+    inside = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with file_record_locks(ledger_file, ["crm/contacts/1"]):
+            inside.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert inside.wait(30)
+    entered = threading.Event()
+
+    def take() -> None:
+        with file_record_locks(ledger_file, ["crm/contacts/1"]):
+            entered.set()
+
+    taker = threading.Thread(target=take)
+    taker.start()
+    assert not entered.wait(0.3)  # the same record, another thread: it waits
+    release.set()
+    assert entered.wait(30)
+    holder.join()
+    taker.join()
+    assert len(locks._thread_locks) == before

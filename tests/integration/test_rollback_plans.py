@@ -189,8 +189,9 @@ def test_every_plan_the_planner_makes_passes_the_check(ledger: Ledger, crm: Memo
         made = plan_rollback(
             ledger, RollbackScope(batches=("b1", "b1-more")), {"crm": crm}, policy=policy
         )
-        assert RollbackPlan.loads(made.dumps()) == made  # sealed and loaded back
-        check_against_history(ledger, made)
+        loaded = RollbackPlan.loads(made.dumps())
+        assert loaded == made  # sealed and loaded back
+        check_against_history(ledger, loaded)  # another object than the one made: read again
 
 
 # Through the CLI, with a real SQLite CRM ---------------------------------------------------
@@ -274,3 +275,64 @@ def test_a_file_that_is_not_a_plan_is_a_one_line_error(workspace: Any, content: 
     assert applied.stderr.strip().splitlines()[-1] == (
         f"Error: {saved}: not a plan saved by `ledger rollback plan --out`"
     )
+
+
+def test_the_plan_just_made_is_not_read_against_history_again_but_any_other_is(
+    ledger: Ledger, crm: MemoryAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Applying the plan `plan_rollback` returned, as returned, reuses planning's reading of
+    the histories; a copy, a loaded file, or other contracts are read against history again."""
+    import ledger.rollback.checks as checks
+
+    read: list[int] = []
+    original = checks.histories
+
+    def counted(*args: Any) -> Any:
+        read.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(checks, "histories", counted)
+    batch(ledger, crm, "b1", ("1", "2"))
+    made = plan_rollback(ledger, RollbackScope(batches=("b1",)), {"crm": crm})
+    assert check_against_history(ledger, made) == ()
+    assert read == []
+    assert check_against_history(ledger, RollbackPlan.loads(made.dumps())) == ()
+    assert check_against_history(ledger, replace(made)) == ()
+    assert len(read) == 2
+    manual = {("crm", "contacts"): Contract(repair="notify")}
+    with pytest.raises(InvalidChange, match="manual repair"):
+        apply_rollback(ledger, made, {"crm": crm}, contracts=manual)
+    assert crm.read("contacts", ["1", "2"]) == {
+        "1": {"stage": "sql", "owner": "dara"},
+        "2": {"stage": "sql", "owner": "dara"},
+    }
+    report = apply_rollback(ledger, made, {"crm": crm})
+    assert report.counts == {"restored": 2}
+    assert len(read) == 3  # the refused apply read history; this one did not
+
+
+def test_planning_and_verifying_read_the_targets_a_page_at_a_time(
+    ledger: Ledger, crm: MemoryAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory stays that of a page: neither planning nor the verification after applying reads
+    every record of the rollback from its target at once."""
+    import ledger.rollback.planning as planning
+    import ledger.rollback.verification as verification
+
+    monkeypatch.setattr(planning, "HISTORY_PAGE", 2)
+    monkeypatch.setattr(verification, "PAGE", 2)
+    batch(ledger, crm, "b1", ("1", "2", "3"))
+    asked: list[int] = []
+    read = crm.read
+
+    def counted(collection: str, keys: Any) -> Any:
+        asked.append(len(keys))
+        return read(collection, keys)
+
+    monkeypatch.setattr(crm, "read", counted)
+    made = plan_rollback(ledger, RollbackScope(batches=("b1",)), {"crm": crm})
+    assert asked == [2, 1]
+    report = apply_rollback(ledger, made, {"crm": crm})
+    assert report.counts == {"restored": 3} and report.mismatches == []
+    assert asked[2:] == [3, 2, 1]  # the run's chunk (compare-and-set), then the verification
+    assert crm.read("contacts", ["1", "2", "3"]) == SEED
