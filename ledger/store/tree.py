@@ -128,13 +128,17 @@ class TreeRecorder:
                 stored.state,
             )
             rows.append((position, builder.size, builder.append(data)))
+        self._insert_leaves(cursor, rows)
+        self._write_head(cursor, state.size, builder, key, signer)
+
+    def _insert_leaves(self, cursor: Any, rows: Sequence[tuple[int, int, bytes]]) -> None:
+        """Store leaf rows (position, leaf, hash); a backend may stream them faster."""
         p = self.placeholder
         cursor.executemany(
             f"INSERT INTO {self._qualified(LEAF_TABLE)} (position, leaf, hash) "
             f"VALUES ({p}, {p}, {p})",
             rows,
         )
-        self._write_head(cursor, state.size, builder, key, signer)
 
     def sign_head(self) -> SignedTreeHead:
         """The signed head of the whole tree: the latest one if it covers every leaf (read
