@@ -135,9 +135,12 @@ class PostgresLedgerRecorder(IndexedRecorder, TreeRecorder, PostgresApplicationR
             yield
 
     def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(statement, list(params))
-            return [tuple(row.values()) for row in curs.fetchall()]
+        with (
+            self.datastore.transaction(commit=False) as curs,
+            curs.connection.cursor(row_factory=tuple_row) as rows,
+        ):
+            rows.execute(statement, list(params))  # plain tuples: no dict built per row
+            return rows.fetchall()
 
     def _qualified(self, table: str) -> str:
         return f'"{self.datastore.schema}"."{table}"'
