@@ -47,6 +47,9 @@ TASKS = {
     "http_setup": "bench.http_tasks:http_setup",
     "http_ledger": "bench.http_tasks:http_ledger",
     "http_floor": "bench.http_tasks:http_floor",
+    "seed_recovery": "bench.recovery_tasks:seed_recovery",
+    "ledger_recover": "bench.recovery_tasks:ledger_recover",
+    "per_write_recover": "bench.recovery_tasks:per_write_recover",
 }
 
 

@@ -19,12 +19,11 @@ class Sizes:
     rollback: tuple[int, ...] = (100_000, 1_000_000)  # workload 6: changes rolled back
     forward: int = 100_000  # workload 6b: changes applied through the SQL adapter
     reconcile: tuple[int, ...] = (100_000, 1_000_000)  # workload 7: rows of the table
-    # workload 8: actions in one batch on PostgreSQL; 100,000 would hang (see the report), so
-    # the default runs the largest size that passes and one that shows the hang.
-    pg_batch: tuple[int, ...] = (5_000, 10_000)
+    pg_batch: tuple[int, ...] = (10_000, 100_000)  # workload 8: actions in one batch on PostgreSQL
     track: tuple[int, ...] = (100_000, 1_000_000)  # workload 9: rows of the table baselined
     verify: int = 1_000_000  # workload 10: events in the ledger verified
     http: int = 20_000  # workload 12: record requests to `ledger serve` (and to the floor)
+    recovery: int = 1_000  # workload 11: unsettled writes recovered
 
     def with_overrides(self, text: str) -> Sizes:
         """``key=value,…``; the tuples (`TUPLES`) take sizes separated by ``:`` (e.g.
@@ -43,7 +42,7 @@ class Sizes:
         if any(not getattr(sizes, key) or min(getattr(sizes, key)) < 1 for key in TUPLES):
             raise ValueError(f"--sizes: {', '.join(TUPLES)} need sizes of at least 1")
         if (
-            min(sizes.forward, sizes.single, sizes.samples, sizes.verify) < 1
+            min(sizes.forward, sizes.single, sizes.samples, sizes.verify, sizes.recovery) < 1
             or sizes.http < 100
             or sizes.history < 2
         ):
@@ -74,4 +73,5 @@ QUICK = Sizes(
     track=(100, 300),
     verify=2_000,
     http=200,
+    recovery=40,
 )

@@ -21,7 +21,7 @@ from ledger.domain import MOVE, Address, Intent, intent_id
 from ledger.encoding import encode_value
 from ledger.errors import BeforeMismatch, InvalidChange
 from ledger.ports import Adapter, Write, WriteResult, holds
-from ledger.store import SaveContext
+from ledger.store import PendingIntent, SaveContext
 from ledger.values import ABSENT, same
 from ledger.views import Receipt
 
@@ -250,31 +250,65 @@ def _created_elsewhere(index: int, change: Change, key: str) -> list[tuple[int |
     return [(index, created), (None, marker)]
 
 
+RECOVER_CHUNK = 500
+"""Unsettled writes settled per round: their intents read in one query, their targets in one
+read per collection, their settlements in (at most) two ledger transactions."""
+
+
 def recover(
     ledger: Ledger, adapters: dict[str, Adapter], *, batch: str | None = None
 ) -> list[Outcome]:
-    """Settle every intent a crash left pending, by reading what its target holds now."""
-    outcomes = []
-    for pending in ledger.index.pending(batch):
-        fingerprint, system, collection, key = (
-            pending.fingerprint,
-            pending.system,
-            pending.collection,
-            pending.key,
-        )
-        intent = cast(Intent, ledger.repository.get(intent_id(fingerprint)))
-        change = _change_from_intent(intent)
-        adapter = adapters.get(system)
-        if adapter is None:
+    """Settle every intent a crash left pending, by reading what its target holds now.
+
+    In rounds of `RECOVER_CHUNK` (in fingerprint order, as they are listed): the writes that
+    landed are recorded as actions in one transaction with their intents' settlement
+    (`settle`), the others settled as not applied in another. Every system is checked before
+    anything is settled, so a missing one changes nothing."""
+    pending = ledger.index.pending(batch)
+    for item in pending:
+        if item.system not in adapters:
             raise InvalidChange(
-                f"{change.address}: an unsettled write needs system {system!r} to be configured"
+                f"{item.system}/{item.collection}/{item.key}: an unsettled write needs system "
+                f"{item.system!r} to be configured"
             )
-        record = adapter.read(collection, [key])[key]
-        if holds(change, record):
-            result = WriteResult(key, "applied", change.image)
-            outcomes.extend(settle(ledger, [(change, result)]))
-        else:
-            intent.settle("not_applied")
-            ledger.save(intent, context=SaveContext(settled=[fingerprint]))
-            outcomes.append(Outcome(str(change.address), "not_applied"))
+    outcomes: list[Outcome] = []
+    for start in range(0, len(pending), RECOVER_CHUNK):
+        outcomes.extend(_recover_round(ledger, adapters, pending[start : start + RECOVER_CHUNK]))
     return outcomes
+
+
+def _recover_round(
+    ledger: Ledger, adapters: dict[str, Adapter], pending: Sequence[PendingIntent]
+) -> list[Outcome]:
+    loaded = ledger._load_entities([intent_id(item.fingerprint) for item in pending])
+    intents = [cast(Intent, loaded[intent_id(item.fingerprint)]) for item in pending]
+    changes = [_change_from_intent(intent) for intent in intents]
+    keys: dict[tuple[str, str], list[str]] = {}
+    for item in pending:
+        keys.setdefault((item.system, item.collection), []).append(item.key)
+    records = {
+        (system, collection, key): record
+        for (system, collection), wanted in keys.items()
+        for key, record in adapters[system].read(collection, list(dict.fromkeys(wanted))).items()
+    }
+    landed: list[int] = []
+    missed: list[int] = []
+    for index, (item, change) in enumerate(zip(pending, changes, strict=True)):
+        record = records[(item.system, item.collection, item.key)]
+        (landed if holds(change, record) else missed).append(index)
+    outcomes: dict[int, Outcome] = {}
+    if landed:
+        pairs = [
+            (changes[i], WriteResult(pending[i].key, "applied", changes[i].image)) for i in landed
+        ]
+        declared = {pending[i].fingerprint: intents[i] for i in landed}
+        outcomes.update(zip(landed, settle(ledger, pairs, declared), strict=True))
+    if missed:
+        for index in missed:
+            intents[index].settle("not_applied")
+            outcomes[index] = Outcome(str(changes[index].address), "not_applied")
+        ledger.save(
+            *(intents[i] for i in missed),
+            context=SaveContext(settled=[pending[i].fingerprint for i in missed]),
+        )
+    return [outcomes[i] for i in range(len(pending))]

@@ -16,6 +16,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -73,7 +74,9 @@ def run_rows(suite: Suite, only: set[str], postgres: bool) -> list[Row]:
         if number not in only:
             rows.append(Row(number, f"row {number}", "—", "—", status="not run (--only)"))
         elif number == "8":
-            rows += run_postgres(suite, postgres)
+            rows += run_postgres(suite, postgres, suite.row_8, suite.postgres_skipped)
+        elif number == "11":
+            rows += run_postgres(suite, postgres, suite.row_11, suite.recovery_skipped)
         elif number == "12":
             rows += suite.row_12(postgres)
         else:
@@ -81,19 +84,24 @@ def run_rows(suite: Suite, only: set[str], postgres: bool) -> list[Row]:
     return rows
 
 
-def run_postgres(suite: Suite, enabled: bool) -> list[Row]:
+def run_postgres(
+    suite: Suite,
+    enabled: bool,
+    run: Callable[[Postgres], list[Row]],
+    skipped: Callable[[str], list[Row]],
+) -> list[Row]:
     if not enabled:
-        return suite.postgres_skipped("skipped (--no-postgres)")
-    suite.log("workload 8: starting a throwaway PostgreSQL server")
+        return skipped("skipped (--no-postgres)")
+    suite.log("starting a throwaway PostgreSQL server")
     try:
         server = Postgres()
     except Exception as error:
         reason = Postgres.unavailable_reason(error)
         if reason is None:
             raise
-        return suite.postgres_skipped(f"skipped: PostgreSQL {reason}")
+        return skipped(f"skipped: PostgreSQL {reason}")
     try:
-        return suite.row_8(server)
+        return run(server)
     finally:
         server.stop()
 

@@ -5,6 +5,7 @@
 - `indexed`: `IndexedRecorder`, the action index and its queries, shared by both backends;
 - `sqlite`, `postgres`: one module per backend, the library's recorder and factory subclassed
   (selected by ``PERSISTENCE_MODULE``; imported only when that backend is opened);
+- `pg_copy`: a PostgreSQL save's rows in binary COPY format (events, leaves, index rows);
 - `locks`: record locks held by a run's chunk, per backend;
 - `tree`: the Merkle tree's leaves and signed heads, written in each save's transaction, and the
   snapshot verification reads (`TreeSnapshot`, a `ledger.integrity.LeafSource`);

@@ -42,6 +42,12 @@ from ledger.store.rows import (
 )
 from ledger.store.saving import SaveContext
 
+INDEX_COLUMNS = (
+    "position, entity_id, version, system, collection, key, operation, batch, workflow, "
+    "recorded_at, effective_at, fingerprint"
+)
+"""The index table's columns, in the order `IndexedRecorder.index_rows` builds a row."""
+
 
 class IndexedRecorder:
     """Queries over the action index, shared by the SQLite and PostgreSQL recorders."""
@@ -119,7 +125,7 @@ class IndexedRecorder:
         """Inside the events' transaction: index rows, and the queue of unsettled intents."""
         rows = self.index_rows(stored_events, positions, context.actions)
         if rows:
-            cursor.executemany(self.insert_index_statement(), rows)
+            self._insert_index(cursor, rows)
         p = self.placeholder
         if context.settled:
             cursor.executemany(
@@ -132,6 +138,10 @@ class IndexedRecorder:
                 f"collection, key) VALUES ({p}, {p}, {p}, {p}, {p})",
                 context.declared,
             )
+
+    def _insert_index(self, cursor: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Store index rows (`insert_index_statement`'s columns); a backend may stream them."""
+        cursor.executemany(self.insert_index_statement(), rows)
 
     def pending(self, batch: str | None = None) -> list[PendingIntent]:
         """Intents declared but not yet settled, by fingerprint."""
@@ -148,11 +158,7 @@ class IndexedRecorder:
 
     def insert_index_statement(self) -> str:
         marks = ", ".join([self.placeholder] * 12)
-        return (
-            f"INSERT INTO {self._qualified(INDEX_TABLE)} (position, entity_id, version, system, "
-            "collection, key, operation, batch, workflow, recorded_at, effective_at, "
-            f"fingerprint) VALUES ({marks})"
-        )
+        return f"INSERT INTO {self._qualified(INDEX_TABLE)} ({INDEX_COLUMNS}) VALUES ({marks})"
 
     def find_fingerprints(self, fingerprints: Sequence[str]) -> dict[str, IndexedAction]:
         """Which of these fingerprints are already recorded, and where."""

@@ -12,28 +12,29 @@ named below and fails, naming it and what to re-check here, when an upgrade chan
 - `use_pool` and `reopen_with_statement_cache` give the SQLite datastore durable
   connections with a real statement cache;
 - `insert_numbered` is `SQLiteApplicationRecorder._insert_events` in one statement;
-- `insert_in_chunks` and `abort_on_error` are the PostgreSQL recorder's insert, chunked, and
-  its transaction kept from committing events without their index rows.
+- `copy_insert` is the PostgreSQL recorder's insert (its table lock, notification, ids) done
+  by binary COPY, in a transaction of the ledger's own (`PostgresLedgerRecorder.insert_events`
+  replaces the library's, which runs in pipeline mode and cannot COPY).
 
-The recorders' hooks that call these (`_insert_events`, `_insert_stored_events`,
-`_fetch_ids_after_insert_events`, `_create_connection`) are overridden in `ledger.store.sqlite`
-and `ledger.store.postgres`, and hashed by the same test. One seam must live elsewhere:
+The recorders' hooks that call these (`_insert_events`, `_create_connection`,
+`insert_events`) are overridden in `ledger.store.sqlite` and `ledger.store.postgres`, and the
+library functions they replace are hashed by the same test. One seam must live elsewhere:
 `ledger/_library.py` imports the library without ``TZINFO_TOPIC``, before anything else is.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import Mapper, Recording, StoredEvent
+from eventsourcing.persistence import Mapper, ProgrammingError, Recording, StoredEvent
 from eventsourcing.utils import Environment, EnvType
 
+from ledger.store.pg_copy import copy_binary, event_rows
 from ledger.store.saving import CONTEXT, SaveContext
 
 if TYPE_CHECKING:  # types only: psycopg is imported when a PostgreSQL store is opened
@@ -49,11 +50,6 @@ if TYPE_CHECKING:  # types only: psycopg is imported when a PostgreSQL store is 
     from psycopg.rows import DictRow
 
 FieldsDecoder = Callable[[bytes, tuple[str, ...]], tuple[Any, ...]]
-
-# Raised in the database, so PostgreSQL itself aborts the transaction (see `abort_on_error`).
-_ABORT: Final = (
-    "DO $$ BEGIN RAISE EXCEPTION 'ledger: index rows failed, events rolled back'; END $$"
-)
 
 
 def ledger_environment(app: type[Application[Any]], name: str, env: EnvType | None) -> Environment:
@@ -175,42 +171,42 @@ def insert_numbered(
     return positions
 
 
-def insert_in_chunks(
+def copy_insert(
     recorder: PostgresApplicationRecorder,
     curs: Cursor[DictRow],
     stored_events: Sequence[StoredEvent],
-    size: int,
 ) -> list[int]:
     """`PostgresApplicationRecorder._insert_stored_events` (lock the table, notify, insert),
-    sending the events in chunks of ``size`` and returning their notification ids in order.
-    The library sends every event of a save() as one INSERT of one array parameter; in
-    pipeline mode a statement of about 5 MB or more never returns (client and server both
-    wait; seen with psycopg 3.3 and libpq 15 at ~9,000 actions). Every chunk is sent under
-    the same table lock, so ids still follow commit order."""
+    the rows sent by binary COPY; returns their notification ids, ascending in event order.
+
+    The library inserts with one INSERT whose one parameter is an array of every event, in
+    pipeline mode (which cannot COPY); the server then executes the insert row by row, and
+    from about 5 MB a statement never returned. Here the ids are drawn from the column's own
+    sequence first, under the library's EXCLUSIVE table lock (every writer of the table takes
+    it before drawing one, so the ids are consecutive and follow commit order, as the
+    library's are), then the events are copied with them."""
     recorder._lock_table(curs)
     recorder._notify_channel(curs)
-    positions: list[int] = []
-    for start in range(0, len(stored_events), size):
-        rows = [
-            recorder.construct_pg_stored_event(
-                event.originator_id, event.originator_version, event.topic, event.state
-            )
-            for event in stored_events[start : start + size]
-        ]
-        curs.execute(recorder.insert_events_statement, (rows,))
-        positions.extend(row["notification_id"] for row in curs.fetchall())
+    count = len(stored_events)
+    table = f'"{recorder.datastore.schema}"."{recorder.events_table_name}"'
+    curs.execute(
+        "SELECT min(id) AS low, max(id) AS high FROM (SELECT nextval(pg_get_serial_sequence("
+        "%s, 'notification_id')) AS id FROM generate_series(1, %s)) drawn",
+        [table, count],
+    )
+    drawn = curs.fetchone()
+    assert drawn is not None
+    low, high = drawn["low"], drawn["high"]
+    if high - low + 1 != count:
+        raise ProgrammingError(
+            f"drew {count} notification ids under the table lock, but they span {low}..{high}: "
+            "another writer draws ids without the lock"
+        )
+    positions = list(range(low, high + 1))
+    copy_binary(
+        curs,
+        f"COPY {table} (notification_id, originator_id, originator_version, topic, state) "
+        "FROM STDIN (FORMAT BINARY)",
+        event_rows(stored_events, positions),
+    )
     return positions
-
-
-@contextmanager
-def abort_on_error(curs: Cursor[DictRow]) -> Iterator[None]:
-    """Inside `_fetch_ids_after_insert_events`: an error aborts the transaction in the
-    database. The library's `insert_events()` catches exceptions raised there and re-raises
-    them only after its transaction block has exited, which commits unless PostgreSQL has
-    already aborted the transaction: a Python error (e.g. a value psycopg cannot adapt) would
-    commit the events without their index rows."""
-    try:
-        yield
-    except Exception:
-        curs.execute(_ABORT)
-        raise

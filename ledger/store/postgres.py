@@ -2,35 +2,42 @@
 
 Selected by ``PERSISTENCE_MODULE=ledger.store.postgres:Factory``. The library takes an
 EXCLUSIVE lock on the events table while inserting, so notification ids are issued in
-commit order and a reader tailing the log never skips an event that commits later.
-The index rows are written after the events' ids are known, inside that same locked
-transaction, so the guarantee covers them too: do not move them out of it.
+commit order and a reader tailing the log never skips an event that commits later. The
+ledger's insert keeps that lock and sends events, leaves and index rows by binary COPY
+(`ledger.store.library_seams.copy_insert`, `ledger.store.pg_copy`); the leaves and index rows
+are written after the events' ids are known, inside that same locked transaction, so the
+guarantee covers them too: do not move them out of it.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import AggregateRecorder, ApplicationRecorder, ProgrammingError
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    InterfaceError,
+    OperationalError,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory
+from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Identifier
 
-from ledger.store.indexed import IndexedRecorder
+from ledger.store.indexed import INDEX_COLUMNS, IndexedRecorder
 from ledger.store.keyfile import SIGNING_KEY, SigningKeyFile
-from ledger.store.library_seams import abort_on_error, insert_in_chunks
+from ledger.store.library_seams import copy_insert
 from ledger.store.locks import advisory_record_locks
+from ledger.store.pg_copy import copy_binary, index_rows, leaf_rows
 from ledger.store.rows import HEAD_TABLE, INDEX_TABLE, LEAF_TABLE, PENDING_TABLE, TREE_TABLE
 from ledger.store.saving import SaveContext, context_of
 from ledger.store.tree import PAGE, TreeRecorder, TreeSnapshot
 
-INSERT_CHUNK = 1000
 DDL_LOCK = 0x6C6564676572  # advisory lock key ("ledger") that serialises opening a ledger
 
 
@@ -48,7 +55,6 @@ class PostgresLedgerRecorder(IndexedRecorder, TreeRecorder, PostgresApplicationR
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._inserted = threading.local()  # the current thread's insert: context, ids
         table = f"{{schema}}.{INDEX_TABLE}"
         for statement in (
             f"CREATE TABLE IF NOT EXISTS {table} ("
@@ -86,43 +92,38 @@ class PostgresLedgerRecorder(IndexedRecorder, TreeRecorder, PostgresApplicationR
         self.tree_state(curs)
 
     def insert_events(self, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
-        if stored_events:
-            self.ready_to_sign()  # no key, or another ledger's: refused before the transaction
-        return super().insert_events(stored_events, **kwargs)
+        context = context_of(kwargs)  # a save given a bad context fails before anything
+        if not stored_events:
+            return None
+        self.ready_to_sign()  # no key, or another ledger's: refused before the transaction
+        return self._insert_with_derived_rows(stored_events, context)
 
-    def _insert_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[Any], **kwargs: Any
-    ) -> None:
-        # The library's first step in the insert's transaction, before the part whose errors
-        # it holds back until after committing: a save given a bad context fails here, and
-        # nothing is stored.
-        self._inserted.context = context_of(kwargs)
-
-    def _insert_stored_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[Any], **kwargs: Any
-    ) -> None:
-        # In chunks, under the library's table lock (see `insert_in_chunks`); the ids are
-        # handed to `_fetch_ids_after_insert_events`, which the library calls next.
-        self._inserted.positions = insert_in_chunks(self, curs, stored_events, INSERT_CHUNK)
-
-    def _fetch_ids_after_insert_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[Any], **kwargs: Any
-    ) -> Sequence[int] | None:
-        positions: list[int] = self._inserted.positions
-        context: SaveContext = self._inserted.context
-        self._inserted.positions, self._inserted.context = [], None
-        if len(positions) != len(stored_events):
-            raise ProgrammingError(
-                f"got {len(positions)} notification ids for {len(stored_events)} events"
-            )
-        with abort_on_error(curs):
-            # Still under the library's EXCLUSIVE lock on the events table: the tree's state
-            # row is read and written by one writer at a time, in notification-id order. The
-            # leaves go first: reading the state row syncs the pipeline, which must not be
-            # where a duplicate fingerprint in the index rows (sent after) is reported.
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _insert_with_derived_rows(
+        self, stored_events: Sequence[Any], context: SaveContext
+    ) -> list[int]:
+        # One transaction: any error rolls back events, leaves and index rows together. The
+        # leaves and the tree's state row are written under the EXCLUSIVE lock `copy_insert`
+        # takes, by one writer at a time, in notification-id order.
+        with self.datastore.transaction(commit=True) as curs:
+            positions = copy_insert(self, curs, stored_events)
             self.append_leaves(curs, stored_events, positions)
             self.write_derived_rows(curs, stored_events, positions, context)
         return positions
+
+    def _insert_leaves(self, cursor: Any, rows: Sequence[tuple[int, int, bytes]]) -> None:
+        copy_binary(
+            cursor,
+            f"COPY {self._qualified(LEAF_TABLE)} (leaf, position, hash) FROM STDIN (FORMAT BINARY)",
+            leaf_rows(rows),
+        )
+
+    def _insert_index(self, cursor: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+        copy_binary(
+            cursor,
+            f"COPY {self._qualified(INDEX_TABLE)} ({INDEX_COLUMNS}) FROM STDIN (FORMAT BINARY)",
+            index_rows(rows),
+        )
 
     @contextmanager
     def lock_records(self, names: Sequence[str]) -> Iterator[None]:
@@ -134,9 +135,12 @@ class PostgresLedgerRecorder(IndexedRecorder, TreeRecorder, PostgresApplicationR
             yield
 
     def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(statement, list(params))
-            return [tuple(row.values()) for row in curs.fetchall()]
+        with (
+            self.datastore.transaction(commit=False) as curs,
+            curs.connection.cursor(row_factory=tuple_row) as rows,
+        ):
+            rows.execute(statement, list(params))  # plain tuples: no dict built per row
+            return rows.fetchall()
 
     def _qualified(self, table: str) -> str:
         return f'"{self.datastore.schema}"."{table}"'

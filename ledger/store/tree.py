@@ -31,11 +31,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import pairwise
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from ledger.errors import ConfigurationError
-from ledger.integrity import RecordedLeaf, StoredEvent, stored_event_bytes, stored_events_of
+from ledger.integrity import StoredEvent, stored_event_bytes, stored_events_of
 from ledger.merkle import HASH_SIZE, PAGE, TreeBuilder
 from ledger.signing import SignedTreeHead, tree_head_bytes
 from ledger.store.keyfile import SigningKeyFile
@@ -128,13 +128,17 @@ class TreeRecorder:
                 stored.state,
             )
             rows.append((position, builder.size, builder.append(data)))
+        self._insert_leaves(cursor, rows)
+        self._write_head(cursor, state.size, builder, key, signer)
+
+    def _insert_leaves(self, cursor: Any, rows: Sequence[tuple[int, int, bytes]]) -> None:
+        """Store leaf rows (position, leaf, hash); a backend may stream them faster."""
         p = self.placeholder
         cursor.executemany(
             f"INSERT INTO {self._qualified(LEAF_TABLE)} (position, leaf, hash) "
             f"VALUES ({p}, {p}, {p})",
             rows,
         )
-        self._write_head(cursor, state.size, builder, key, signer)
 
     def sign_head(self) -> SignedTreeHead:
         """The signed head of the whole tree: the latest one if it covers every leaf (read
@@ -254,15 +258,17 @@ class TreeSnapshot:
         ((count,),) = self.query(f"SELECT COUNT(*) FROM {self.recorder._qualified(LEAF_TABLE)}", [])
         return int(count)
 
-    def leaves(self, start: int, stop: int) -> list[RecordedLeaf]:
+    def leaves(self, start: int, stop: int) -> list[tuple[int, bytes]]:
         p = self.p
-        rows = self.query(
-            f"SELECT position, hash FROM {self.recorder._qualified(LEAF_TABLE)} "
-            f"WHERE leaf >= {p} AND leaf < {p} ORDER BY leaf",
-            [start, stop],
+        # Each row is (position, hash), the hash bytes on both engines: served as it comes.
+        return cast(
+            list[tuple[int, bytes]],
+            self.query(
+                f"SELECT position, hash FROM {self.recorder._qualified(LEAF_TABLE)} "
+                f"WHERE leaf >= {p} AND leaf < {p} ORDER BY leaf",
+                [start, stop],
+            ),
         )
-        new = tuple.__new__  # each row is (position, hash), the hash bytes on both engines
-        return [new(RecordedLeaf, row) for row in rows]
 
     def stored_events(self) -> Iterator[StoredEvent]:
         recorder = self.recorder

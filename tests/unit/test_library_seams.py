@@ -40,8 +40,8 @@ PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 SAVE = "`save_aggregates` (Ledger.save) still does every step of Application.save"
 INSERT = (
-    "`insert_in_chunks`, `abort_on_error` and PostgresLedgerRecorder's hooks: events and "
-    "index rows still commit together, ids in commit order"
+    "`copy_insert` and PostgresLedgerRecorder.insert_events, which replace the library's "
+    "insert: events, leaves and index rows still commit together, ids in commit order"
 )
 TABLES = "the store's SQL (ledger/store/indexed.py) still matches the events tables' columns"
 
@@ -88,13 +88,10 @@ LEANS_ON: list[tuple[Callable[..., Any], str, str]] = [
     (PostgresAggregateRecorder.__init__, "78adbde8e22843ca", INSERT + "; " + TABLES),
     (PostgresApplicationRecorder.__init__, "db36fb3de49a5292", INSERT + "; " + TABLES),
     (PostgresApplicationRecorder.insert_events, "f1a98da0239e3ea7", INSERT),
-    (PostgresApplicationRecorder._insert_events, "319d1ce6f3f9c865", INSERT),
     (PostgresApplicationRecorder._insert_stored_events, "139580714a659085", INSERT),
     (PostgresAggregateRecorder._insert_stored_events, "80327aa859e4cc55", INSERT),
-    (PostgresApplicationRecorder._fetch_ids_after_insert_events, "9c8efbc1baf72b52", INSERT),
     (PostgresApplicationRecorder._lock_table, "42bc9c135b4a93c1", INSERT),
     (PostgresApplicationRecorder._notify_channel, "9e5bab72ecfbcf2e", INSERT),
-    (PostgresAggregateRecorder.construct_pg_stored_event, "7c9fd361b9338ee6", INSERT),
     (
         PostgresFactory.application_recorder,
         "b6fe3818818125cd",
