@@ -14,15 +14,14 @@ import time
 from typing import Any
 
 from adapters.sql import SqlAdapter, SqlCollection
-from bench.data import COLLECTION, SEED_BATCH, SYSTEM
+from bench.data import COLLECTION, SYSTEM
 from bench.raw import INSERT_INDEX, insert_events, load_chunks, sqlite_connect
-from bench.rollback_tasks import bad_values, table_digest, target_values
+from bench.rollback_tasks import bad_values, seed_recorded_table, table_digest
 from ledger import Address, Change, open_ledger
 from ledger.runs import Run, Target
 
 BATCH = "forward-batch"
 WORKFLOW = "lead-sync"
-SEED_CHUNK = 20_000
 UPDATE_SQL = f"UPDATE {COLLECTION} SET email = ?, stage = ?, score = ? WHERE id = ?"
 
 
@@ -32,27 +31,7 @@ def _address(i: int) -> Address:
 
 def seed_apply(db: str, target: str, n: int) -> dict[str, Any]:
     """The table of N rows and the ledger's record of them (created); not timed."""
-    connection = sqlite3.connect(target)
-    connection.execute(
-        f"CREATE TABLE {COLLECTION} (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT, "
-        "stage TEXT, score INTEGER)"
-    )
-    connection.executemany(
-        f"INSERT INTO {COLLECTION} (id, name, email, stage, score) VALUES (?, ?, ?, ?, ?)",
-        ((i, *target_values(i).values()) for i in range(n)),
-    )
-    connection.commit()
-    connection.close()
-    ledger = open_ledger(db)
-    for start in range(0, n, SEED_CHUNK):
-        ledger.record_all(
-            [
-                Change(_address(i), "create", values=target_values(i))
-                for i in range(start, min(n, start + SEED_CHUNK))
-            ],
-            batch=SEED_BATCH,
-        )
-    ledger.close()
+    seed_recorded_table(db, target, n)
     return {}
 
 

@@ -73,8 +73,8 @@ def table_digest(target: str) -> str:
     return digest.hexdigest()
 
 
-def seed_rollback(db: str, target: str, n: int) -> dict[str, Any]:
-    """The table, the ledger's record of its N rows, then the bad batch through the adapter."""
+def seed_recorded_table(db: str, target: str, n: int) -> str:
+    """The table of N rows and the ledger's record of them (created); the table's digest."""
     connection = sqlite3.connect(target)
     connection.execute(
         f"CREATE TABLE {COLLECTION} (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT, "
@@ -86,7 +86,6 @@ def seed_rollback(db: str, target: str, n: int) -> dict[str, Any]:
     )
     connection.commit()
     connection.close()
-    before = table_digest(target)
     ledger = open_ledger(db)
     for start in range(0, n, SEED_CHUNK):
         ledger.record_all(
@@ -96,6 +95,14 @@ def seed_rollback(db: str, target: str, n: int) -> dict[str, Any]:
             ],
             batch=SEED_BATCH,
         )
+    ledger.close()
+    return table_digest(target)
+
+
+def seed_rollback(db: str, target: str, n: int) -> dict[str, Any]:
+    """The table, the ledger's record of its N rows, then the bad batch through the adapter."""
+    before = seed_recorded_table(db, target, n)
+    ledger = open_ledger(db)
     adapter = _adapter(target)
     changes = [Change(_address(i), "update", values=bad_values(i)) for i in range(n)]
     with Run(ledger, BAD_BATCH, workflow=WORKFLOW) as run:
