@@ -11,7 +11,7 @@ named below and fails, naming it and what to re-check here, when an upgrade chan
 - `fields_decoder` reads fields of a stored event as `Mapper.to_domain_event` would;
 - `use_pool` and `reopen_with_statement_cache` give the SQLite datastore durable
   connections with a real statement cache;
-- `insert_numbered` is `SQLiteApplicationRecorder._insert_events` in one statement;
+- `insert_numbered` is `SQLiteApplicationRecorder._insert_events` in two statements;
 - `copy_insert` is the PostgreSQL recorder's insert (its table lock, notification, ids) done
   by binary COPY, in a transaction of the ledger's own (`PostgresLedgerRecorder.insert_events`
   replaces the library's, which runs in pipeline mode and cannot COPY).
@@ -147,26 +147,30 @@ def reopen_with_statement_cache(
 def insert_numbered(
     recorder: SQLiteApplicationRecorder, cursor: SQLiteCursor, stored_events: Sequence[StoredEvent]
 ) -> list[int]:
-    """`SQLiteApplicationRecorder._insert_events` in one ``executemany``: the library inserts
-    event by event to read each one's rowid (its notification id) back. Inside the write
-    transaction no other writer can insert, and the table has no AUTOINCREMENT, so SQLite
-    would give the next events the rowids after the largest: they are given explicitly."""
-    cursor.execute(recorder.select_max_notification_id_statement)
-    last = cursor.fetchone()[0] or 0
-    positions = list(range(last + 1, last + 1 + len(stored_events)))
+    """`SQLiteApplicationRecorder._insert_events` in two statements: the library inserts event
+    by event to read each one's rowid (its notification id) back. The first event is inserted
+    as the library does, which takes SQLite's write lock first thing (waiting for it: a
+    transaction that read first could not upgrade once another writer committed, and would
+    fail at once with "database is locked"); once it is held no other writer can insert, and
+    the table has no AUTOINCREMENT, so the rest get the rowids after it, given explicitly."""
+    if not stored_events:
+        return []
+    rows = [
+        (
+            s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
+            s.originator_version,
+            s.topic,
+            s.state,
+        )
+        for s in stored_events
+    ]
+    cursor.execute(recorder.insert_events_statement, rows[0])
+    first = cursor.lastrowid
+    positions = list(range(first, first + len(rows)))
     cursor.executemany(
         f"INSERT INTO {recorder.events_table_name} "
         "(rowid, originator_id, originator_version, topic, state) VALUES (?, ?, ?, ?, ?)",
-        [
-            (
-                position,
-                s.originator_id.hex if isinstance(s.originator_id, UUID) else s.originator_id,
-                s.originator_version,
-                s.topic,
-                s.state,
-            )
-            for position, s in zip(positions, stored_events, strict=True)
-        ],
+        [(position, *row) for position, row in zip(positions[1:], rows[1:], strict=True)],
     )
     return positions
 
