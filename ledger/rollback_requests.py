@@ -127,33 +127,6 @@ class Planned:
         }
 
 
-def plan_for_review(
-    db: str | None,
-    config: str | None,
-    scope: RollbackScope,
-    *,
-    policy: str,
-    direction: Direction,
-    missing_parent: str = "skip",
-    planner: str,
-    out: Path | None = None,
-) -> Planned:
-    """Plan a scope (nothing written to any target); pause the lane of each of its workflows
-    whose ``rollback_conflicts`` limit it exceeds; save it sealed to ``out`` and record it, to
-    be approved and applied. A tripped lane's plan is still saved: it is the operator's to
-    read."""
-    return plan_and_save(
-        open_ledger(db, create=False),
-        config,
-        scope,
-        policy=policy,
-        direction=direction,
-        missing_parent=missing_parent,
-        planner=planner,
-        out=out,
-    )
-
-
 def plan_and_save(
     ledger: Ledger,
     config: str | None,
@@ -167,8 +140,11 @@ def plan_and_save(
     directory: Path | None = None,
     admit: Callable[[RollbackPlan], None] | None = None,
 ) -> Planned:
-    """`plan_for_review` in an open ledger, saved to ``out`` or else as ``<batch>.plan`` in
-    ``directory`` (the HTTP API's plans directory), or not saved when neither is given.
+    """Plan a scope (nothing written to any target); pause the lane of each of its workflows
+    whose ``rollback_conflicts`` limit it exceeds; save it sealed to ``out``, or else as
+    ``<batch>.plan`` in ``directory`` (the HTTP API's plans directory), and record it, to be
+    approved and applied; not saved when neither is given. A tripped lane's plan is still
+    saved: it is the operator's to read.
     ``admit`` may refuse the plan (raise) before it pauses a lane or is saved: whether the
     planner may plan what it touches."""
     lanes = load_lanes(config)

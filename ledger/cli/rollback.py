@@ -45,8 +45,8 @@ from ledger.rollback_requests import (
     approve_saved,
     for_review,
     load_saved_plan,
+    plan_and_save,
     plan_configured,
-    plan_for_review,
     plan_with,
     rollback_scope,
 )
@@ -158,8 +158,8 @@ def _register(group: click.Group, direction: Direction) -> None:
         actor: str,
         **scope: Any,
     ) -> None:
-        planned = plan_for_review(
-            db,
+        planned = plan_and_save(
+            open_db(db),
             config,
             _scope(scope),
             policy=policy,
