@@ -5,9 +5,11 @@ ledger's figures, and log lines carry their correlation ids."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -244,3 +246,27 @@ def test_ledger_pause_tells_the_webhook_and_a_webhook_down_changes_nothing(appli
         assert again.returncode == 0 and again.stderr == ""
     assert [json.loads(r.body)["kind"] for r in server.requests] == ["lane.paused"]
     assert json.loads(server.requests[0].body)["details"]["reason"] == "bad mapping"
+
+
+def test_a_lane_paused_by_rollback_plan_is_posted_by_the_command_itself(
+    workspace: tuple[Path, Path, dict[str, str]], applied: Any
+) -> None:
+    tmp_path, env = applied
+    crm = workspace[1]
+    with NoticeServer() as server:
+        configure(tmp_path, server.url)
+        config = tmp_path / "ledger.toml"
+        config.write_text(
+            config.read_text().replace(
+                'notify = ["ops"]\n',
+                'notify = ["ops"]\ntriggers.rollback_conflicts = { more_than = 0 }\n',
+            )
+        )
+        with contextlib.closing(sqlite3.connect(crm)) as db:  # an edit after batch b1
+            db.execute("UPDATE contacts SET stage = 'customer' WHERE id = '00000'")
+            db.commit()
+        done = run_cli(env, "rollback", "plan", "--batch", "b1")
+    assert done.returncode == 2, done.stderr
+    assert "lane lead-sync paused" in done.stdout
+    kinds = [json.loads(r.body)["kind"] for r in server.requests]
+    assert kinds and all(kind.startswith("lane.") for kind in kinds), kinds
