@@ -29,13 +29,20 @@ def seal(kind: str, content: dict[str, Any]) -> bytes:
     return _CODEC.encode({"format": kind, "seal": digest(content), "plan": content})
 
 
-def unseal(kind: str, data: bytes, made_by: str) -> dict[str, Any]:
+def unseal(kind: str, data: bytes, made_by: str, earlier: tuple[str, ...] = ()) -> dict[str, Any]:
     """The content of a saved plan of this kind; refused if it is not one (``made_by`` names
-    the command that saves them) or if it was altered after it was saved."""
+    the command that saves them), if it is of an ``earlier`` kind this version no longer
+    applies, or if it was altered after it was saved."""
     try:
         saved = _CODEC.decode(data)
     except (ValueError, TypeError, KeyError, ArithmeticError):  # not the transcoder's JSON
         saved = None
+    if isinstance(saved, dict) and saved.get("format") in earlier:
+        raise InvalidChange(
+            f"the plan was saved by an earlier version of changeledger ({saved['format']}), "
+            f"whose plans this one does not apply; plan again with `{made_by}`",
+            field="plan",
+        )
     if (
         not isinstance(saved, dict)
         or saved.get("format") != kind

@@ -9,7 +9,7 @@ A mixin of `Ledger`, building only on `AggregateStore`.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Collection, Iterator
+from collections.abc import Container, Iterator
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
@@ -217,7 +217,7 @@ class Queries(AggregateStore):
         self,
         position: int,
         *,
-        excluding: Collection[str] = (),
+        excluding: Container[str] = (),
         system: str | None = None,
         collection: str | None = None,
     ) -> set[str]:

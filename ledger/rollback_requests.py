@@ -73,7 +73,7 @@ def load_saved_plan(
                 field=option,
             )
     try:
-        return RollbackPlan.loads(path.read_bytes())
+        return read_plan_file(path)
     except InvalidChange as error:
         raise InvalidChange(f"{path}: {error}", field="--plan") from None
 
@@ -177,20 +177,25 @@ def plans_directory(config: str | None, plans_dir: str | Path | None = None) -> 
     return config_path(config).absolute().parent / TRIP_PLANS
 
 
+def read_plan_file(path: Path) -> RollbackPlan:
+    """A saved plan file, read a line at a time (`RollbackPlan.load`)."""
+    with path.open("rb") as file:
+        return RollbackPlan.load(file)
+
+
 def load_recorded_plan(ledger: Ledger, plan: str) -> tuple[SavedPlan, RollbackPlan]:
     """The plan recorded as saved under id ``plan``, read from where it was saved and checked
     to be exactly the content recorded (its seal)."""
     saved = saved_by_id(ledger, plan)
     path = Path(saved.path)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as file:
+            loaded = RollbackPlan.load(file)
     except OSError as error:
         raise NotFound(
             f"plan {saved.plan} was saved to {path}, which cannot be read now "
             f"({error.strerror}); plan again"
         ) from None
-    try:
-        loaded = RollbackPlan.loads(data)
     except InvalidChange as error:
         raise InvalidChange(f"{path}: {error}", field="plan") from None
     if loaded.seal != saved.seal:
@@ -339,7 +344,7 @@ def approve_saved(ledger: Ledger, plan_file_or_id: str, approver: str) -> PlanAp
     if not path.is_file():
         return approve_rollback_plan(ledger, plan_file_or_id, approver)
     try:
-        plan = RollbackPlan.loads(path.read_bytes())
+        plan = read_plan_file(path)
     except InvalidChange as error:
         raise InvalidChange(f"{path}: {error}", field="plan") from None
     return approve_rollback_plan(ledger, plan, approver)

@@ -4,6 +4,7 @@ compensations (they are paged), with the links that read the rest."""
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any, TypeVar
 
 import orjson
@@ -70,11 +71,11 @@ def check_plan(token: TokenView, plan: RollbackPlan, *, acting: bool) -> None:
         else:
             check_workflows(token, plan.workflows or [None])
     if token.systems:
-        entities = (
-            [c.entity for c in plan.compensations]
-            + [c.entity for c in plan.conflicts]
-            + [f.entity for f in plan.followups]
-            + list(plan.already_rolled_back)
+        entities = chain(
+            (c.entity for c in plan.compensations),
+            (c.entity for c in plan.conflicts),
+            (f.entity for f in plan.followups),
+            plan.already_rolled_back,
         )
         check_systems(token, sorted({Address.parse(e).system for e in entities}), "plan")
 

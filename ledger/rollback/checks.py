@@ -7,11 +7,11 @@ pure planner's reading of the record's history allows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from typing import Any
 
 from ledger.application import Ledger
-from ledger.domain import Entity
+from ledger.domain import Address, Entity
 from ledger.errors import InvalidChange
 from ledger.rollback.model import (
     DIRECTIONS,
@@ -23,7 +23,16 @@ from ledger.rollback.model import (
 )
 from ledger.rollback.plan import RollbackPlan
 from ledger.rollback.planner import later_changes, read_history
-from ledger.rollback.planning import histories, scope_actions, scope_workflows, vouched
+from ledger.rollback.planning import (
+    HISTORY_PAGE,
+    InScope,
+    ScopeRecord,
+    cuts,
+    read_histories,
+    scope_filter,
+    scope_workflows,
+    vouched,
+)
 from ledger.rollback.runbook import show
 from ledger.values import ABSENT, same
 
@@ -58,31 +67,59 @@ def check_against_history(
     known = vouched(rollback, ledger, contracts)
     if known is not None:  # the plan `plan_rollback` just made from this history, as made
         return known
-    by_entity, addresses, scoped = scope_actions(ledger, rollback.scope, rollback.position)
-    ids = {str(address): entity_id for entity_id, address in addresses.items()}
-    planned: dict[str, Compensation] = {}
-    for compensation in rollback.compensations:
-        problem = None
-        if compensation.entity in planned:
-            problem = "it is planned twice"
-        elif compensation.entity not in ids:
-            problem = f"it has no action in the scope ({rollback.scope.describe()})"
-        if problem:
-            raise _refused(rollback, compensation.entity, problem)
-        planned[compensation.entity] = compensation
-    wanted = [ids[entity] for entity in planned]
+    within = scope_filter(ledger, rollback.scope, rollback.position)
+    cut = cuts(ledger, rollback.position)
+    # A compensation is named by its record's newest action in the scope, one per record:
+    # a position met twice is a record planned twice (one bit per log position).
+    met = bytearray(rollback.position // 8 + 1)
     workflows: set[str] = set()
-    for entity_id, history in histories(ledger, wanted, rollback.position):
-        address = addresses[entity_id]
-        contract = (contracts or {}).get((address.system, address.collection), Contract())
-        compensation = planned[str(address)]
-        problem = disagreement(
-            compensation, history, by_entity[entity_id], scoped, rollback, contract
-        )
-        if problem:
-            raise _refused(rollback, compensation.entity, problem)
-        workflows.update(scope_workflows(history, set(compensation.compensates)))
+    compensations = rollback.compensations
+    for start in range(0, len(compensations), HISTORY_PAGE):  # a page of records at a time
+        page = compensations[start : start + HISTORY_PAGE]
+        records = _scope_records(ledger, within, page)
+        scoped = InScope(ledger, within, list(records.values()))
+        wanted = list({record.entity_id: None for record in records.values()})
+        found = dict(read_histories(ledger, wanted, cut))
+        for compensation in page:
+            record = records.get(compensation.entity)
+            if record is None:
+                raise _refused(
+                    rollback,
+                    compensation.entity,
+                    f"it has no action in the scope ({rollback.scope.describe()})",
+                )
+            address = record.address
+            contract = (contracts or {}).get((address.system, address.collection), Contract())
+            history = found[record.entity_id]
+            problem = disagreement(
+                compensation, history, record.actions, scoped, rollback, contract
+            )
+            at = compensation.position
+            if problem is None and met[at >> 3] & (1 << (at & 7)):
+                problem = "it is planned twice"
+            if problem:
+                raise _refused(rollback, compensation.entity, problem)
+            met[at >> 3] |= 1 << (at & 7)
+            workflows.update(scope_workflows(history, set(compensation.compensates)))
     return tuple(sorted(workflows))
+
+
+def _scope_records(
+    ledger: Ledger, within: dict[str, Any], page: Sequence[Compensation]
+) -> dict[str, ScopeRecord]:
+    """The scope's actions on a page of compensations' records, by the records' names."""
+    ids = set()
+    for compensation in page:
+        try:
+            ids.add(Address.parse(compensation.entity).entity_id)
+        except InvalidChange:
+            continue  # not a record's name: no action in the scope
+    records: dict[str, ScopeRecord] = {}
+    for row in ledger.index.actions_matching(**within, entity_ids=sorted(ids)):
+        address = Address(row.system, row.collection, row.key)
+        record = records.setdefault(str(address), ScopeRecord(row.entity_id, address, []))
+        record.actions.append(ScopedAction(row.version, row.position, row.fingerprint))
+    return records
 
 
 def _refused(rollback: RollbackPlan, entity: str, problem: str) -> InvalidChange:
@@ -97,7 +134,7 @@ def disagreement(
     c: Compensation,
     history: Sequence[Entity.Action],
     actions: Sequence[ScopedAction],
-    scoped: set[str],
+    scoped: Container[str],
     rollback: RollbackPlan,
     contract: Contract,
 ) -> str | None:

@@ -9,8 +9,7 @@ resumes after a crash, applies nothing twice, and can itself be rolled back.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, cast
 
@@ -25,7 +24,7 @@ from ledger.relations import Moves, follow_parents
 from ledger.rollback.checks import check_against_history
 from ledger.rollback.lane_rules import ensure_plan_approved
 from ledger.rollback.model import ON_FAILURE, Compensation, Contract, Operation, choose
-from ledger.rollback.plan import RollbackPlan
+from ledger.rollback.plan import RollbackPlan, spilled_compensations
 from ledger.rollback.report import CompensationResult, Result, RollbackReport, StaleValue
 from ledger.rollback.verification import verify_rollback
 from ledger.runs import Outcome, Run, Target
@@ -66,21 +65,22 @@ def apply_rollback(
     workflows = check_against_history(ledger, rollback, contracts)
     ensure_plan_approved(ledger, rollback, workflows, lanes or {})
     report = RollbackReport(rollback)
-    compensated = {c.entity for c in rollback.compensations}
-    for conflict in rollback.conflicts:
-        if conflict.entity not in compensated:
-            reason = f"conflict: {conflict.reason} on {', '.join(conflict.fields)}"
-            report.results.append(CompensationResult(conflict.entity, "skipped", reason=reason))
+    conflicted = {conflict.entity: conflict for conflict in rollback.conflicts}
+    for c in rollback.compensations if conflicted else ():  # a partial one (policy fields)
+        conflicted.pop(c.entity, None)
+    for conflict in conflicted.values():
+        reason = f"conflict: {conflict.reason} on {', '.join(conflict.fields)}"
+        report.results.append(CompensationResult(conflict.entity, "skipped", reason=reason))
     if rollback.aborted:
         return report
-    done = _landed(ledger, rollback)
     if _closed(ledger, rollback.batch):
         report.finished = True
-        report.results += [
-            _finished(c, _fingerprint(rollback, c.entity) in done) for c in rollback.compensations
-        ]
+        for page, landed in _pages_landed(ledger, rollback):
+            report.results += [
+                _finished(c, _fingerprint(rollback, c.entity) in landed) for c in page
+            ]
         return report
-    moved = _moved_in_ledger(ledger, rollback, set(done))
+    moved = _moved_in_ledger(ledger, rollback)
     log.info(
         "rollback.applying",
         plan=rollback.id,
@@ -90,8 +90,9 @@ def apply_rollback(
     )
     run = Run(ledger, rollback.batch, workflow=rollback.verb, actor=actor, trigger=rollback.verb)
     follower = _ParentFollower(ledger, adapters)
-    applied: list[Compensation] = []
-    stopped = False
+    applied = spilled_compensations()
+    moved_to: dict[str, str] = {}  # re-creates the system stored under a key of its choosing
+    stopped = unfinished = False
     for target, chunk in _chunks(rollback, adapters, moved, report):
         if stopped:
             report.results.extend(
@@ -115,18 +116,21 @@ def apply_rollback(
             report.results.append(result)
             if result.moved_to is not None:
                 follower.moves.landed(compensation.entity, result.moved_to)
+                moved_to[compensation.entity] = result.moved_to
             if outcome.status in ("applied", "already_applied"):
                 applied.append(compensation)
-        stopped = stop_on_failure and any(o.status == "failed" for o in outcomes)
-    unfinished = any(r.outcome in ("failed", "not attempted") for r in report.results)
+        failed = any(o.status == "failed" for o in outcomes)
+        unfinished = unfinished or failed
+        stopped = stop_on_failure and failed
+    unfinished = unfinished or stopped
     if applied and not unfinished:
         ledger.close_batch(rollback.batch)  # resumed or not: it holds every compensation
-    report.verification = verify_rollback(applied, adapters, report)
+    report.verification = verify_rollback(applied, adapters, report, moved=moved_to)
     log.info(
         "rollback.unfinished" if unfinished else "rollback.finished",
         plan=rollback.id,
         batch=rollback.batch,
-        results=dict(Counter(r.outcome for r in report.results)),
+        results=report.counts,
     )
     return report
 
@@ -135,40 +139,27 @@ def _fingerprint(rollback: RollbackPlan, entity: str) -> str:
     return f"{rollback.verb}:{rollback.id}:{entity}"
 
 
-def _landed(ledger: Ledger, rollback: RollbackPlan) -> dict[str, Any]:
-    """The compensations recorded by an earlier run of this rollback (by fingerprint), looked
-    up a page at a time (not every fingerprint of the plan in memory at once)."""
-    landed: dict[str, Any] = {}
+def _pages_landed(
+    ledger: Ledger, rollback: RollbackPlan
+) -> Iterator[tuple[Sequence[Compensation], dict[str, Any]]]:
+    """The plan's compensations a page at a time, each page with those of its fingerprints an
+    earlier run of this rollback recorded (never every fingerprint of the plan at once)."""
     compensations = rollback.compensations
     for start in range(0, len(compensations), APPLY_CHUNK):
         page = compensations[start : start + APPLY_CHUNK]
-        landed.update(
-            ledger.index.find_fingerprints([_fingerprint(rollback, c.entity) for c in page])
-        )
-    return landed
+        fingerprints = [_fingerprint(rollback, c.entity) for c in page]
+        yield page, ledger.index.find_fingerprints(fingerprints)
 
 
-class _Mine(Collection[str]):
-    """This rollback's fingerprints (and those of its re-creates under a new key), tested by
-    their shape rather than held as a set of every one."""
+class _Mine(Container[str]):
+    """This rollback's fingerprints (and those of its re-creates under a new key), told by
+    their shape (`_fingerprint`: the verb and the plan's id) rather than held as a set."""
 
-    def __init__(self, rollback: RollbackPlan, entities: Collection[str]):
+    def __init__(self, rollback: RollbackPlan):
         self.prefix = f"{rollback.verb}:{rollback.id}:"
-        self.entities = entities
 
     def __contains__(self, fingerprint: object) -> bool:
-        if not isinstance(fingerprint, str) or not fingerprint.startswith(self.prefix):
-            return False
-        entity = fingerprint[len(self.prefix) :]
-        return entity in self.entities or entity.removesuffix(":moved") in self.entities
-
-    def __iter__(self) -> Iterator[str]:
-        for entity in self.entities:
-            yield self.prefix + entity
-            yield f"{self.prefix}{entity}:moved"
-
-    def __len__(self) -> int:
-        return 2 * len(self.entities)
+        return isinstance(fingerprint, str) and fingerprint.startswith(self.prefix)
 
 
 def _change(rollback: RollbackPlan, c: Compensation, fingerprint: str) -> Change:
@@ -289,14 +280,12 @@ class _ParentFollower:
         return result
 
 
-def _moved_in_ledger(ledger: Ledger, rollback: RollbackPlan, done: set[str]) -> set[str]:
-    """Records changed in the ledger since the plan (by anything but this rollback), among
-    those whose compensation has not landed yet (a landed one is answered as done)."""
-    waiting = {
-        c.entity for c in rollback.compensations if _fingerprint(rollback, c.entity) not in done
-    }
-    planned = {c.entity for c in rollback.compensations}
-    return ledger.changed_since(rollback.position, excluding=_Mine(rollback, planned)) & waiting
+def _moved_in_ledger(ledger: Ledger, rollback: RollbackPlan) -> set[str]:
+    """Records changed in the ledger since the plan by anything but this rollback, unless
+    this rollback's compensation of them has landed (a landed one is answered as done)."""
+    changed = ledger.changed_since(rollback.position, excluding=_Mine(rollback))
+    landed = ledger.index.find_fingerprints([_fingerprint(rollback, e) for e in changed])
+    return {entity for entity in changed if _fingerprint(rollback, entity) not in landed}
 
 
 def _describe(

@@ -8,12 +8,14 @@ orphan). Everything relations do not decide keeps reverse log order.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 from dataclasses import replace
 
 from ledger.domain import Address
 from ledger.ports import Adapter, Relation
 from ledger.rollback.model import Compensation, Conflict
 from ledger.rollback.targets import read_targets
+from ledger.spill import Spilled
 from ledger.values import ABSENT
 
 Relations = dict[tuple[str, str], tuple[Relation, ...]]  # (system, collection) -> its relations
@@ -22,29 +24,37 @@ Relations = dict[tuple[str, str], tuple[Relation, ...]]  # (system, collection) 
 References = dict[str, tuple[list[tuple[str, str]], list[str]]]
 
 
+def mark_new_key(c: Compensation, adapters: dict[str, Adapter]) -> Compensation:
+    """A re-create marked where the system assigns the keys of its collection."""
+    if c.operation != "create":
+        return c
+    address = Address.parse(c.entity)
+    new_key = adapters[address.system].assigns_keys(address.collection)
+    return replace(c, new_key=True) if new_key else c
+
+
 def order_by_relations(
-    compensations: list[Compensation], adapters: dict[str, Adapter]
-) -> tuple[list[Compensation], list[Conflict]]:
-    """Where adapters know relations: drop (as conflicts) the records whose restored state
-    would reference a parent that is gone, then put parents' re-creations before their
-    children and children's deletions before their parents, keeping reverse log order
-    wherever relations do not decide. New keys are marked where the system assigns them."""
-    marked = []
-    relations: Relations = {}
-    for c in compensations:
-        address = Address.parse(c.entity)
-        where = (address.system, address.collection)
-        adapter = adapters[address.system]
-        if where not in relations:
-            relations[where] = adapter.relations(address.collection)
-        new_key = c.operation == "create" and adapter.assigns_keys(address.collection)
-        marked.append(replace(c, new_key=True) if new_key else c)
+    compensations: Spilled[Compensation],
+    adapters: dict[str, Adapter],
+    collections: Iterable[tuple[str, str]],
+) -> tuple[Spilled[Compensation], list[Conflict]]:
+    """Where adapters know relations between the plan's collections: drop (as conflicts) the
+    records whose restored state would reference a parent that is gone, then put parents'
+    re-creations before their children and children's deletions before their parents,
+    keeping reverse log order wherever relations do not decide. ``collections`` are the
+    (system, collection) pairs of the plan's records. Without relations the compensations
+    are returned as they are (never read into memory); with them, they are."""
+    relations: Relations = {
+        (system, name): adapters[system].relations(name) for system, name in collections
+    }
     if not any(relations.values()):
-        return marked, []
+        return compensations, []
+    marked = list(compensations)
     references = {c.entity: _references(c, relations) for c in marked}
     orphans = _orphans(marked, references, adapters)
     kept = [c for c in marked if c.entity not in orphans]
-    return _topological(kept, references), list(orphans.values())
+    ordered = _topological(kept, references)
+    return Spilled.of(ordered, compensations.encode, compensations.decode), list(orphans.values())
 
 
 def _references(c: Compensation, relations: Relations) -> tuple[list[tuple[str, str]], list[str]]:

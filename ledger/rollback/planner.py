@@ -8,7 +8,7 @@ shared with the check of a saved plan (`ledger.rollback.checks`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -75,7 +75,7 @@ def known_fields(history: Sequence[Entity.Action]) -> set[str]:
 def read_history(
     history: Sequence[Entity.Action],
     actions: Sequence[ScopedAction],
-    scoped: set[str],
+    scoped: Container[str],
     direction: Direction,
 ) -> RecordHistory:
     """Undo returns each field the scope touched to its value before the scope first touched
@@ -87,7 +87,8 @@ def read_history(
     later = [
         e
         for e in history[earliest if direction == "undo" else latest :]
-        if e.originator_version not in versions and not set((*e.compensates, *e.replays)) & scoped
+        if e.originator_version not in versions
+        and not any(f in scoped for f in (*e.compensates, *e.replays))
     ]
     # Done when, after the scope's latest action, a rollback (or replay) of this scope covered
     # every one of its actions here and no replay (or rollback) undid that since; edits by
@@ -192,7 +193,7 @@ def plan_entity(
     entity: str,
     history: Sequence[Entity.Action],
     actions: Sequence[ScopedAction],
-    scoped: set[str],
+    scoped: Container[str],
     image: Image,
     *,
     policy: Policy,

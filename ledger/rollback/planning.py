@@ -8,10 +8,10 @@ contracts, relation ordering and the abort policies shape the `RollbackPlan`.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Container, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 from uuid import UUID
 
 from ledger.application import Ledger
@@ -26,7 +26,6 @@ from ledger.rollback.model import (
     DIRECTIONS,
     MISSING_PARENT,
     POLICIES,
-    Compensation,
     Conflict,
     Contract,
     FollowUp,
@@ -34,8 +33,8 @@ from ledger.rollback.model import (
     ScopedAction,
     choose,
 )
-from ledger.rollback.ordering import order_by_relations
-from ledger.rollback.plan import RollbackPlan
+from ledger.rollback.ordering import mark_new_key, order_by_relations
+from ledger.rollback.plan import RollbackPlan, compensations_digest, spilled_compensations
 from ledger.rollback.planner import plan_entity
 from ledger.rollback.targets import read_targets
 
@@ -61,66 +60,78 @@ def plan_rollback(
     or ``abort`` the whole plan. ``collections`` names every collection of each system
     (default: those in the plan), so that deleting a record that others reference comes with a
     caution. ``planner`` (who plans) is sealed with the plan: a lane's two-person rule asks
-    someone else to approve it."""
+    someone else to approve it.
+
+    The scope is read a page of records at a time, newest first, and the compensations are
+    kept on disk as they are made (`ledger.spill`): memory stays that of a page, whatever the
+    scope's size (unless adapters declare relations, whose ordering needs them all)."""
     chosen = choose(policy, POLICIES, "policy", "policy")
     orphans_rule = choose(missing_parent, MISSING_PARENT, "missing-parent policy", "missing_parent")
     way = choose(direction, DIRECTIONS, "direction", "direction")
     if not scope.batches and scope.since is None:
         raise InvalidChange("a rollback scope needs batches or a --since point", field="scope")
     position = ledger.recorder.max_notification_id() or 0
-    by_entity, addresses, scoped = scope_actions(ledger, scope, position)
-    if not by_entity and scope.batches:
+    within = scope_filter(ledger, scope, position)
+    compensations = spilled_compensations()
+    conflicts: list[Conflict] = []
+    done: list[str] = []
+    followups: list[FollowUp] = []
+    deleted: list[str] = []
+    now = datetime.now(UTC)
+    workflows: set[str] = set()
+    reversed_workflows: set[str] = set()  # those of the records compensated: see `vouch`
+    in_plan: dict[str, set[str]] = {}  # the collections of each system the scope touches
+    cut = cuts(ledger, position)
+    for page in scope_pages(ledger, within):
+        scoped = InScope(ledger, within, page)
+        for record, history, image in _with_images(ledger, page, cut, adapters):
+            address, actions = record.address, record.actions
+            in_plan.setdefault(address.system, set()).add(address.collection)
+            workflows.update(scope_workflows(history, scoped))
+            entity = str(address)
+            contract = (contracts or {}).get((address.system, address.collection), Contract())
+            held = held_by_contract(entity, history, actions, contract, now)
+            if held is not None:
+                followups.append(held)
+                continue
+            planned = plan_entity(
+                entity,
+                history,
+                actions,
+                scoped,
+                image,
+                policy=chosen,
+                direction=way,
+                protected=contract.protected,
+            )
+            if planned.done:
+                done.append(entity)
+                continue
+            kept = protected_kept(entity, history, actions, contract)
+            if kept is not None:
+                followups.append(kept)
+            if planned.compensation is not None:
+                compensations.append(mark_new_key(planned.compensation, adapters))
+                if planned.compensation.operation == "delete":
+                    deleted.append(entity)
+                reversed_workflows |= scope_workflows(
+                    history, set(planned.compensation.compensates)
+                )
+            if planned.conflict is not None:
+                conflicts.append(planned.conflict)
+    if not in_plan and scope.batches:
         known = {b.name for b in ledger.batches()}
         missing = [b for b in scope.batches if b not in known]
         if missing:
             raise InvalidChange(
                 f"no batch named {missing[0]!r}; see `ledger batches`", field="batch"
             )
-    compensations: list[Compensation] = []
-    conflicts: list[Conflict] = []
-    done: list[str] = []
-    followups: list[FollowUp] = []
-    now = datetime.now(UTC)
-    workflows: set[str] = set()
-    reversed_workflows: set[str] = set()  # those of the records compensated: see `vouch`
-    for entity_id, history, image in _with_images(
-        history_pages(ledger, list(by_entity), position), addresses, adapters
-    ):
-        workflows.update(scope_workflows(history, scoped))
-        actions = by_entity[entity_id]
-        address = addresses[entity_id]
-        entity = str(address)
-        contract = (contracts or {}).get((address.system, address.collection), Contract())
-        held = held_by_contract(entity, history, actions, contract, now)
-        if held is not None:
-            followups.append(held)
-            continue
-        planned = plan_entity(
-            entity,
-            history,
-            actions,
-            scoped,
-            image,
-            policy=chosen,
-            direction=way,
-            protected=contract.protected,
-        )
-        if planned.done:
-            done.append(entity)
-            continue
-        kept = protected_kept(entity, history, actions, contract)
-        if kept is not None:
-            followups.append(kept)
-        if planned.compensation is not None:
-            compensations.append(planned.compensation)
-            reversed_workflows |= scope_workflows(history, set(planned.compensation.compensates))
-        if planned.conflict is not None:
-            conflicts.append(planned.conflict)
-    compensations.sort(key=lambda c: c.position, reverse=True)
-    compensations, orphans = order_by_relations(compensations, adapters)
+    compensations, orphans = order_by_relations(
+        compensations, adapters, [(s, c) for s, names in in_plan.items() for c in names]
+    )
     aborted = (chosen == "abort" and bool(conflicts)) or (orphans_rule == "abort" and bool(orphans))
     if aborted:
-        compensations = []
+        compensations = spilled_compensations()
     # The id names what the plan does, not only where it was made: two plans made at the same
     # position against different target states are two rollbacks, never one batch.
     plan_id = digest(
@@ -129,26 +140,22 @@ def plan_rollback(
             "policy": chosen,
             "position": position,
             "direction": way,
-            "compensations": [
-                (c.entity, c.operation, c.values, c.unset, c.expected, c.compensates, c.position)
-                for c in compensations
-            ],
+            "compensations": compensations_digest(compensations),
         }
     ).removeprefix("sha256:")[:12]
     conflicts += orphans
     if collections is None:
-        in_plan: dict[str, set[str]] = {}
-        for address in addresses.values():
-            in_plan.setdefault(address.system, set()).add(address.collection)
         collections = {system: sorted(names) for system, names in in_plan.items()}
-    deleted = [c.entity for c in compensations if c.operation == "delete"]
-    cautions = cascade_cautions(deleted, adapters, collections)
+    gone = {c.entity for c in orphans}
+    cautions = cascade_cautions(
+        [] if aborted else [e for e in deleted if e not in gone], adapters, collections
+    )
     plan = RollbackPlan(
         id=plan_id,
         scope=scope,
         policy=chosen,
         position=position,
-        compensations=tuple(compensations),
+        compensations=compensations,
         conflicts=tuple(sorted(conflicts, key=lambda c: c.entity)),
         already_rolled_back=tuple(sorted(done)),
         aborted=aborted,
@@ -198,7 +205,7 @@ def vouched(
     return entry[3] if entry[2] == dict(contracts or {}) else None
 
 
-def scope_workflows(history: Sequence[Entity.Action], fingerprints: set[str]) -> set[str]:
+def scope_workflows(history: Sequence[Entity.Action], fingerprints: Container[str]) -> set[str]:
     """The workflows of a record's actions among ``fingerprints``: whose lanes a plan of them
     answers to."""
     return {
@@ -208,74 +215,99 @@ def scope_workflows(history: Sequence[Entity.Action], fingerprints: set[str]) ->
     }
 
 
-def scope_actions(
-    ledger: Ledger, scope: RollbackScope, position: int
-) -> tuple[dict[UUID, list[ScopedAction]], dict[UUID, Address], set[str]]:
-    """The scope's actions up to a log position, per record, oldest first; each record's
-    address; every fingerprint in scope."""
-    rows = ledger.index.actions_matching(
-        batches=scope.batches,
-        workflow=scope.workflow,
-        after=ledger.cutoff(Point.parse(scope.since)) if scope.since else None,
-        system=scope.system,
-        collection=scope.collection,
-    )
-    by_entity: dict[UUID, list[ScopedAction]] = {}
-    addresses: dict[UUID, Address] = {}
-    scoped: set[str] = set()
-    for entity_id, version, row_position, fingerprint, system, collection, key in rows:
-        if row_position <= position:
-            by_entity.setdefault(entity_id, []).append(
-                ScopedAction(version, row_position, fingerprint)
-            )
-            addresses[entity_id] = Address(system, collection, key)
-            scoped.add(fingerprint)
-    return by_entity, addresses, scoped
+class ScopeRecord(NamedTuple):
+    """One record of a scope: its id, its address, its actions in the scope (oldest first)."""
+
+    entity_id: UUID
+    address: Address
+    actions: list[ScopedAction]
 
 
-def histories(
-    ledger: Ledger, entity_ids: list[UUID], position: int
-) -> Iterator[tuple[UUID, list[Entity.Action]]]:
-    """Each record's actions up to a log position (`history_pages`, one record at a time)."""
-    for page in history_pages(ledger, entity_ids, position):
-        yield from page
+def scope_filter(ledger: Ledger, scope: RollbackScope, position: int) -> dict[str, Any]:
+    """The scope as the index's filters, up to a log position."""
+    return {
+        "batches": scope.batches,
+        "workflow": scope.workflow,
+        "after": ledger.cutoff(Point.parse(scope.since)) if scope.since else None,
+        "system": scope.system,
+        "collection": scope.collection,
+        "up_to": position,
+    }
 
 
-def history_pages(
-    ledger: Ledger, entity_ids: list[UUID], position: int
-) -> Iterator[list[tuple[UUID, list[Entity.Action]]]]:
-    """Records' actions up to a log position, read a page of records at a time (the event
-    store would make one query per record: a 100,000-record rollback spent a third of its
-    planning there)."""
-    table = cast(Any, ledger.recorder).events_table_name
-    cut: dict[UUID, int] = {}  # records with actions after the position: the last version before
+def scope_pages(ledger: Ledger, within: dict[str, Any]) -> Iterator[list[ScopeRecord]]:
+    """The scope's records a page at a time, the record whose newest action in the scope is
+    newest first (a rollback's order), read lazily from the index."""
+    page: list[ScopeRecord] = []
+    with ledger.index.actions_by_record(**within) as rows:
+        for entity_id, version, row_position, fingerprint, system, collection, key in rows:
+            if not page or page[-1].entity_id != entity_id:
+                if len(page) == HISTORY_PAGE:
+                    yield page
+                    page = []
+                page.append(ScopeRecord(entity_id, Address(system, collection, key), []))
+            page[-1].actions.append(ScopedAction(version, row_position, fingerprint))
+    if page:
+        yield page
+
+
+class InScope(Container[str]):
+    """Whether a fingerprint names an action of the scope: those of a page of records are at
+    hand; any other (a later rollback on a record names the actions it compensated, maybe
+    under another key) is looked up in the index."""
+
+    def __init__(self, ledger: Ledger, within: dict[str, Any], page: Sequence[ScopeRecord]):
+        self.ledger = ledger
+        self.within = within
+        self.page = {action.fingerprint for record in page for action in record.actions}
+        self.looked_up: dict[str, bool] = {}
+
+    def __contains__(self, fingerprint: object) -> bool:
+        if not isinstance(fingerprint, str):
+            return False
+        if fingerprint in self.page:
+            return True
+        if fingerprint not in self.looked_up:
+            found = self.ledger.index.actions_matching(**self.within, fingerprints=(fingerprint,))
+            self.looked_up[fingerprint] = bool(found)
+        return self.looked_up[fingerprint]
+
+
+def cuts(ledger: Ledger, position: int) -> dict[UUID, int]:
+    """Records with actions after a log position: the last version each had at it."""
+    cut: dict[UUID, int] = {}
     for entity_id, version, *_ in ledger.index.actions_matching(after_position=position):
         cut[entity_id] = min(cut.get(entity_id, version), version - 1)
-    for start in range(0, len(entity_ids), HISTORY_PAGE):
-        page = entity_ids[start : start + HISTORY_PAGE]
-        stored = ledger.index.stored_events_of(table, page)
-        found = []
-        for entity_id in page:
-            events = stored.pop(entity_id, ())
-            if entity_id in cut:
-                events = [e for e in events if e.originator_version <= cut[entity_id]]
-            found.append(
-                (
-                    entity_id,
-                    [cast(Entity.Action, ledger.mapper.to_domain_event(event)) for event in events],
-                )
-            )
-        yield found
+    return cut
+
+
+def read_histories(
+    ledger: Ledger, entity_ids: Sequence[UUID], cut: Mapping[UUID, int]
+) -> list[tuple[UUID, list[Entity.Action]]]:
+    """A page of records' actions up to a log position (``cut``: `cuts` at it), in one read
+    (the event store would make one query per record)."""
+    table = cast(Any, ledger.recorder).events_table_name
+    stored = ledger.index.stored_events_of(table, entity_ids)
+    found = []
+    for entity_id in entity_ids:
+        events = stored.pop(entity_id, ())
+        if entity_id in cut:
+            events = [e for e in events if e.originator_version <= cut[entity_id]]
+        found.append(
+            (entity_id, [cast(Entity.Action, ledger.mapper.to_domain_event(e)) for e in events])
+        )
+    return found
 
 
 def _with_images(
-    pages: Iterator[list[tuple[UUID, list[Entity.Action]]]],
-    addresses: dict[UUID, Address],
+    ledger: Ledger,
+    page: list[ScopeRecord],
+    cut: Mapping[UUID, int],
     adapters: dict[str, Adapter],
-) -> Iterator[tuple[UUID, list[Entity.Action], Any]]:
-    """Each record's history with its target record, read a page at a time (not every record
-    of the scope at once: memory stays that of a page)."""
-    for page in pages:
-        images = read_targets(adapters, (addresses[entity_id] for entity_id, _ in page))
-        for entity_id, history in page:
-            yield entity_id, history, images[str(addresses[entity_id])]
+) -> Iterator[tuple[ScopeRecord, list[Entity.Action], Any]]:
+    """Each record of a page with its history and its target record, read for the page at
+    once."""
+    found = read_histories(ledger, [record.entity_id for record in page], cut)
+    images = read_targets(adapters, (record.address for record in page))
+    for record, (_, history) in zip(page, found, strict=True):
+        yield record, history, images[str(record.address)]

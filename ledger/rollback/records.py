@@ -169,7 +169,10 @@ def save_plan(ledger: Ledger, plan: RollbackPlan, path: Path, *, reason: str) ->
     """Write the sealed plan to ``path`` and record it (planner, seal, workflows, where and
     ``reason``), so it can be approved and an operator finds it. The file is written first: a
     plan recorded is always one that was saved."""
-    path.write_bytes(plan.dumps())
+    written = path.with_name(f".{path.name}.writing")
+    with written.open("wb") as file:  # a line per compensation, not the plan in one piece
+        plan.write(file)
+    written.replace(path)  # never a half-written plan under its name
     where = str(path.resolve())
     for _ in range(MAX_ATTEMPTS):
         record = _load(ledger, plan.id) or PlanRecord.start(plan.id)

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from ledger.encoding import encode_value
 from ledger.rollback.plan import RollbackPlan
+from ledger.spill import Spilled
+from ledger.transcoder import OrjsonTranscoder
 
 Result = Literal["restored", "re-created", "deleted", "skipped", "failed", "not attempted"]
 ATTENTION: tuple[Result, ...] = ("skipped", "failed", "not attempted")
@@ -78,13 +80,44 @@ class Mismatch:
         return result
 
 
+_CODEC = OrjsonTranscoder()
+
+
+def encode_result(r: CompensationResult) -> bytes:
+    stale = None if r.stale is None else [r.stale.field, r.stale.expected, r.stale.actual]
+    return _CODEC.encode(
+        [r.entity, r.outcome, r.reason, r.moved_to, r.parents, r.note, stale, r.error, r.refused]
+    )
+
+
+def decode_result(line: bytes) -> CompensationResult:
+    entity, outcome, reason, moved_to, parents, note, stale, error, refused = _CODEC.decode(line)
+    return CompensationResult(
+        entity,
+        outcome,
+        reason,
+        moved_to,
+        parents,
+        note,
+        None if stale is None else StaleValue(*stale),
+        error,
+        refused,
+    )
+
+
+def spilled_results() -> Spilled[CompensationResult]:
+    """Results kept on disk a page at a time (`ledger.spill`): a rollback of millions of
+    records reports on each without holding them all."""
+    return Spilled(encode_result, decode_result)
+
+
 @dataclass
 class RollbackReport:
     """One result per record — restored, re-created, deleted, skipped, failed (or not
     attempted, after a stop on failure) — with counts."""
 
     plan: RollbackPlan
-    results: list[CompensationResult] = field(default_factory=list)
+    results: Spilled[CompensationResult] = field(default_factory=spilled_results)
     verification: list[Mismatch] = field(default_factory=list)
     finished: bool = False  # the rollback had been applied to the end before: nothing done
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ledger.domain import Address
@@ -16,15 +16,20 @@ PAGE = 1000  # records read back from their targets at once
 
 
 def verify_rollback(
-    applied: Sequence[Compensation], adapters: dict[str, Adapter], report: RollbackReport
+    applied: Sequence[Compensation],
+    adapters: dict[str, Adapter],
+    report: RollbackReport,
+    *,
+    moved: Mapping[str, str] | None = None,
 ) -> list[Mismatch]:
     """Re-read every record the rollback wrote and compare it with the planned state exactly:
     each written value (and each field removed); each other field the compensation expected
     (under `skip`, the whole record), still as it was; a deleted record gone, a re-created one
     there (fields the system adds to a created record, like its own timestamps, are not the
     plan's); and every parent a written record references, present. ``report`` says where
-    re-created records went (their new keys)."""
-    moved = {r.entity: r.moved_to for r in report.results if r.moved_to is not None}
+    re-created records went (their new keys), unless ``moved`` (record -> new key) is given."""
+    if moved is None:
+        moved = {r.entity: r.moved_to for r in report.results if r.moved_to is not None}
     mismatches = []
     parents: dict[str, list[tuple[str, str]]] = {}  # parent address -> (record, field)
     relations: dict[tuple[str, str], tuple[Relation, ...]] = {}

@@ -22,8 +22,8 @@ query over the index is found in one file.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, cast
 from uuid import UUID
 
@@ -71,6 +71,13 @@ class IndexedRecorder:
     @abstractmethod
     def _rows(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         """Run one read-only statement and return plain tuples."""
+
+    @abstractmethod
+    def _stream(
+        self, statement: str, params: Sequence[Any]
+    ) -> AbstractContextManager[Iterator[Any]]:
+        """Run one read-only statement and read its rows lazily (plain tuples), in a read
+        transaction of their own that lasts while the context is open."""
 
     @abstractmethod
     def _qualified(self, table: str) -> str:
@@ -322,9 +329,66 @@ class IndexedRecorder:
         after: Cutoff | None = None,
         system: str | None = None,
         collection: str | None = None,
+        up_to: int | None = None,
+        entity_ids: Sequence[UUID] = (),
+        fingerprints: Sequence[str] = (),
     ) -> list[MatchedAction]:
         """Actions in a scope, oldest first. ``after`` keeps those beyond a cutoff (time or
-        position)."""
+        position), ``up_to`` those at or before a position; ``entity_ids`` and
+        ``fingerprints`` (when given) keep those of these records or with these
+        fingerprints."""
+        where, params = self._scope(
+            batches, workflow, after_position, after, system, collection, up_to
+        )
+        p = self.placeholder
+        if entity_ids:
+            where += f" AND a.entity_id IN ({', '.join([p] * len(entity_ids))})"
+            params += [self._db_id(entity_id) for entity_id in entity_ids]
+        if fingerprints:
+            where += f" AND a.fingerprint IN ({', '.join([p] * len(fingerprints))})"
+            params += list(fingerprints)
+        rows = self._rows(
+            "SELECT a.entity_id, a.version, a.position, a.fingerprint, a.system, a.collection, "
+            f"a.key FROM {self._qualified(INDEX_TABLE)} a{where} ORDER BY a.position",
+            params,
+        )
+        return [MatchedAction(self._uuid(row[0]), *row[1:]) for row in rows]
+
+    @contextmanager
+    def actions_by_record(
+        self,
+        *,
+        batches: Sequence[str] = (),
+        workflow: str | None = None,
+        after: Cutoff | None = None,
+        system: str | None = None,
+        collection: str | None = None,
+        up_to: int | None = None,
+    ) -> Iterator[Iterator[MatchedAction]]:
+        """The actions of a scope read lazily, each record's together (oldest first), the
+        record whose newest action in the scope is newest first: the order a rollback
+        undoes them in, without holding the scope in memory (the database sorts)."""
+        where, params = self._scope(batches, workflow, None, after, system, collection, up_to)
+        statement = (
+            "SELECT a.entity_id, a.version, a.position, a.fingerprint, a.system, a.collection, "
+            "a.key, MAX(a.position) OVER (PARTITION BY a.entity_id) AS newest "
+            f"FROM {self._qualified(INDEX_TABLE)} a{where} ORDER BY newest DESC, a.version"
+        )
+        uuid = self._uuid
+        with self._stream(statement, params) as rows:
+            yield (MatchedAction(uuid(row[0]), *row[1:7]) for row in rows)
+
+    def _scope(
+        self,
+        batches: Sequence[str],
+        workflow: str | None,
+        after_position: int | None,
+        after: Cutoff | None,
+        system: str | None,
+        collection: str | None,
+        up_to: int | None,
+    ) -> tuple[str, list[Any]]:
+        """The WHERE clause of a scope of actions over the index (aliased ``a``)."""
         p = self.placeholder
         conditions: list[str] = []
         params: list[Any] = []
@@ -342,17 +406,14 @@ class IndexedRecorder:
         if after_position is not None:
             conditions.append(f"a.position > {p}")
             params.append(after_position)
+        if up_to is not None:
+            conditions.append(f"a.position <= {p}")
+            params.append(up_to)
         if after is not None:
             conditions.append(f"NOT ({after.condition(p)})")
             params.append(after.value)
         conditions.append("a.operation <> 'track'")  # seeing a record changed nothing
-        where = f" WHERE {' AND '.join(conditions)}"
-        rows = self._rows(
-            "SELECT a.entity_id, a.version, a.position, a.fingerprint, a.system, a.collection, "
-            f"a.key FROM {self._qualified(INDEX_TABLE)} a{where} ORDER BY a.position",
-            params,
-        )
-        return [MatchedAction(self._uuid(row[0]), *row[1:]) for row in rows]
+        return f" WHERE {' AND '.join(conditions)}", params
 
     def stored_events_of(
         self, table: str, entity_ids: Sequence[UUID]

@@ -142,6 +142,18 @@ class PostgresLedgerRecorder(IndexedRecorder, TreeRecorder, PostgresApplicationR
             rows.execute(statement, list(params))  # plain tuples: no dict built per row
             return rows.fetchall()
 
+    @contextmanager
+    def _stream(self, statement: str, params: Sequence[Any]) -> Iterator[Iterator[Any]]:
+        # A server-side cursor in a read transaction of its own: rows come a page at a time.
+        with (
+            self.datastore.get_connection() as connection,
+            connection.transaction(force_rollback=True),
+            connection.cursor(name="ledger_stream", row_factory=tuple_row) as rows,
+        ):
+            rows.itersize = PAGE
+            rows.execute(statement, list(params))
+            yield iter(rows)
+
     def _qualified(self, table: str) -> str:
         return f'"{self.datastore.schema}"."{table}"'
 

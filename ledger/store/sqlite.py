@@ -184,6 +184,16 @@ class SQLiteLedgerRecorder(IndexedRecorder, TreeRecorder, SQLiteApplicationRecor
             finally:
                 cursor.close()
 
+    @contextmanager
+    def _stream(self, statement: str, params: Sequence[Any]) -> Iterator[Iterator[Any]]:
+        with self.datastore.transaction(commit=False) as c:
+            cursor = c.sqlite_cursor.connection.cursor()  # of its own, as in `_rows`
+            cursor.row_factory = None
+            try:
+                yield cursor.execute(statement, list(params))
+            finally:
+                cursor.close()
+
     def _qualified(self, table: str) -> str:
         return table
 

@@ -126,9 +126,10 @@ def test_a_plan_altered_after_its_approval_is_refused(workspace):
     )
     assert ledger(env, "rollback", "approve", plan, actor="bob").returncode == 0
     after_run = rows(engine)
-    codec = OrjsonTranscoder()
-    content = codec.decode(plan.read_bytes())["plan"]
-    plan.write_bytes(seal(PLAN_FORMAT, {**content, "planner": "carol"}))  # sealed again
+    header, _, compensations = plan.read_bytes().partition(b"\n")
+    content = OrjsonTranscoder().decode(header)["plan"]
+    resealed = seal(PLAN_FORMAT, {**content, "planner": "carol"})  # sealed again
+    plan.write_bytes(resealed + b"\n" + compensations)
     refused = ledger(env, "rollback", "apply", "--plan", plan, actor="carol")
     assert refused.returncode == 1
     assert f"rollback plan {content['id']} was altered after bob approved it" in refused.stderr

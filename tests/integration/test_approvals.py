@@ -161,9 +161,9 @@ def test_a_plan_of_another_workflows_actions_needs_no_two_person_approval(ledger
 
 def resealed(path, **changes):
     """The plan file edited and sealed again, as someone who can recompute the digest would."""
-    codec = OrjsonTranscoder()
-    content = codec.decode(path.read_bytes())["plan"]
-    path.write_bytes(seal(PLAN_FORMAT, {**content, **changes}))
+    header, _, compensations = path.read_bytes().partition(b"\n")
+    content = OrjsonTranscoder().decode(header)["plan"]
+    path.write_bytes(seal(PLAN_FORMAT, {**content, **changes}) + b"\n" + compensations)
     return RollbackPlan.loads(path.read_bytes())
 
 

@@ -228,11 +228,11 @@ def test_a_hand_edited_plan_file_is_refused_when_loaded(planned: Any) -> None:
     """The reviewer points the plan at a record outside the batch, in the file itself."""
     tmp_path, crm, env = planned
     saved = tmp_path / "plan.bin"
-    document = json.loads(saved.read_bytes())
-    compensation = document["plan"]["compensations"]["_data_"][0]  # a tuple, tagged
+    header, *lines = saved.read_bytes().splitlines()  # then one line per compensation
+    compensation = json.loads(lines[0])
     compensation["entity"] = "crm/contacts/00002"
     compensation["values"] = {"stage": "customer"}
-    saved.write_text(json.dumps(document))
+    saved.write_bytes(b"\n".join([header, json.dumps(compensation).encode(), *lines[1:]]))
     before = stages(crm)
 
     applied = run_cli(env, "rollback", "apply", "--plan", str(saved))
@@ -262,7 +262,7 @@ def test_a_resealed_plan_file_writing_outside_the_batch_is_refused(planned: Any)
 
 @pytest.mark.parametrize(
     "content",
-    [b"", b"not json", b'{"id": "x"}', b"[1, 2]", b'{"format": "changeledger/rollback-plan/2"}'],
+    [b"", b"not json", b'{"id": "x"}', b"[1, 2]", b'{"format": "changeledger/rollback-plan/3"}'],
 )
 def test_a_file_that_is_not_a_plan_is_a_one_line_error(workspace: Any, content: bytes) -> None:
     tmp_path, _, env = workspace
@@ -285,13 +285,13 @@ def test_the_plan_just_made_is_not_read_against_history_again_but_any_other_is(
     import ledger.rollback.checks as checks
 
     read: list[int] = []
-    original = checks.histories
+    original = checks.read_histories
 
     def counted(*args: Any) -> Any:
         read.append(1)
         return original(*args)
 
-    monkeypatch.setattr(checks, "histories", counted)
+    monkeypatch.setattr(checks, "read_histories", counted)
     batch(ledger, crm, "b1", ("1", "2"))
     made = plan_rollback(ledger, RollbackScope(batches=("b1",)), {"crm": crm})
     assert check_against_history(ledger, made) == ()
