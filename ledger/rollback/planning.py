@@ -87,7 +87,8 @@ def plan_rollback(
         for record, history, image in _with_images(ledger, page, cut, adapters):
             address, actions = record.address, record.actions
             in_plan.setdefault(address.system, set()).add(address.collection)
-            workflows.update(scope_workflows(history, scoped))
+            # A fingerprint names one action: the record's own in the scope are its rows.
+            workflows.update(scope_workflows(history, {a.fingerprint for a in actions}))
             entity = str(address)
             contract = (contracts or {}).get((address.system, address.collection), Contract())
             held = held_by_contract(entity, history, actions, contract, now)
