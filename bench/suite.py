@@ -355,7 +355,7 @@ class Suite:
         """Row 6 at one size: the rollback, its rows exported (untimed), the reference."""
         self.log(
             f"workload 6: a {n:,}-row SQLite table, its ledger, and a bad batch of {n:,} updates "
-            "through the SQL adapter (not timed)"
+            "recorded and written (not timed)"
         )
         ledger_db, target = self.path(f"rollback-{n}.db"), self.path(f"rollback-target-{n}.db")
         seed = self.task("seed_rollback", db=ledger_db, target=target, n=n)
