@@ -224,14 +224,12 @@ class Queries(AggregateStore):
         """Records (``system/collection/key``) with an action recorded after ``position``
         other than those whose fingerprints are in ``excluding``: what a plan made at that
         position must not write over, since the ledger learned something newer about it."""
-        rows = self.index.actions_matching(
-            after_position=position, system=system, collection=collection
-        )
-        return {
-            f"{row.system}/{row.collection}/{row.key}"
-            for row in rows
-            if row.fingerprint not in excluding
-        }
+        with self.index.actions_after(position, system=system, collection=collection) as rows:
+            return {
+                f"{row.system}/{row.collection}/{row.key}"
+                for row in rows
+                if row.fingerprint not in excluding
+            }
 
     def diff(self, address: Address, a: Point | None, b: Point | None) -> EntityDiff | None:
         """How a record differs between two points; None when it is the same."""

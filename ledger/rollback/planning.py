@@ -277,8 +277,9 @@ class InScope(Container[str]):
 def cuts(ledger: Ledger, position: int) -> dict[UUID, int]:
     """Records with actions after a log position: the last version each had at it."""
     cut: dict[UUID, int] = {}
-    for entity_id, version, *_ in ledger.index.actions_matching(after_position=position):
-        cut[entity_id] = min(cut.get(entity_id, version), version - 1)
+    with ledger.index.actions_after(position) as rows:
+        for entity_id, version, *_ in rows:
+            cut[entity_id] = min(cut.get(entity_id, version), version - 1)
     return cut
 
 

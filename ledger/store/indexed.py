@@ -325,7 +325,6 @@ class IndexedRecorder:
         *,
         batches: Sequence[str] = (),
         workflow: str | None = None,
-        after_position: int | None = None,
         after: Cutoff | None = None,
         system: str | None = None,
         collection: str | None = None,
@@ -337,9 +336,7 @@ class IndexedRecorder:
         position), ``up_to`` those at or before a position; ``entity_ids`` and
         ``fingerprints`` (when given) keep those of these records or with these
         fingerprints."""
-        where, params = self._scope(
-            batches, workflow, after_position, after, system, collection, up_to
-        )
+        where, params = self._scope(batches, workflow, None, after, system, collection, up_to)
         p = self.placeholder
         if entity_ids:
             where += f" AND a.entity_id IN ({', '.join([p] * len(entity_ids))})"
@@ -353,6 +350,21 @@ class IndexedRecorder:
             params,
         )
         return [MatchedAction(self._uuid(row[0]), *row[1:]) for row in rows]
+
+    @contextmanager
+    def actions_after(
+        self, position: int, *, system: str | None = None, collection: str | None = None
+    ) -> Iterator[Iterator[MatchedAction]]:
+        """The actions recorded after a log position, oldest first, read lazily (a rollback
+        resumed after a million compensations has them all after its plan's position)."""
+        where, params = self._scope((), None, position, None, system, collection, None)
+        statement = (
+            "SELECT a.entity_id, a.version, a.position, a.fingerprint, a.system, a.collection, "
+            f"a.key FROM {self._qualified(INDEX_TABLE)} a{where} ORDER BY a.position"
+        )
+        uuid = self._uuid
+        with self._stream(statement, params) as rows:
+            yield (MatchedAction(uuid(row[0]), *row[1:]) for row in rows)
 
     @contextmanager
     def actions_by_record(
