@@ -16,6 +16,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from ledger._library import trigger_built
 from ledger.errors import InvalidChange
 from ledger.keys import canonical_key
 from ledger.values import ABSENT
@@ -210,7 +211,7 @@ class Entity(Aggregate):
         )
 
     def record(self, **action: Any) -> None:
-        self.trigger_event(self.ActionRecorded, address=self.address, **{**_no_links(), **action})
+        trigger_built(self, self.ActionRecorded, {**_no_links(), **action, "address": self.address})
 
 
 def _no_links() -> dict[str, Any]:
