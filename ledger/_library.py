@@ -3,8 +3,9 @@ at import time: ``TZINFO_TOPIC`` (the timezone of every event's timestamp; a bad
 the import). The ledger owns its environment (docs/cli.md): its times are UTC whatever that
 variable says. `ledger/__init__.py` imports this module first.
 
-It also holds the one seam the pure domain needs (`trigger_built`): the layers below the
-store cannot import `ledger.store.library_seams`, where every other seam lives."""
+It also holds the two seams the pure domain needs (`trigger_built`, `init_built`): the
+layers below the store cannot import `ledger.store.library_seams`, where every other seam
+lives."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 _topic = os.environ.pop("TZINFO_TOPIC", None)
 try:
     import eventsourcing.domain  # noqa: F401
+    from eventsourcing.utils import resolve_topic
 finally:
     if _topic is not None:
         os.environ["TZINFO_TOPIC"] = _topic
@@ -52,3 +54,16 @@ def _event_fields(event_class: type[Any]) -> tuple[tuple[str, ...], frozenset[st
         names = tuple(field.name for field in dataclasses.fields(event_class) if field.init)
         _FIELDS[event_class] = names, frozenset(names)
     return _FIELDS[event_class]
+
+
+def init_built(event: Any, **init: Any) -> Any:
+    """`CanInitAggregate.mutate` (a created event's new aggregate) for an event class that
+    knows its aggregate's ``__init__`` arguments: the library finds them by inspecting two
+    signatures and filtering the event's fields for each, every time an aggregate is
+    created or read back. `tests/unit/test_library_seams.py` hashes the library's."""
+    aggregate_class = resolve_topic(event.originator_topic)
+    aggregate = aggregate_class.__new__(aggregate_class)
+    aggregate.__base_init__(event.originator_id, event.originator_version, event.timestamp)
+    aggregate.__init__(**init)
+    event.apply(aggregate)
+    return aggregate

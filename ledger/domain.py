@@ -16,7 +16,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from ledger._library import trigger_built
+from ledger._library import init_built, trigger_built
 from ledger.errors import InvalidChange
 from ledger.keys import canonical_key
 from ledger.values import ABSENT
@@ -197,6 +197,11 @@ class Entity(Aggregate):
 
     class FirstActionRecorded(Action, Aggregate.Created):
         """The first action the ledger saw on a record (which may be an update of an old one)."""
+
+        def mutate(self, aggregate: Any) -> Any:
+            """The record, created from this event (its ``__init__`` takes the address)."""
+            assert aggregate is None
+            return init_built(self, address=self.address)
 
     class ActionRecorded(Action):
         """Any later action on a record."""

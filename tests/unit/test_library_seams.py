@@ -61,6 +61,11 @@ LEANS_ON: list[tuple[Callable[..., Any], str, str]] = [
         "4724a6ca76a5c9ff",
         "`trigger_built` (ledger/_library.py) still does what it does to an aggregate",
     ),
+    (
+        eventsourcing.domain.CanInitAggregate.mutate,
+        "e700ce4c152450bf",
+        "`init_built` (ledger/_library.py) still makes the aggregate it makes",
+    ),
     (SQLiteDatastore.__init__, "6f70a3c7d7e9d8ae", "`use_pool` may still replace its pool"),
     (
         SQLiteFactory.__init__,
@@ -152,7 +157,7 @@ def test_the_library_still_reads_its_timezone_at_import() -> None:
 def test_an_action_built_directly_is_the_event_the_library_would_trigger() -> None:
     """`trigger_built` (Entity.record) makes the very event `trigger_event` makes: equal, the
     same stored bytes, read back equal, the aggregate moved on alike; a missing field is
-    refused before the aggregate changes."""
+    refused before the aggregate changes. `init_built` makes the library's aggregate."""
     from datetime import UTC, datetime
 
     from ledger.domain import Address, Entity
@@ -188,6 +193,10 @@ def test_an_action_built_directly_is_the_event_the_library_would_trigger() -> No
         "requested": None,
     }
     built, triggered = Entity.first(address, **action), Entity.first(address, **action)
+    created = built.pending_events[0]
+    library = eventsourcing.domain.CanInitAggregate.mutate(created, None)
+    assert vars(created.mutate(None)) == vars(library)  # init_built: the library's aggregate
+    assert type(library) is Entity and library.fields == {"stage": "lead"}
     built.record(**update)
     triggered.trigger_event(Entity.ActionRecorded, address=str(address), **update)
     new, old = built.pending_events[-1], triggered.pending_events[-1]
