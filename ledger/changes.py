@@ -153,12 +153,31 @@ class Change:
         """The idempotency key: the given one, or a hash of what the change does, in which
         batch, to which version of the record (so a record changed back and forth within
         one batch is not mistaken for a retry)."""
-        return self.fingerprint or self.content_hash(batch=batch, based_on=based_on)
+        return self.fingerprints_in(batch, based_on)[0]
+
+    def fingerprints_in(self, batch: str, *based_on: int) -> list[str]:
+        """`fingerprint_in` for several versions of the record, what the change does encoded
+        once: a recording asks for two (a retry's of the latest action, and its own). The
+        bytes hashed are `content_hash`'s: with sorted keys, ``based_on`` and ``batch`` come
+        first (every other key sorts after them), then the rest of the identity."""
+        if self.fingerprint:
+            return [self.fingerprint] * len(based_on)
+        rest = orjson.dumps(_CANONICAL._to_json(self._identity()), option=orjson.OPT_SORT_KEYS)
+        head = b',"batch":' + orjson.dumps(batch) + b"," + rest[1:]
+        return [
+            "sha256:" + hashlib.sha256(b'{"based_on":%d%b' % (version, head)).hexdigest()
+            for version in based_on
+        ]
 
     def content_hash(self, **context: Any) -> str:
         """A hash of what the change does, with some context (its batch, its occurrence…)."""
-        identity = {
-            **context,
+        identity = {**context, **self._identity()}
+        encoded = orjson.dumps(_CANONICAL._to_json(identity), option=orjson.OPT_SORT_KEYS)
+        return "sha256:" + hashlib.sha256(encoded).hexdigest()
+
+    def _identity(self) -> dict[str, Any]:
+        """What the change does, as `content_hash` hashes it (without its context)."""
+        identity: dict[str, Any] = {
             "entity": str(self.address),
             "op": self.operation,
             "set": self.values,
@@ -182,8 +201,7 @@ class Change:
             )
             if value
         )
-        encoded = orjson.dumps(_CANONICAL._to_json(identity), option=orjson.OPT_SORT_KEYS)
-        return "sha256:" + hashlib.sha256(encoded).hexdigest()
+        return identity
 
 
 def _check_shape(change: Change) -> None:

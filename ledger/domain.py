@@ -16,6 +16,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from ledger._library import init_built, trigger_built
 from ledger.errors import InvalidChange
 from ledger.keys import canonical_key
 from ledger.values import ABSENT
@@ -197,6 +198,11 @@ class Entity(Aggregate):
     class FirstActionRecorded(Action, Aggregate.Created):
         """The first action the ledger saw on a record (which may be an update of an old one)."""
 
+        def mutate(self, aggregate: Any) -> Any:
+            """The record, created from this event (its ``__init__`` takes the address)."""
+            assert aggregate is None
+            return init_built(self, address=self.address)
+
     class ActionRecorded(Action):
         """Any later action on a record."""
 
@@ -210,7 +216,7 @@ class Entity(Aggregate):
         )
 
     def record(self, **action: Any) -> None:
-        self.trigger_event(self.ActionRecorded, address=self.address, **{**_no_links(), **action})
+        trigger_built(self, self.ActionRecorded, {**_no_links(), **action, "address": self.address})
 
 
 def _no_links() -> dict[str, Any]:

@@ -168,8 +168,6 @@ class Recording(AggregateStore):
                     # nothing another writer commits can come between what was read and what
                     # is written (and three transactions per `record` become one).
                     with self.index.held_transaction():
-                        if settle is None:
-                            self._admit_all(changes, defaults)
                         return self._record_once(
                             changes, defaults, line_numbers, close_batch, on_progress, settle, keep
                         )
@@ -185,24 +183,33 @@ class Recording(AggregateStore):
             f"({MAX_ATTEMPTS} attempts); nothing was recorded, try again"
         )
 
-    def _admit_all(self, changes: Sequence[Change], defaults: dict[str, Any]) -> None:
-        """The gate, per batch; a canary batch of a paused lane may not grow past its limit.
-        One pass over the changes, keeping only what the gate reads of them."""
+    def _admit_chunk(
+        self, chunk: Sequence[Change], admitted: dict[str | None, int], written: dict[str, int]
+    ) -> None:
+        """The gate, per batch, for one chunk of changes (defaults filled) before any of it is
+        loaded or saved; a canary batch of a paused lane may not grow past its limit.
+        ``admitted`` counts, per batch, the changes admitted so far and ``written`` the actions
+        the attempt saved into it, so the chunks of one transaction are capped as the whole
+        batch would be. A refusal in a later chunk rolls back the transaction (a batch
+        in chunks is one held transaction), so nothing of it is written."""
         by_batch: dict[str | None, tuple[set[str | None], list[str], list[int]]] = {}
-        batch_default, workflow_default = defaults["batch"], defaults.get("workflow")
-        for change in changes:
-            batch = change.batch if change.batch is not None else batch_default
-            seen, replays, counter = by_batch.setdefault(batch, (set(), [], [0]))
-            seen.add(change.workflow if change.workflow is not None else workflow_default)
+        for change in chunk:
+            seen, replays, counter = by_batch.setdefault(change.batch, (set(), [], [0]))
+            seen.add(change.workflow)
             replays.extend(change.replays)
             counter[0] += 1
         for batch, (workflows, replayed, counter) in by_batch.items():
             count = counter[0]
-            for canary in self._admit(workflows, replayed, batch).values():
-                if batch is not None and self.index.batch_count(batch) + count > canary.limit:
+            canaries = self._admit(workflows, replayed, batch)
+            total = admitted[batch] = admitted.get(batch, 0) + count
+            for canary in canaries.values():
+                # What the batch held before this attempt: what it holds now, less what
+                # the attempt's earlier chunks wrote into it.
+                before = self.index.batch_count(batch) - written.get(batch, 0) if batch else 0
+                if batch is not None and before + total > canary.limit:
                     raise CanaryLimit(
                         f"batch {batch!r} is the canary of a paused lane, limited to "
-                        f"{canary.limit} actions; these {count} would take it past that, "
+                        f"{canary.limit} actions; these {total} would take it past that, "
                         "so nothing was recorded"
                     )
 
@@ -222,10 +229,13 @@ class Recording(AggregateStore):
         size = CHUNK if self.index.holds_transactions else max(1, len(changes))
         session = _Session(self, {})
         outcome = _Outcome()
+        admitted: dict[str | None, int] = {}
         for start in range(0, len(changes), size):
             if start:
                 session.flush([], NOTHING, outcome, keep)
             chunk = [change.with_defaults(**defaults) for change in changes[start : start + size]]
+            if settle is None:
+                self._admit_chunk(chunk, admitted, session.written)
             entity_ids = self._load_chunk(session, chunk)
             for number, (change, entity_id) in enumerate(
                 zip(chunk, entity_ids, strict=True), start
@@ -344,6 +354,7 @@ class _Session:
         self.entries: dict[tuple[UUID, int], IndexEntry] = {}
         self.recorded_now: dict[str, Entity.Action] = {}  # by fingerprint
         self.results: list[Receipt | Entity.Action] = []
+        self.written: dict[str, int] = {}  # actions saved so far, by batch
 
     def save(self, extra: list[Aggregate], context: SaveContext) -> list[Saved[UUID]]:
         """Save the changed batches and records, then ``extra``, with the action index rows
@@ -383,6 +394,8 @@ class _Session:
                 position = placed[(action.entity_id, action.version)]
                 result = replace(result, action=replace(action, position=position))
             outcome.receipts.append(result)
+        for entry in self.entries.values():
+            self.written[entry.batch] = self.written.get(entry.batch, 0) + 1
         self.entities.clear()
         self.entries = {}
         self.recorded_now.clear()
@@ -404,10 +417,13 @@ class _Session:
             return _retry_receipt(change, self.ledger._action(where.entity_id, where.version))
         entity = self.ledger._entity(self.entities, entity_id)
         version = entity.version if entity is not None else 0
-        # The fingerprint a retry of the record's latest action would have (no record, no retry).
-        retry = None
-        if entity is not None:
-            retry = change.fingerprint_in(cast(str, change.batch), version - 1)
+        # The fingerprint a retry of the record's latest action would have (no record, no
+        # retry), and this action's own.
+        retry, batch_name = None, cast(str, change.batch)
+        if entity is None:
+            fingerprint = change.fingerprint_in(batch_name, version)
+        else:
+            retry, fingerprint = change.fingerprints_in(batch_name, version - 1, version)
         if entity is not None and entity.last_fingerprint == retry:
             # A retry of the record's latest action: answer with its receipt.
             earlier = self.recorded_now.get(cast(str, retry))
@@ -417,7 +433,6 @@ class _Session:
                 else self.ledger._action(entity.id, version)
             )
             return _retry_receipt(change, action)
-        fingerprint = change.fingerprint_in(cast(str, change.batch), version)
         if fingerprint in self.recorded_now:
             return _retry_receipt(change, action_view(self.recorded_now[fingerprint], None))
         drift = observed_drift(change, entity)

@@ -18,8 +18,10 @@ named below and fails, naming it and what to re-check here, when an upgrade chan
 
 The recorders' hooks that call these (`_insert_events`, `_create_connection`,
 `insert_events`) are overridden in `ledger.store.sqlite` and `ledger.store.postgres`, and the
-library functions they replace are hashed by the same test. One seam must live elsewhere:
-`ledger/_library.py` imports the library without ``TZINFO_TOPIC``, before anything else is.
+library functions they replace are hashed by the same test. Three seams must live elsewhere:
+`ledger/_library.py` imports the library without ``TZINFO_TOPIC``, before anything else is, and
+holds `trigger_built` and `init_built` (`BaseAggregate.trigger_event` and
+`CanInitAggregate.mutate` for the domain, which cannot import this module).
 """
 
 from __future__ import annotations

@@ -130,6 +130,25 @@ def test_a_paused_lanes_canary_batch_is_admitted_up_to_its_limit(crm):
         ledger.record(create(9), workflow=WORKFLOW, batch="canary-1")
 
 
+def test_a_batch_recorded_in_chunks_is_gated_whole(ledger, monkeypatch):
+    """`record_stream`/`record_all` check the gate chunk by chunk inside one transaction: a
+    paused workflow first met in a later chunk, or a canary that only the chunks together
+    take past its limit, still refuses the whole batch, nothing of it written."""
+    monkeypatch.setattr("ledger.recording.CHUNK", 3)
+    pause_lane(ledger, WORKFLOW, "stop", "alice")
+    allow_canary(ledger, WORKFLOW, "bob", "canary-1", 5)
+    ledger.record(create(100), workflow=WORKFLOW, batch="canary-1")
+    end = ledger.recorder.max_notification_id()
+    changes = [create(i) for i in range(7)]
+    with pytest.raises(LanePaused):
+        ledger.record_stream([*changes, create(7).with_defaults(workflow=WORKFLOW)], batch="b")
+    with pytest.raises(CanaryLimit, match="limited to 5 actions"):
+        ledger.record_all(changes[:5], workflow=WORKFLOW, batch="canary-1")
+    assert ledger.recorder.max_notification_id() == end
+    ledger.record_all(changes[:4], workflow=WORKFLOW, batch="canary-1")  # 1 + 4: at the limit
+    assert ledger.index.batch_count("canary-1") == 5
+
+
 # A second process pauses the lane while this one is between two chunks of a run: the run's
 # changes come from a generator that, once the first chunk is written and settled, signals
 # and waits for the test to say go (waiting on a file, not on the clock).

@@ -1,6 +1,7 @@
 """A change is checked field by field, and resolved against what the ledger knows."""
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
@@ -138,3 +139,31 @@ def test_unset_removes_a_field_and_its_compensation_restores_it():
     entity.record(**_action(Change(CONTACT, "update", unset=("temp",)), entity))
     assert entity.fields == {"stage": "lead"}
     assert entity.pending_events[-1].compensation["set"] == {"temp": "x"}
+
+
+def test_fingerprints_of_a_change_are_those_every_ledger_already_holds() -> None:
+    """`fingerprints_in` encodes what a change does once for two versions; the fingerprints
+    must stay byte for byte those stored by earlier versions (a retry of an action recorded
+    before the upgrade would otherwise be recorded twice)."""
+    change = Change(
+        Address("crm", "contacts", "42"),
+        "update",
+        values={"stage": "customer", "score": Decimal("1.10")},
+        unset=("note",),
+        before={"stage": "lead"},
+        inputs={"row": 2**70},
+        effective_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    pinned = [
+        "sha256:9918db415ea7bf080dc6ab5363327ad710b99411ca363af34753b1342f1c2dbc",
+        "sha256:cf7753c2f9c5453947a0e72e15ccd996ddc930da333048306aefed5fba9794c7",
+    ]
+    assert change.fingerprints_in("run-7", 0, 3) == pinned
+    assert [change.fingerprint_in("run-7", v) for v in (0, 3)] == pinned
+    for batch in ("run-7", 'a "quoted" bätch'):
+        assert change.fingerprints_in(batch, 5, 6) == [
+            change.content_hash(batch=batch, based_on=5),
+            change.content_hash(batch=batch, based_on=6),
+        ]
+    given = change.evolve(fingerprint="mine")
+    assert given.fingerprints_in("run-7", 0, 3) == ["mine", "mine"]

@@ -56,6 +56,16 @@ LEANS_ON: list[tuple[Callable[..., Any], str, str]] = [
     (Repository._reconstruct_aggregate, "56d7c30cb77083be", "`project_aggregates` mirrors it"),
     (project_aggregate, "e2d05062a4fad31f", "`project_aggregates` mirrors it"),
     (Mapper.to_domain_event, "6ec02f2a3b6e233a", "`fields_decoder` still decodes as it does"),
+    (
+        eventsourcing.domain.BaseAggregate.trigger_event,
+        "4724a6ca76a5c9ff",
+        "`trigger_built` (ledger/_library.py) still does what it does to an aggregate",
+    ),
+    (
+        eventsourcing.domain.CanInitAggregate.mutate,
+        "e700ce4c152450bf",
+        "`init_built` (ledger/_library.py) still makes the aggregate it makes",
+    ),
     (SQLiteDatastore.__init__, "6f70a3c7d7e9d8ae", "`use_pool` may still replace its pool"),
     (
         SQLiteFactory.__init__,
@@ -142,3 +152,63 @@ def test_the_library_still_reads_its_timezone_at_import() -> None:
     lines = inspect.getsource(eventsourcing.domain).splitlines()
     read = 'TZINFO: tzinfo = resolve_topic(os.getenv("TZINFO_TOPIC", "datetime:timezone.utc"))'
     assert read in lines, "re-check ledger/_library.py: the library reads TZINFO_TOPIC otherwise"
+
+
+def test_an_action_built_directly_is_the_event_the_library_would_trigger() -> None:
+    """`trigger_built` (Entity.record) makes the very event `trigger_event` makes: equal, the
+    same stored bytes, read back equal, the aggregate moved on alike; a missing field is
+    refused before the aggregate changes. `init_built` makes the library's aggregate."""
+    from datetime import UTC, datetime
+
+    from ledger.domain import Address, Entity
+    from ledger.transcoder import OrjsonTranscoder
+
+    mapper: Mapper[Any] = Mapper(transcoder=OrjsonTranscoder())
+    address = Address("crm", "contacts", "42")
+    action: dict[str, Any] = {
+        "operation": "create",
+        "before": {},
+        "after": {"stage": "lead"},
+        "compensation": {"operation": "delete", "expect": {"stage": "lead"}},
+        "inputs": {"row": 1},
+        "workflow": "sync",
+        "workflow_version": None,
+        "batch": "b",
+        "actor": None,
+        "trigger": None,
+        "sources": ["sheet/1"],
+        "effective_at": None,
+        "fingerprint": "first",
+    }
+    update = {
+        **action,
+        "operation": "update",
+        "before": {"stage": "lead"},
+        "after": {"stage": "customer"},
+        "fingerprint": "second",
+        "timestamp": datetime(2026, 1, 2, tzinfo=UTC),
+        "compensates": [],
+        "replays": [],
+        "moved_to": None,
+        "requested": None,
+    }
+    built, triggered = Entity.first(address, **action), Entity.first(address, **action)
+    created = built.pending_events[0]
+    library = eventsourcing.domain.CanInitAggregate.mutate(created, None)
+    assert vars(created.mutate(None)) == vars(library)  # init_built: the library's aggregate
+    assert type(library) is Entity and library.fields == {"stage": "lead"}
+    built.record(**update)
+    triggered.trigger_event(Entity.ActionRecorded, address=str(address), **update)
+    new, old = built.pending_events[-1], triggered.pending_events[-1]
+    assert new == old
+    assert mapper.to_stored_event(new) == mapper.to_stored_event(old)
+    assert mapper.to_domain_event(mapper.to_stored_event(new)) == new
+    assert (built.version, built.fields, built.last_fingerprint) == (
+        2,
+        {"stage": "customer"},
+        "second",
+    )
+    del update["batch"]
+    with pytest.raises(TypeError, match=r"\['batch'\]"):
+        built.record(**update)
+    assert built.version == 2 and len(built.pending_events) == 2
