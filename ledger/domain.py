@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Final
 from uuid import UUID, uuid5
 
@@ -80,7 +81,9 @@ def entity_id(system: str, collection: str, key: str) -> UUID:
     return uuid5(NAMESPACE, f"{system}/{collection}/{key}")
 
 
+@lru_cache(maxsize=256)
 def batch_id(name: str) -> UUID:
+    """A batch's aggregate id (derived once per name: every `record` looks its batch up)."""
     return uuid5(NAMESPACE, f"batch:{name}")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Literal
 from uuid import UUID, uuid5
 
@@ -32,8 +33,10 @@ OnTrip = Literal["pause", "plan-rollback"]
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
+@lru_cache(maxsize=256)
 def lane_id(workflow: str) -> UUID:
-    """The aggregate id of a workflow's lane: deterministic, so any process derives it."""
+    """The aggregate id of a workflow's lane: deterministic, so any process derives it (once:
+    the gate asks on every `record`)."""
     return uuid5(NAMESPACE, f"lane:{workflow}")
 
 
