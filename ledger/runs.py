@@ -204,6 +204,23 @@ class Run:
     ) -> list[Outcome]:
         """Apply changes to one collection, chunk by chunk, each chunk exactly once."""
         outcomes: list[Outcome] = []
+        for settled in self.apply_chunks(
+            target, changes, chunk_size=chunk_size, on_progress=on_progress
+        ):
+            outcomes.extend(settled)
+        return outcomes
+
+    def apply_chunks(
+        self,
+        target: Target,
+        changes: Iterable[Change],
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> Iterator[list[Outcome]]:
+        """`apply`, yielding each chunk's outcomes once it is settled: a caller that keeps
+        only what it needs of them (and passes the changes as an iterator) runs in memory
+        that does not grow with the batch."""
         for chunk in _chunks(iter(changes), chunk_size):
             for change in chunk:
                 if (change.address.system, change.address.collection) != (
@@ -221,8 +238,8 @@ class Run:
             # From reading the target to settling in the ledger, no other run touches these
             # records: it would take this run's unsettled writes for outside edits.
             with self.ledger.index.lock_records([str(change.address) for change in chunk]):
-                outcomes.extend(self._apply_chunk(target, prepared, on_progress or _ignore))
-        return outcomes
+                settled = self._apply_chunk(target, prepared, on_progress or _ignore)
+            yield settled
 
     def check(self, target: Target, keys: Sequence[str] = ()) -> list[str]:
         """Ask the target's adapter, once, whether its writes can be trusted before any is
