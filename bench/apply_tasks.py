@@ -36,19 +36,21 @@ def seed_apply(db: str, target: str, n: int) -> dict[str, Any]:
 
 
 def ledger_apply(db: str, target: str, n: int) -> dict[str, Any]:
-    """`Run.apply` of N updates (built before the clock); checked after it stops."""
+    """`Run.apply_chunks` of N updates (made as they are read, as a file is streamed), keeping
+    only the count of each chunk's outcomes; checked after it stops."""
     ledger = open_ledger(db, create=False)
     adapter = SqlAdapter(SYSTEM, f"sqlite:///{target}", {COLLECTION: SqlCollection(COLLECTION)})
-    changes = [Change(_address(i), "update", values=bad_values(i)) for i in range(n)]
+    changes = (Change(_address(i), "update", values=bad_values(i)) for i in range(n))
     after = ledger.recorder.max_notification_id() or 0
+    applied = 0
     started = time.perf_counter()
     with Run(ledger, BATCH, workflow=WORKFLOW) as run:
-        outcomes = run.apply(Target(adapter, COLLECTION), changes)
+        for outcomes in run.apply_chunks(Target(adapter, COLLECTION), changes):
+            applied += sum(1 for outcome in outcomes if outcome.status == "applied")
     seconds = time.perf_counter() - started
     table = ledger.index.events_table_name
     adapter.close()
     ledger.close()
-    applied = sum(1 for outcome in outcomes if outcome.status == "applied")
     assert applied == n, run.counts
     return {
         "count": n,

@@ -28,8 +28,10 @@ read best in one place; what happens after a write is in `ledger.settlement`.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, cast
@@ -204,6 +206,23 @@ class Run:
     ) -> list[Outcome]:
         """Apply changes to one collection, chunk by chunk, each chunk exactly once."""
         outcomes: list[Outcome] = []
+        for settled in self.apply_chunks(
+            target, changes, chunk_size=chunk_size, on_progress=on_progress
+        ):
+            outcomes.extend(settled)
+        return outcomes
+
+    def apply_chunks(
+        self,
+        target: Target,
+        changes: Iterable[Change],
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> Iterator[list[Outcome]]:
+        """`apply`, yielding each chunk's outcomes once it is settled: a caller that keeps
+        only what it needs of them (and passes the changes as an iterator) runs in memory
+        that does not grow with the batch."""
         for chunk in _chunks(iter(changes), chunk_size):
             for change in chunk:
                 if (change.address.system, change.address.collection) != (
@@ -220,9 +239,10 @@ class Run:
                 self.limit = canary.limit  # a paused lane's canary batch caps itself
             # From reading the target to settling in the ledger, no other run touches these
             # records: it would take this run's unsettled writes for outside edits.
-            with self.ledger.index.lock_records([str(change.address) for change in chunk]):
-                outcomes.extend(self._apply_chunk(target, prepared, on_progress or _ignore))
-        return outcomes
+            locked = self.ledger.index.lock_records([str(change.address) for change in chunk])
+            with locked, _collector_paused():
+                settled = self._apply_chunk(target, prepared, on_progress or _ignore)
+            yield settled
 
     def check(self, target: Target, keys: Sequence[str] = ()) -> list[str]:
         """Ask the target's adapter, once, whether its writes can be trusted before any is
@@ -424,6 +444,21 @@ def _typed(target: Target, change: Change) -> Change:
     if values is change.values and expected is change.expected:
         return change  # nothing converted (the usual case): no copy, no second check
     return replace(change, values=values, expected=expected)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """A chunk allocates several objects per change (intents, events, stored events, outcomes),
+    none in a reference cycle; CPython's cyclic collector would walk them again as the heap
+    grows, finding nothing to free. Paused for one chunk (bounded), as `record_all` does."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _ignore(count: int) -> None:
