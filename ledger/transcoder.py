@@ -104,20 +104,13 @@ class OrjsonTranscoder(Transcoder):
             return tuple(decoded[name] for name in names)
         fields = [parsed[name] for name in names]
         # Every tag writes the key `"_type_"` once (a string equal to it only adds to the
-        # count), so when the fields not asked for hold as many flat tags as the bytes have
-        # (an event's timestamp: every stored state has one), the fields asked for hold none
-        # and are plain JSON already; not walking them is most of a collection read's decode.
-        tags = data.count(_TAG)
-        for name, value in parsed.items():
-            if (
-                type(value) is dict
-                and name not in names
-                and value.keys() == _TAG_KEYS
-                and type(value["_data_"]) is str
-            ):
-                tags -= 1
-        if tags == 0:
-            return tuple(fields)
+        # count): a state whose one tag is its timestamp's (every stored event has one) holds
+        # none in the fields asked for, plain JSON already; not walking them is most of the
+        # decode of a collection read.
+        if "timestamp" not in names and data.count(_TAG) == 1:
+            stamp = parsed.get("timestamp")
+            if type(stamp) is dict and stamp.keys() == _TAG_KEYS and type(stamp["_data_"]) is str:
+                return tuple(fields)
         for index, value in enumerate(fields):
             kind = type(value)
             if kind is dict or kind is list:
