@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Final
 from uuid import UUID, uuid5
 
@@ -68,8 +68,10 @@ class Address:
         if not self.key:
             raise InvalidChange("entity key must not be empty", field="entity")
 
-    @property
+    @cached_property
     def entity_id(self) -> UUID:
+        """Kept once derived: recording a change reads it twice (loading the record, creating
+        it), and a uuid5 is a SHA-1 of the address."""
         return entity_id(self.system, self.collection, self.key)
 
     def __str__(self) -> str:

@@ -23,10 +23,15 @@ from ledger.changes import Change
 from ledger.domain import TRACK, Address
 from ledger.keys import in_key_order, merge_by_key
 from ledger.ports import Adapter, Record
+from ledger.recording import CHUNK
 from ledger.values import ABSENT, same
 from ledger.views import EntityState
 
-CHUNK = 1000
+# Rows recorded per commit: chunks of `CHUNK` go in one held write transaction (SQLite) until
+# this many are in it. A killed track loses at most this many rows' work; what committed stays
+# and a new track resumes after it. Fewer, larger commits: a commit every 1,000 rows took a
+# third of the baseline's time.
+COMMIT_EVERY = 50_000
 SAMPLES = 20
 
 
@@ -64,7 +69,8 @@ def track(
     on_progress: Callable[[int], None] | None = None,
 ) -> TrackReport:
     """Record every record of a collection the ledger does not know whole, in chunks of
-    `CHUNK` (each one transaction), streaming both sides so memory does not grow."""
+    `CHUNK` held in one write transaction per `COMMIT_EVERY` rows, streaming both sides so
+    memory does not grow."""
     system = adapter.system
     name = batch or f"track-{system}-{collection}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     counts = {"tracked": 0, "already_whole": 0, "drifted": 0}
@@ -73,33 +79,45 @@ def track(
 
     def flush() -> None:
         if pending:
-            ledger.record_all(pending, batch=name, actor=actor, trigger="track")
+            ledger.record_stream(pending, batch=name, actor=actor, trigger="track")
             counts["tracked"] += len(pending)
             pending.clear()
 
     prefix = len(f"{system}/{collection}/")
-    for key, known, found in merge_by_key(
+    items = merge_by_key(
         ledger.collection(system, collection, deleted=True),
         in_key_order(adapter.scan(collection), f"{system}/{collection}"),
         lambda state: state.entity[prefix:],
         lambda item: item[0],
-    ):
-        record = found[1] if found is not None else None
-        if on_progress is not None:
-            on_progress(1)
-        verdict = _verdict(known, record)
-        if verdict == "track":
-            address = Address(system, collection, key)
-            pending.append(Change(address, TRACK, values=dict(record or {})))
-            if len(pending) >= CHUNK:
-                flush()
-        elif verdict == "drifted":
-            counts["drifted"] += 1
-            if len(samples) < SAMPLES:
-                samples.append(f"{system}/{collection}/{key}")
-        else:
-            counts["already_whole"] += 1
-    flush()
+    )
+    exhausted = False
+    while not exhausted:
+        committed = counts["tracked"]
+        exhausted = True
+        # Reads and inserts of the chunks run in the held transaction: each chunk sees the ones
+        # before it, and an error rolls back only the rows since the last commit.
+        with ledger.index.held_transaction():
+            for key, known, found in items:
+                record = found[1] if found is not None else None
+                if on_progress is not None:
+                    on_progress(1)
+                verdict = _verdict(known, record)
+                if verdict == "track":
+                    pending.append(
+                        Change(Address(system, collection, key), TRACK, values=dict(record or {}))
+                    )
+                    if len(pending) >= CHUNK:
+                        flush()
+                        if counts["tracked"] - committed >= COMMIT_EVERY:
+                            exhausted = False
+                            break
+                elif verdict == "drifted":
+                    counts["drifted"] += 1
+                    if len(samples) < SAMPLES:
+                        samples.append(f"{system}/{collection}/{key}")
+                else:
+                    counts["already_whole"] += 1
+            flush()
     return TrackReport(system, collection, name, drift_samples=tuple(samples), **counts)
 
 

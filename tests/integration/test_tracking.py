@@ -12,6 +12,7 @@ from crm_tables import make_contacts
 
 from adapters.sql import SqlAdapter, SqlCollection
 from ledger import Address, Change, Point, Run, Target, open_ledger
+from ledger.evidence import verify
 from ledger.tracking import track
 
 LEDGER = [sys.executable, "-m", "ledger"]
@@ -82,3 +83,53 @@ def test_the_track_command_reports_and_exits_2_on_drift(
     assert drifted.returncode == 2
     assert "0 tracked, 2 already known whole, 1 drifted" in drifted.stdout
     assert "drift: crm/contacts/00000" in drifted.stdout
+
+
+KILLED_TRACK = """
+import os, signal, sys
+from adapters.sql import SqlAdapter, SqlCollection
+from ledger import open_ledger, tracking
+from ledger.recording import _Session
+
+tracking.COMMIT_EVERY = 10_000  # two chunks of 5,000 per commit
+saves = 0
+save = _Session.save
+
+def counted(self, *args, **kwargs):
+    global saves
+    result = save(self, *args, **kwargs)
+    saves += 1
+    if saves == 3:  # the first chunk after the first commit, saved and not yet committed
+        os.kill(os.getpid(), signal.SIGKILL)
+    return result
+
+_Session.save = counted
+ledger = open_ledger(sys.argv[1])
+adapter = SqlAdapter("crm", sys.argv[2], {"contacts": SqlCollection("contacts")})
+tracking.track(ledger, adapter, "contacts", batch="baseline")
+"""
+
+
+def test_a_killed_track_keeps_what_it_committed_verifies_and_resumes(tmp_path: Path) -> None:
+    crm = tmp_path / "crm.db"
+    make_contacts(f"sqlite:///{crm}", 25_000, stage="lead", owner="ann").dispose()
+    ledger_db = tmp_path / "ledger.db"
+    open_ledger(str(ledger_db)).close()
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_TRACK, str(ledger_db), f"sqlite:///{crm}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert killed.returncode == -9, killed.stderr
+    ledger = open_ledger(str(ledger_db), create=False)
+    report = verify(ledger)
+    assert report.ok, report.first_break
+    assert len(list(ledger.collection("crm", "contacts"))) == 10_000  # the committed rows only
+    adapter = SqlAdapter("crm", f"sqlite:///{crm}", {"contacts": SqlCollection("contacts")})
+    resumed = track(ledger, adapter, "contacts", batch="baseline")
+    assert (resumed.tracked, resumed.already_whole, resumed.drifted) == (15_000, 10_000, 0)
+    states = list(ledger.collection("crm", "contacts"))
+    assert len(states) == 25_000
+    assert all(state.fields == {"stage": "lead", "owner": "ann"} for state in states)
+    assert verify(ledger).ok

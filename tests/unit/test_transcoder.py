@@ -101,3 +101,22 @@ def test_json_null_and_sql_null_are_stored_apart():
     assert stored["sql"] is None
     assert stored["json"] is JSON_NULL
     assert stored["in"] == [JSON_NULL]
+
+
+@given(
+    st.dictionaries(st.text(max_size=5), values, max_size=3),
+    st.dictionaries(keys, values, max_size=3),
+    st.datetimes(timezones=st.just(UTC)),
+    scalars,
+)
+def test_decoding_some_fields_gives_them_exactly_whatever_the_other_fields_hold(
+    before, after, timestamp, other
+):
+    """The read of a collection decodes just operation/before/after of each event's state; a
+    state whose only tag is in a field not asked for (its timestamp) skips walking them."""
+    state = {"timestamp": timestamp, "operation": "update", "before": before, "after": after}
+    state["other"] = other
+    data = transcoder.encode(state)
+    fields = transcoder.decode_fields(data, ("operation", "before", "after"))
+    exactly(fields, ("update", before, after))
+    exactly(transcoder.decode_fields(data, ("timestamp", "after")), (timestamp, after))
