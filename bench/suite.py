@@ -609,7 +609,8 @@ class Suite:
         _compared(row, ledger, raw)
         size = written["state_bytes"] / written["events"]
         row.notes.append(
-            f"the ledger committed every {written['chunk']:,} records and wrote "
+            f"the ledger committed every {written['commit_every']:,} records (chunks of "
+            f"{written['chunk']:,} in one held write transaction) and wrote "
             f"{written['events']:,} event rows ({size:.0f} bytes of state each) and "
             f"{written['index_rows']:,} index rows; the reference read the table in "
             f"{raw['read_seconds']:.2f} s and stored exactly these rows in "

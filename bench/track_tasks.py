@@ -16,7 +16,7 @@ from adapters.sql import SqlAdapter, SqlCollection
 from bench.data import COLLECTION, SYSTEM
 from bench.raw import INSERT_INDEX, export_chunks, insert_events, load_chunks, sqlite_connect
 from ledger import open_ledger
-from ledger.tracking import CHUNK, track
+from ledger.tracking import CHUNK, COMMIT_EVERY, track
 
 BATCH = "baseline"
 
@@ -28,7 +28,8 @@ def empty_ledger(db: str) -> dict[str, Any]:
 
 
 def ledger_track(db: str, target: str, n: int) -> dict[str, Any]:
-    """`track` of the whole table: every row recorded once, `CHUNK` per transaction."""
+    """`track` of the whole table: every row recorded once, in chunks of `CHUNK` held in one
+    write transaction per `COMMIT_EVERY` rows."""
     ledger = open_ledger(db, create=False)
     adapter = SqlAdapter(SYSTEM, f"sqlite:///{target}", {COLLECTION: SqlCollection(COLLECTION)})
     after = ledger.recorder.max_notification_id() or 0
@@ -45,7 +46,7 @@ def ledger_track(db: str, target: str, n: int) -> dict[str, Any]:
 
 def export_track(db: str, table: str, after: int, path: str) -> dict[str, Any]:
     """The rows `ledger_track` wrote, saved in chunks for the reference; not timed."""
-    return {**export_chunks(db, table, after, path), "chunk": CHUNK}
+    return {**export_chunks(db, table, after, path), "chunk": CHUNK, "commit_every": COMMIT_EVERY}
 
 
 def raw_track(db: str, target: str, table: str, rows: str) -> dict[str, Any]:
